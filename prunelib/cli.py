@@ -1,0 +1,138 @@
+"""Command line: ``python -m prunelib <command>`` (also installed as ``prunelib``).
+
+The stage commands are what the Snakemake rules run; each takes its settings as one
+JSON object (``--settings``) and explicit input and output paths.  Heavy modules are
+imported inside each command so that a job pays only for what its stage uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _settings(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"prunelib: --settings is not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        raise SystemExit("prunelib: --settings must be a JSON object")
+    return value
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def cmd_data(a) -> None:
+    from prunelib import datasets
+
+    datasets.prepare(a.dataset, a.root, a.out)
+
+
+def cmd_init(a) -> None:
+    from prunelib import stages
+
+    stages.run_init(_settings(a.settings), a.out_weights, a.out_table)
+
+
+def cmd_score(a) -> None:
+    _threads(a.threads)
+    from prunelib import stages
+
+    stages.run_score(_settings(a.settings), a.init, a.data, a.out)
+
+
+def cmd_mask(a) -> None:
+    _threads(a.threads)
+    from prunelib import stages
+
+    stages.run_mask(_settings(a.settings), a.init, a.scores, a.out_mask, a.out_table)
+
+
+def cmd_train(a) -> None:
+    _threads(a.threads)
+    from prunelib import stages
+
+    stages.run_train(_settings(a.settings), a.init, a.mask, a.data, a.out_weights, a.out_log, a.label)
+
+
+def cmd_eval(a) -> None:
+    _threads(a.threads)
+    from prunelib import stages
+
+    row = stages.run_eval(_settings(a.settings), a.final, a.mask, a.data, a.out)
+    print(f"[{a.label}] top1 {100 * row['top1']:.2f}% top5 {100 * row['top5']:.2f}% "
+          f"r_e {row['empirical_ratio']:.3f}", file=sys.stderr)
+
+
+def cmd_aggregate(a) -> None:
+    from prunelib import aggregate
+
+    aggregate.run(a.evals, a.all, a.reports)
+
+
+def cmd_check_config(a) -> None:
+    from prunelib import config
+
+    s = config.load(a.config)
+    print(f"{a.config}: ok ({len(config.cells(s))} cells)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prunelib", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("data", help="fetch a dataset and write its prepared tensor file")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--root", required=True, help="raw data folder (torchvision layout)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("init", help="build a network from the seed and save its initial weights")
+    s.add_argument("--settings", required=True)
+    s.add_argument("--out-weights", required=True)
+    s.add_argument("--out-table", required=True)
+    s.set_defaults(func=cmd_init)
+
+    for name, func, extra in (("score", cmd_score, ("init", "data", "out")),
+                              ("mask", cmd_mask, ("init", "scores", "out_mask", "out_table")),
+                              ("train", cmd_train, ("init", "mask", "data", "out_weights", "out_log")),
+                              ("eval", cmd_eval, ("final", "mask", "data", "out"))):
+        s = sub.add_parser(name, help=f"the {name} stage of one cell")
+        s.add_argument("--settings", required=True)
+        for arg in extra:
+            s.add_argument("--" + arg.replace("_", "-"), required=arg != "scores", default="")
+        s.add_argument("--threads", type=int, default=1)
+        s.add_argument("--label", default="", help="prefix of progress lines")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("aggregate", help="collect eval rows into results/all.parquet and report tables")
+    s.add_argument("--all", required=True, help="output Parquet with every eval row")
+    s.add_argument("--reports", required=True, help="reports folder")
+    s.add_argument("evals", nargs="+", help="eval.parquet files")
+    s.set_defaults(func=cmd_aggregate)
+
+    s = sub.add_parser("check-config", help="resolve and validate a config file")
+    s.add_argument("config", nargs="?", default="config.yaml")
+    s.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    from prunelib.errors import PrunelibError
+
+    try:
+        args.func(args)
+    except PrunelibError as exc:
+        print(f"prunelib {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0

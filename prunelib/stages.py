@@ -1,0 +1,188 @@
+"""The five per-cell stages (init, score, mask, train, eval), as plain functions.
+
+Each reads its inputs from disk and writes its artifacts atomically; the Snakemake
+rules call them through ``python -m prunelib <stage>``, and a user can call them from
+Python.  Every artifact carries a ``meta`` dict with the settings that made it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+import prunelib
+from prunelib import datasets, init_schemes, masking, models, scorers
+from prunelib.artifacts import load_pt, save_pt, write_parquet
+from prunelib.config import PruneSettings, ScoreSettings, TrainSettings, settings_hash
+from prunelib.seeding import seed_everything
+from prunelib.training import evaluate, progress_printer, resolve_device, train
+
+
+def _provenance() -> dict:
+    return {"prunelib_version": prunelib.__version__, "torch_version": str(torch.__version__)}
+
+
+def build_model(arch: str, dataset: str) -> torch.nn.Module:
+    d = datasets.info(dataset)
+    return models.build(arch, d.num_classes, d.in_channels, d.image_size)
+
+
+def load_model(init_path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Network rebuilt from an init (or final) artifact, and the artifact's meta."""
+    blob = load_pt(init_path)
+    meta = blob["meta"]
+    model = build_model(meta["arch"], meta["dataset"])
+    model.load_state_dict(blob["state_dict"])
+    return model, meta
+
+
+# --- init -----------------------------------------------------------------------------
+
+def run_init(settings: dict, out_weights, out_table) -> None:
+    """settings: ``config.init_settings`` (arch, dataset, seed, init_scheme, prune)."""
+    arch, dataset, seed, scheme = (settings[k] for k in ("arch", "dataset", "seed", "init_scheme"))
+    prune = PruneSettings(**settings["prune"])
+    seed_everything(seed, "init")
+    model = build_model(arch, dataset)
+    init_schemes.apply(model, scheme)
+    prunable = models.prunable_names(model, prune.include_bias, prune.include_norm)
+    meta = {"arch": arch, "dataset": dataset, "seed": seed, "init_scheme": scheme,
+            "prunable": prunable, "settings_hash": settings_hash(settings), **_provenance()}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    save_pt({"state_dict": state, "meta": meta}, out_weights)
+    rows = [{"name": n, "shape": "x".join(map(str, p.shape)), "numel": p.numel(), "prunable": n in prunable}
+            for n, p in model.named_parameters()]
+    write_parquet(rows, out_table, metadata={"arch": arch, "dataset": dataset, "seed": seed,
+                                             "init_scheme": scheme})
+
+
+# --- score ----------------------------------------------------------------------------
+
+def compute_scores(model: torch.nn.Module, prunable: list[str], method: str, data: dict | None,
+                   dataset: str, seed: int, score: ScoreSettings, device: torch.device) -> dict:
+    """Scores of ``method`` for the ``prunable`` parameters of ``model``, on the CPU."""
+    scorer = scorers.get(method).make_scorer()
+    model.to(device)
+    named = dict(model.named_parameters())
+    params = {n: named[n] for n in prunable}
+    batches = []
+    if scorer.needs_data:
+        batches = [(x.to(device), y.to(device)) for x, y in
+                   datasets.scoring_batches(data, dataset, seed, score.batch_size, score.num_batches)]
+    return {n: s.detach().cpu() for n, s in scorer.score(model, params, batches, seed).items()}
+
+
+def run_score(settings: dict, init_path, data_path, out) -> None:
+    """settings: ``config.score_settings`` (method, seed, score, device)."""
+    method, seed = settings["method"], settings["seed"]
+    score = ScoreSettings(**settings["score"])
+    m = scorers.get(method)
+    needs_data = m.make_scorer().needs_data
+    model, meta = load_model(init_path)
+    data = datasets.load_prepared(data_path) if needs_data else None
+    dev = resolve_device(settings["device"])
+    start = time.perf_counter()
+    scores = compute_scores(model, meta["prunable"], method, data, meta["dataset"], seed, score, dev)
+    seconds = time.perf_counter() - start
+    masking.check_finite(scores, method)
+    save_pt({"scores": scores,
+             "meta": {"method": method, "seed": seed, "scope": m.scope, "paper": m.paper,
+                      "batch_size": score.batch_size if needs_data else 0,
+                      "num_batches": score.num_batches if needs_data else 0,
+                      "n_examples": score.batch_size * score.num_batches if needs_data else 0,
+                      "seconds": seconds, "device": str(dev), "init": meta,
+                      "settings_hash": settings_hash(settings), **_provenance()}}, out)
+
+
+# --- mask -----------------------------------------------------------------------------
+
+def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> None:
+    """settings: ``config.mask_settings`` (method, ratio, seed). ``scores_path`` is unused for dense."""
+    method, ratio, seed = settings["method"], settings["ratio"], settings["seed"]
+    m = scorers.get(method)
+    if m.scope == "all":
+        blob = load_pt(init_path)
+        scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
+        score_meta = {}
+    else:
+        blob = load_pt(scores_path)
+        scores, score_meta = blob["scores"], blob["meta"]
+    start = time.perf_counter()
+    masks, rows = masking.select_masks(scores, ratio, m.scope, seed, method=method)
+    seconds = time.perf_counter() - start
+    summary = masking.mask_summary(rows)
+    if m.scope == "layer":
+        target = sum(masking.kept_count(r["numel"], ratio) for r in rows)
+    else:
+        target = masking.kept_count(summary["n_prunable"], ratio)
+    meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": m.scope, "target_kept": target,
+            **summary, "seconds": seconds, "score_seconds": score_meta.get("seconds", 0.0),
+            "settings_hash": settings_hash(settings), **_provenance()}
+    save_pt({"masks": masks, "meta": meta}, out_mask)
+    write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
+                                                                  "target_kept", "n_kept", "n_prunable")})
+
+
+# --- train ----------------------------------------------------------------------------
+
+def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_log, label: str = "") -> None:
+    """settings: ``config.train_settings`` (seed, train, device)."""
+    seed = settings["seed"]
+    train_settings = TrainSettings(**{k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in settings["train"].items()})
+    model, init_meta = load_model(init_path)
+    mask_blob = load_pt(mask_path)
+    data = datasets.load_prepared(data_path)
+    dev = resolve_device(settings["device"])
+    progress = progress_printer(label or f"{init_meta['dataset']}/{init_meta['arch']} seed{seed}")
+    rows = train(model, mask_blob["masks"], data, init_meta["dataset"], train_settings, seed, dev, progress)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    meta = {**init_meta, "mask": mask_blob["meta"], "device": str(dev),
+            "train_seconds": sum(r["seconds"] for r in rows),
+            "settings_hash": settings_hash(settings), **_provenance()}
+    save_pt({"state_dict": state, "meta": meta}, out_weights)
+    write_parquet(rows, out_log, metadata={"seed": seed, "device": str(dev)})
+
+
+# --- eval -----------------------------------------------------------------------------
+
+#: Eval-row columns that measure time; everything else is identical between reruns on CPU.
+TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds")
+
+
+def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
+    """settings: ``config.eval_settings`` (method, ratio, seed, eval_batch_size, device, cell_hash)."""
+    method, ratio, seed = settings["method"], float(settings["ratio"]), int(settings["seed"])
+    model, meta = load_model(final_path)
+    masks = load_pt(mask_path)["masks"]
+    data = datasets.load_prepared(data_path)
+    dev = resolve_device(settings["device"])
+    start = time.perf_counter()
+    metrics = evaluate(model, data, meta["dataset"], settings["eval_batch_size"], dev)
+    eval_seconds = time.perf_counter() - start
+    params = dict(model.named_parameters())
+    n_prunable = sum(params[n].numel() for n in masks)
+    n_nonzero_prunable = sum(int((params[n] != 0).sum()) for n in masks)
+    collapsed = [n for n, m in masks.items() if not bool(m.any())]
+    r_e = n_prunable / n_nonzero_prunable if n_nonzero_prunable else float("inf")
+    row = {
+        "arch": meta["arch"], "dataset": meta["dataset"], "method": method, "ratio": ratio,
+        "seed": seed, "init_scheme": meta["init_scheme"],
+        **metrics,
+        "n_params": sum(p.numel() for p in params.values()),
+        "n_prunable": n_prunable,
+        "n_nonzero": sum(int((p != 0).sum()) for p in params.values()),
+        "n_nonzero_prunable": n_nonzero_prunable,
+        "n_kept": sum(int(m.sum()) for m in masks.values()),
+        "empirical_ratio": r_e, "compression_error": (r_e - ratio) / ratio,
+        "collapsed_layers": len(collapsed), "collapsed_names": ",".join(collapsed),
+        "train_seconds": meta["train_seconds"], "score_seconds": meta["mask"].get("score_seconds", 0.0),
+        "eval_seconds": eval_seconds,
+        "status": "ok",
+        "prunelib_version": prunelib.__version__, "torch_version": str(torch.__version__),
+        "device": meta["device"], "settings_hash": settings["cell_hash"],
+    }
+    write_parquet([row], out)
+    return row

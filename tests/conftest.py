@@ -1,0 +1,71 @@
+"""Shared fixtures: real MNIST (fetched once into the repo's data/ folder) and small helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("PRUNELIB_TEST_DATA", REPO / "data"))
+PYTHON = sys.executable
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    from prunelib.datasets import fetch_mnist
+
+    fetch_mnist(DATA_ROOT)
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def mnist_pt(mnist_root, tmp_path_factory) -> Path:
+    from prunelib.datasets import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "mnist.pt"
+    prepare("mnist", mnist_root, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_pt) -> dict:
+    from prunelib.datasets import load_prepared
+
+    return load_prepared(mnist_pt)
+
+
+def tensor_dict_digest(tensors: dict) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes: equal iff bit-identical."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def run(cmd, cwd=None, check=True, env=None, timeout=900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture
+def snakemake_bin() -> str:
+    if not Path(SNAKEMAKE).exists():
+        found = shutil.which("snakemake")
+        if found is None:
+            pytest.fail("snakemake is not installed in this environment")
+        return found
+    return SNAKEMAKE

@@ -1,0 +1,104 @@
+import subprocess
+
+import pytest
+import yaml
+
+from prunelib import config, datasets, init_schemes, models, scorers
+from prunelib.config import ConfigError, resolve
+
+from conftest import REPO, SNAKEMAKE
+
+
+def test_schema_enums_match_the_registries():
+    assert config.known("archs") == list(models.MODELS)
+    assert config.known("datasets") == list(datasets.DATASETS)
+    assert config.known("methods") == [m for m in scorers.METHODS if m != config.DENSE]
+    schema = config._load_schema()
+    assert schema["properties"]["init"]["properties"]["scheme"]["enum"] == list(init_schemes.SCHEMES)
+
+
+def test_default_config_resolves_to_the_fast_preset():
+    s = config.load(REPO / "config.yaml")
+    assert s.preset == "fast"
+    assert s.grid.methods == ("random", "global_magnitude", "layer_magnitude", "snip")
+    assert {1, 4, 16, 64} <= set(s.grid.ratios) and len(s.grid.seeds) >= 3
+    # one dense control per (arch, seed), plus every method at every r > 1
+    n_pruned = len([r for r in s.grid.ratios if r != 1])
+    per_seed = 1 + len(s.grid.methods) * n_pruned
+    assert len(config.cells(s)) == len(s.grid.archs) * len(s.grid.seeds) * per_seed
+
+
+def test_preset_then_config_overrides():
+    s = config.to_settings(resolve({"preset": "thesis", "train": {"epochs": 2}}))
+    assert s.train.lr == 1e-4 and s.train.nesterov and s.train.batch_size == 128
+    assert s.train.epochs == 2                     # the user's key wins over the preset
+    assert s.init.scheme_for("snip") == "xavier_normal"
+    assert s.init.scheme_for("global_magnitude") == "pytorch_default"
+    assert s.grid.seeds == (42, 43, 44)
+
+
+def test_thesis_preset_matches_the_study_protocol():
+    p = yaml.safe_load((REPO / "workflow/presets/thesis.yaml").read_text())
+    t = p["train"]
+    assert (t["optimizer"], t["momentum"], t["nesterov"], t["lr"], t["batch_size"], t["epochs"]) == \
+        ("sgd", 0.9, True, 1e-4, 128, 5)
+    assert t["train_subset"] is None
+    assert p["grid"]["ratios"] == [1, 2, 4, 8, 16, 32, 64]
+
+
+def _grid(**over):
+    g = {"archs": ["lenet5"], "datasets": ["mnist"], "methods": ["snip"], "ratios": [1, 4], "seeds": [0]}
+    g.update(over)
+    return {"grid": g}
+
+
+BAD = [
+    (_grid(archs=["vgg99"]), 'grid.archs[0] = "vgg99" is not allowed; allowed: lenet300, lenet5'),
+    (_grid(datasets=["imagenet"]), 'grid.datasets[0] = "imagenet" is not allowed; allowed: mnist'),
+    (_grid(methods=["snip", "snipp"]),
+     'grid.methods[1] = "snipp" is not allowed; allowed: random, global_magnitude, layer_magnitude, snip'),
+    (_grid(ratios=[4, 0.5]), "grid.ratios[1] = 0.5 is not allowed; allowed: numbers >= 1"),
+    (_grid(seeds=[1.5]), "grid.seeds[0] = 1.5 is not allowed; allowed: integers >= 0"),
+    (_grid(seeds=[-1]), "grid.seeds[0] = -1 is not allowed; allowed: integers >= 0"),
+    (_grid(methods=[]), "grid.methods = [] is not allowed; allowed: a non-empty list"),
+    (_grid(seeds=[]), "grid.seeds = [] is not allowed; allowed: a non-empty list"),
+    ({"train": {"epochs": 0}}, "train.epochs = 0 is not allowed; allowed: integers >= 1"),
+    ({"train": {"batch_size": 0}}, "train.batch_size = 0 is not allowed; allowed: integers >= 1"),
+    ({"score": {"batch_size": -3}}, "score.batch_size = -3 is not allowed; allowed: integers >= 1"),
+    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, thesis'),
+    ({"train": {"epoch": 3}}, "unknown key train.epoch; allowed keys batch_size, epochs,"),
+    ({"device": "tpu"}, 'device = "tpu" is not allowed; allowed: auto, cpu, cuda'),
+]
+
+
+@pytest.mark.parametrize("user, message", BAD, ids=[b[1].split(" ")[0] for b in BAD])
+def test_bad_input_is_one_line_naming_key_value_and_allowed(user, message):
+    with pytest.raises(ConfigError) as err:
+        resolve(user)
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith("config error: ")
+    assert message in text
+
+
+def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
+    """Through the real command line: one line on stderr, non-zero exit, nothing written."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"preset": "fast", **_grid(ratios=[0.5])}))
+    proc = subprocess.run([SNAKEMAKE, "-s", REPO / "Snakefile", "--directory", tmp_path, "--cores", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert lines[-1] == "config error: grid.ratios[0] = 0.5 is not allowed; allowed: numbers >= 1"
+    assert not (tmp_path / "results").exists()
+
+
+def test_format_ratio():
+    assert config.format_ratio(16) == "16"
+    assert config.format_ratio(16.0) == "16"
+    assert config.format_ratio(2.5) == "2.5"
+
+
+def test_settings_hash_is_stable_and_sensitive():
+    a = {"x": 1, "y": [1, 2]}
+    assert config.settings_hash(a) == config.settings_hash({"y": [1, 2], "x": 1})
+    assert config.settings_hash(a) != config.settings_hash({"x": 2, "y": [1, 2]})

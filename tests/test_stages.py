@@ -1,0 +1,130 @@
+"""The five stages in-process on real MNIST, and determinism by hash."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from prunelib import config, stages
+from prunelib.artifacts import load_pt, read_parquet_rows
+from prunelib.masking import kept_count
+
+from conftest import tensor_dict_digest
+
+SETTINGS = config.to_settings(config.resolve({
+    "train": {"epochs": 1, "train_subset": 512, "batch_size": 64},
+    "score": {"batch_size": 64},
+}))
+
+
+def run_cell(root, mnist_pt, arch, method, ratio, seed, s=SETTINGS):
+    d = root / f"{arch}/seed{seed}/{method}/r{config.format_ratio(ratio)}"
+    scheme = s.init.scheme_for(method)
+    stages.run_init(config.init_settings(s, arch, "mnist", seed, scheme), d / "init.pt", d / "init.parquet")
+    if method != config.DENSE:
+        stages.run_score(config.score_settings(s, method, seed), d / "init.pt", mnist_pt, d / "scores.pt")
+    stages.run_mask(config.mask_settings(s, method, ratio, seed), d / "init.pt", d / "scores.pt",
+                    d / "mask.pt", d / "mask.parquet")
+    stages.run_train(config.train_settings(s, seed), d / "init.pt", d / "mask.pt", mnist_pt,
+                     d / "final.pt", d / "train_log.parquet")
+    stages.run_eval(config.eval_settings(s, arch, "mnist", method, ratio, seed), d / "final.pt",
+                    d / "mask.pt", mnist_pt, d / "eval.parquet")
+    return d
+
+
+@pytest.fixture(scope="module")
+def snip_cell(tmp_path_factory, mnist_pt):
+    return run_cell(tmp_path_factory.mktemp("a"), mnist_pt, "lenet300", "snip", 16, 0)
+
+
+def test_init_table_lists_every_parameter(snip_cell):
+    rows = read_parquet_rows(snip_cell / "init.parquet")
+    assert [r["name"] for r in rows] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+                                         "fc3.weight", "fc3.bias"]
+    assert sum(r["numel"] for r in rows) == 266_610
+    assert [r["prunable"] for r in rows] == [True, False] * 3
+    assert rows[0]["shape"] == "300x784"
+
+
+def test_scores_have_the_parameters_names_and_shapes(snip_cell):
+    blob = load_pt(snip_cell / "scores.pt")
+    init = load_pt(snip_cell / "init.pt")["state_dict"]
+    assert {n: s.shape for n, s in blob["scores"].items()} == \
+        {n: init[n].shape for n in ("fc1.weight", "fc2.weight", "fc3.weight")}
+    assert blob["meta"]["batch_size"] == 64 and blob["meta"]["n_examples"] == 64
+    assert abs(sum(float(s.sum()) for s in blob["scores"].values()) - 1) < 1e-4  # SNIP normalised
+
+
+def test_mask_table_and_exact_count(snip_cell):
+    rows = read_parquet_rows(snip_cell / "mask.parquet")
+    masks = load_pt(snip_cell / "mask.pt")["masks"]
+    assert sum(r["kept"] for r in rows) == kept_count(266_200, 16) == sum(int(m.sum()) for m in masks.values())
+    for r in rows:
+        assert r["kept"] == int(masks[r["name"]].sum())
+        assert r["density"] == r["kept"] / r["numel"]
+        assert r["collapsed"] == (r["kept"] == 0)
+
+
+def test_train_log_and_final_weights(snip_cell):
+    log = read_parquet_rows(snip_cell / "train_log.parquet")
+    assert [r["epoch"] for r in log] == [1]
+    assert set(log[0]) == {"epoch", "lr", "train_loss", "train_top1", "seconds"}
+    final = load_pt(snip_cell / "final.pt")["state_dict"]
+    masks = load_pt(snip_cell / "mask.pt")["masks"]
+    for name, m in masks.items():
+        assert int(torch.count_nonzero(final[name][~m])) == 0
+
+
+def test_eval_row(snip_cell):
+    row = read_parquet_rows(snip_cell / "eval.parquet")[0]
+    expected = {"arch", "dataset", "method", "ratio", "seed", "top1", "top5", "test_loss", "n_params",
+                "n_prunable", "n_nonzero", "empirical_ratio", "compression_error", "collapsed_layers",
+                "train_seconds", "prunelib_version", "torch_version", "device", "settings_hash"}
+    assert expected <= set(row)
+    assert (row["arch"], row["method"], row["ratio"], row["seed"]) == ("lenet300", "snip", 16.0, 0)
+    assert row["n_params"] == 266_610 and row["n_prunable"] == 266_200
+    assert row["empirical_ratio"] == 266_200 / row["n_nonzero_prunable"]
+    assert abs(row["empirical_ratio"] - 16) / 16 < 1e-3
+    assert row["compression_error"] == (row["empirical_ratio"] - 16) / 16
+    assert 0.5 < row["top1"] <= row["top5"] <= 1.0   # real MNIST learns even from 512 images
+    assert row["device"] == "cpu"
+
+
+def test_same_seed_and_config_give_bit_identical_artifacts(tmp_path, mnist_pt):
+    a = run_cell(tmp_path / "a", mnist_pt, "lenet5", "snip", 8, 1)
+    b = run_cell(tmp_path / "b", mnist_pt, "lenet5", "snip", 8, 1)
+    c = run_cell(tmp_path / "c", mnist_pt, "lenet5", "snip", 8, 2)
+    digest = {k: tensor_dict_digest(load_pt(d / "mask.pt")["masks"]) for k, d in zip("abc", (a, b, c))}
+    assert digest["a"] == digest["b"] != digest["c"]
+    for f, key in (("init.pt", "state_dict"), ("scores.pt", "scores"), ("final.pt", "state_dict")):
+        assert tensor_dict_digest(load_pt(a / f)[key]) == tensor_dict_digest(load_pt(b / f)[key]), f
+    ra, rb = (read_parquet_rows(d / "eval.parquet")[0] for d in (a, b))
+    for col in stages.TIMING_COLUMNS:
+        ra.pop(col), rb.pop(col)
+    assert ra == rb
+
+
+@pytest.mark.parametrize("method", ["random", "global_magnitude", "layer_magnitude", "snip"])
+def test_every_method_meets_the_ratio_exactly_on_lenet5(tmp_path, mnist_pt, method):
+    s = SETTINGS
+    d = tmp_path
+    stages.run_init(config.init_settings(s, "lenet5", "mnist", 0, "pytorch_default"), d / "i.pt", d / "i.parquet")
+    stages.run_score(config.score_settings(s, method, 0), d / "i.pt", mnist_pt, d / "s.pt")
+    for r in (2, 4, 8, 16, 32, 64):
+        stages.run_mask(config.mask_settings(s, method, r, 0), d / "i.pt", d / "s.pt", d / "m.pt", d / "m.parquet")
+        meta = load_pt(d / "m.pt")["meta"]
+        rows = read_parquet_rows(d / "m.parquet")
+        if method == "layer_magnitude":
+            assert [x["kept"] for x in rows] == [kept_count(x["numel"], r) for x in rows]
+        else:
+            assert sum(x["kept"] for x in rows) == kept_count(430_500, r)
+        assert meta["n_kept"] == meta["target_kept"]
+
+
+def test_dense_control_keeps_everything(tmp_path, mnist_pt):
+    d = run_cell(tmp_path, mnist_pt, "lenet300", config.DENSE, 1, 0,
+                 s=dataclasses.replace(SETTINGS, train=dataclasses.replace(SETTINGS.train, train_subset=128)))
+    row = read_parquet_rows(d / "eval.parquet")[0]
+    assert row["n_kept"] == row["n_prunable"] == 266_200
+    assert row["empirical_ratio"] == 1.0 and row["compression_error"] == 0.0
+    assert not (d / "scores.pt").exists()

@@ -1,0 +1,83 @@
+# Shared helpers: the resolved settings, paths of every artifact, and the stage command.
+import json
+from pathlib import Path
+import shlex
+import sys
+
+sys.path.insert(0, workflow.basedir)  # prunelib is importable without installation
+from prunelib import config as plconfig
+
+try:
+    SETTINGS = plconfig.to_settings(plconfig.resolve(config))
+except plconfig.ConfigError as exc:
+    sys.exit(str(exc))
+
+CELLS = plconfig.cells(SETTINGS)
+METHODS = [plconfig.DENSE] + plconfig.known("methods")
+
+
+def _uses_conda():
+    methods = getattr(workflow.deployment_settings, "deployment_method", ())
+    return any(getattr(m, "name", str(m)).upper() == "CONDA" for m in methods)
+
+
+# Every job runs `python -m prunelib ...`: under --use-conda the env's python; otherwise
+# the interpreter that runs Snakemake (e.g. .venv/bin/python), even when its folder is
+# not on PATH. prunelib is found from the workflow folder, installed or not.
+# (Snakemake formats the prefix like a shell command, hence the doubled braces.)
+_prefix = (
+    "set -euo pipefail; export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; "
+    % shlex.quote(workflow.basedir)
+)
+if not _uses_conda():
+    _prefix += "export PATH=%s:$PATH; " % shlex.quote(str(Path(sys.executable).parent))
+shell.prefix(_prefix)
+ENV = "../../envs/prunelib.yaml"
+CELL = "results/{dataset}/{arch}/seed{seed}/{method}/r{ratio}"
+
+
+wildcard_constraints:
+    dataset="|".join(plconfig.known("datasets")),
+    arch="|".join(plconfig.known("archs")),
+    method="|".join(METHODS),
+    scheme="[a-z_]+",
+    seed=r"\d+",
+    ratio=r"[0-9]+(\.[0-9]+)?",
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def init_path(w, ext="pt"):
+    scheme = SETTINGS.init.scheme_for(w.method)
+    return f"results/{w.dataset}/{w.arch}/seed{w.seed}/init_{scheme}.{ext}"
+
+
+def scores_path(w):
+    return f"results/{w.dataset}/{w.arch}/seed{w.seed}/{w.method}/scores.pt"
+
+
+def scores_arg(w):
+    """The mask command's --scores option; the dense control has no scores file."""
+    return (
+        "" if w.method == plconfig.DENSE else "--scores " + shlex.quote(scores_path(w))
+    )
+
+
+def data_path(w):
+    return f"results/data/{w.dataset}.pt"
+
+
+def cell_label(w):
+    return f"{w.dataset}/{w.arch}/seed{w.seed}/{w.method}/r{w.ratio}"
+
+
+def mask_inputs(w):
+    if w.method == plconfig.DENSE:
+        return {"init": init_path(w)}
+    return {"init": init_path(w), "scores": scores_path(w)}
+
+
+def eval_paths():
+    return [f"{CELL}/eval.parquet".format(**vars(c)) for c in CELLS]

@@ -1,0 +1,22 @@
+rule eval:
+    input:
+        final=f"{CELL}/final.pt",
+        mask=f"{CELL}/mask.pt",
+        data=data_path,
+    output:
+        f"{CELL}/eval.parquet",
+    log:
+        "results/logs/eval/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.log",
+    conda:
+        ENV
+    threads: SETTINGS.threads
+    params:
+        settings=lambda w: as_json(
+            plconfig.eval_settings(
+                SETTINGS, w.arch, w.dataset, w.method, float(w.ratio), int(w.seed)
+            )
+        ),
+        label=cell_label,
+    shell:
+        "python -m prunelib eval --settings {params.settings:q} --final {input.final:q} --mask {input.mask:q} "
+        "--data {input.data:q} --out {output:q} --threads {threads} --label {params.label:q} 2> {log:q}"
