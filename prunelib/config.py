@@ -74,7 +74,7 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class GridSettings:
-    archs: tuple = ("lenet5", "lenet300")
+    archs: tuple = ("lenet5",)
     datasets: tuple = ("mnist",)
     methods: tuple = ("random", "global_magnitude", "layer_magnitude", "snip")
     ratios: tuple = (1, 4, 16, 64)

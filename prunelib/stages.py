@@ -44,12 +44,14 @@ def run_init(settings: dict, out_weights, out_table) -> None:
     """settings: ``config.init_settings`` (arch, dataset, seed, init_scheme, prune)."""
     arch, dataset, seed, scheme = (settings[k] for k in ("arch", "dataset", "seed", "init_scheme"))
     prune = PruneSettings(**settings["prune"])
+    start = time.perf_counter()
     seed_everything(seed, "init")
     model = build_model(arch, dataset)
     init_schemes.apply(model, scheme)
     prunable = models.prunable_names(model, prune.include_bias, prune.include_norm)
     meta = {"arch": arch, "dataset": dataset, "seed": seed, "init_scheme": scheme,
-            "prunable": prunable, "settings_hash": settings_hash(settings), **_provenance()}
+            "prunable": prunable, "seconds": time.perf_counter() - start,
+            "settings_hash": settings_hash(settings), **_provenance()}
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     save_pt({"state_dict": state, "meta": meta}, out_weights)
     rows = [{"name": n, "shape": "x".join(map(str, p.shape)), "numel": p.numel(), "prunable": n in prunable}

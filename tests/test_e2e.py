@@ -22,7 +22,7 @@ import yaml
 
 from prunelib.artifacts import load_pt
 
-from conftest import REPO, run
+from conftest import PYTHON, REPO, run
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +75,8 @@ def completed(workdir):
         load_pt(p)
     for p in workdir.glob("results/mnist/**/*.parquet"):
         pd.read_parquet(p)
-    # 2. rerun: completes the grid
+    # 2. a SIGKILLed Snakemake cannot release its lock: unlock as its message says, rerun
+    run(smk(snakemake_bin, workdir, "--unlock"))
     out = run(smk(snakemake_bin, workdir, "--cores", "2", "--rerun-incomplete"), timeout=900)
     return workdir, out
 
@@ -106,7 +107,7 @@ def test_masks_on_disk_are_readable_and_bit_identical_across_processes(completed
     cell = wd / "results/mnist/lenet5/seed1/snip/r16"
     settings = '{"method":"snip","ratio":16.0,"seed":1}'
     scores = wd / "results/mnist/lenet5/seed1/snip/scores.pt"
-    run(["python", "-m", "prunelib", "mask", "--settings", settings, "--init",
+    run([PYTHON, "-m", "prunelib", "mask", "--settings", settings, "--init",
          wd / "results/mnist/lenet5/seed1/init_pytorch_default.pt", "--scores", scores,
          "--out-mask", tmp_path / "m.pt", "--out-table", tmp_path / "m.parquet"], cwd=REPO)
     a, b = load_pt(cell / "mask.pt")["masks"], load_pt(tmp_path / "m.pt")["masks"]

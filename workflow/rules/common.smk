@@ -13,7 +13,7 @@ except plconfig.ConfigError as exc:
     sys.exit(str(exc))
 
 CELLS = plconfig.cells(SETTINGS)
-METHODS = [plconfig.DENSE] + plconfig.known("methods")
+METHODS = [plconfig.DENSE, *plconfig.known("methods")]
 
 
 def _uses_conda():
@@ -25,13 +25,15 @@ def _uses_conda():
 # the interpreter that runs Snakemake (e.g. .venv/bin/python), even when its folder is
 # not on PATH. prunelib is found from the workflow folder, installed or not.
 # (Snakemake formats the prefix like a shell command, hence the doubled braces.)
-_prefix = (
-    "set -euo pipefail; export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; "
-    % shlex.quote(workflow.basedir)
+_venv_path = (
+    ""
+    if _uses_conda()
+    else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
 )
-if not _uses_conda():
-    _prefix += "export PATH=%s:$PATH; " % shlex.quote(str(Path(sys.executable).parent))
-shell.prefix(_prefix)
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}"
+    f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}"
+)
 ENV = "../../envs/prunelib.yaml"
 CELL = "results/{dataset}/{arch}/seed{seed}/{method}/r{ratio}"
 
@@ -61,7 +63,7 @@ def scores_path(w):
 def scores_arg(w):
     """The mask command's --scores option; the dense control has no scores file."""
     return (
-        "" if w.method == plconfig.DENSE else "--scores " + shlex.quote(scores_path(w))
+        "" if w.method == plconfig.DENSE else f"--scores {shlex.quote(scores_path(w))}"
     )
 
 

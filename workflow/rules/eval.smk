@@ -7,6 +7,8 @@ rule eval:
         f"{CELL}/eval.parquet",
     log:
         "results/logs/eval/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.log",
+    benchmark:
+        "results/benchmarks/eval/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.tsv"
     conda:
         ENV
     threads: SETTINGS.threads

@@ -4,6 +4,8 @@ rule init:
         table="results/{dataset}/{arch}/seed{seed}/init_{scheme}.parquet",
     log:
         "results/logs/init/{dataset}/{arch}/seed{seed}/init_{scheme}.log",
+    benchmark:
+        "results/benchmarks/init/{dataset}/{arch}/seed{seed}/init_{scheme}.tsv"
     conda:
         ENV
     params:

@@ -6,6 +6,8 @@ rule mask:
         table=f"{CELL}/mask.parquet",
     log:
         "results/logs/mask/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.log",
+    benchmark:
+        "results/benchmarks/mask/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.tsv"
     conda:
         ENV
     params:

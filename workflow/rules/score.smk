@@ -6,6 +6,8 @@ rule score:
         "results/{dataset}/{arch}/seed{seed}/{method}/scores.pt",
     log:
         "results/logs/score/{dataset}/{arch}/seed{seed}/{method}.log",
+    benchmark:
+        "results/benchmarks/score/{dataset}/{arch}/seed{seed}/{method}.tsv"
     conda:
         ENV
     threads: SETTINGS.threads

@@ -8,6 +8,8 @@ rule train:
         log_table=f"{CELL}/train_log.parquet",
     log:
         "results/logs/train/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.tsv"
     conda:
         ENV
     threads: SETTINGS.threads

@@ -1,0 +1,47 @@
+"""The conda env file is valid, pins every package, and agrees with pyproject.toml."""
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import REPO
+
+
+def _pins(lines):
+    out = {}
+    for line in lines:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[a-z,]+\])?==([0-9][^\s;]*)", line.strip())
+        assert m, f"not an exact pin: {line!r}"
+        out[m.group(1).lower()] = m.group(3)
+    return out
+
+
+def test_env_file_matches_pyproject_pins():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pyproject = _pins(project["dependencies"])
+    env = yaml.safe_load((REPO / "envs" / "prunelib.yaml").read_text())
+    assert env["channels"][0] == "conda-forge"
+    deps = env["dependencies"]
+    assert "python=3.11" in deps
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    assert _pins(pip) == pyproject
+
+
+def test_pins_cover_what_the_code_imports():
+    pyproject = _pins(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    imported = set()
+    for path in (REPO / "prunelib").rglob("*.py"):
+        imported |= set(re.findall(r"^\s*(?:import|from) (\w+)", path.read_text(), re.M))
+    third_party = imported - {"prunelib", "__future__", "argparse", "contextlib", "copy", "dataclasses",
+                              "fractions", "gzip", "hashlib", "json", "logging", "math", "os", "pathlib",
+                              "shutil", "subprocess", "sys", "tarfile", "tempfile", "time", "typing"}
+    names = {"yaml": "pyyaml"}
+    assert {names.get(m, m) for m in third_party} <= set(pyproject), third_party
+
+
+def test_every_rule_names_the_env_file():
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        text = smk.read_text()
+        n_rules = len(re.findall(r"^rule \w+:", text, re.M))
+        assert text.count("conda:\n        ENV") == n_rules, smk.name
