@@ -50,10 +50,34 @@ class PruneSettings:
     include_norm: bool = False
 
 
+#: Methods whose mask depends on r beyond a threshold (scored again while pruning).
+ITERATIVE_METHODS = ("synflow",)
+
+
 @dataclass(frozen=True)
 class ScoreSettings:
+    """Scoring data and method knobs. ``per_method`` overrides the data keys per method;
+    the default follows GraSP's code (10 examples per class, class-balanced)."""
+
     batch_size: int = 128
     num_batches: int = 1
+    class_balanced: bool = False
+    per_method: dict = field(default_factory=lambda: {"grasp": {"batch_size": 100, "class_balanced": True}})
+    synflow_rounds: int = 100
+    obd_estimator: str = "auto"
+    obd_probes: int = 64
+
+    def data_for(self, method: str) -> dict:
+        base = {"batch_size": self.batch_size, "num_batches": self.num_batches,
+                "class_balanced": self.class_balanced}
+        return {**base, **self.per_method.get(method, {})}
+
+    def knobs_for(self, method: str) -> dict:
+        if method == "synflow":
+            return {"rounds": self.synflow_rounds}
+        if method == "obd":
+            return {"estimator": self.obd_estimator, "probes": self.obd_probes}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -281,11 +305,16 @@ def init_settings(s: Settings, arch: str, dataset: str, seed: int, scheme: str) 
 
 
 def score_settings(s: Settings, method: str, seed: int) -> dict:
-    return {"method": method, "seed": int(seed), "score": dataclasses.asdict(s.score), "device": s.device}
+    """Only what this method's scores depend on, so other methods' knobs never rerun it."""
+    return {"method": method, "seed": int(seed), "data": s.score.data_for(method),
+            "knobs": s.score.knobs_for(method), "device": s.device}
 
 
 def mask_settings(s: Settings, method: str, ratio: float, seed: int) -> dict:
-    return {"method": method, "ratio": float(ratio), "seed": int(seed)}
+    out = {"method": method, "ratio": float(ratio), "seed": int(seed)}
+    if method in ITERATIVE_METHODS:  # these re-score while pruning
+        out.update({"knobs": s.score.knobs_for(method), "device": s.device})
+    return out
 
 
 def train_settings(s: Settings, seed: int) -> dict:

@@ -189,8 +189,13 @@ def to_float(x_uint8, dataset: str):
     return x.sub_(mean).div_(std)
 
 
-def scoring_batches(data: dict, dataset: str, seed: int, batch_size: int, num_batches: int):
-    """The scoring data: ``num_batches`` batches drawn without replacement with the seed."""
+def scoring_batches(data: dict, dataset: str, seed: int, batch_size: int, num_batches: int,
+                    class_balanced: bool = False):
+    """The scoring data: ``num_batches`` batches drawn without replacement with the seed.
+
+    Class-balanced batches hold batch_size // C examples of every class (the first
+    batch_size % C classes one more), drawn per class with the seed.
+    """
     import torch
 
     from prunelib.seeding import generator
@@ -199,7 +204,20 @@ def scoring_batches(data: dict, dataset: str, seed: int, batch_size: int, num_ba
     need = batch_size * num_batches
     if need > n:
         raise ValueError(f"score.batch_size x score.num_batches = {need} exceeds the {n} training examples")
-    idx = torch.randperm(n, generator=generator(seed, "score-batch"))[:need]
+    g = generator(seed, "score-batch")
+    if not class_balanced:
+        idx = torch.randperm(n, generator=g)[:need]
+    else:
+        y = data["train_y"]
+        classes = info(dataset).num_classes
+        per_class = [torch.nonzero(y == c).flatten() for c in range(classes)]
+        per_class = [ix[torch.randperm(ix.numel(), generator=g)] for ix in per_class]
+        picks = []
+        for b in range(num_batches):
+            counts = [batch_size // classes + (1 if c < batch_size % classes else 0) for c in range(classes)]
+            offsets = [b * (batch_size // classes + 1)] * classes
+            picks.append(torch.cat([per_class[c][offsets[c]:offsets[c] + counts[c]] for c in range(classes)]))
+        idx = torch.cat(picks)
     for b in range(num_batches):
         sel = idx[b * batch_size:(b + 1) * batch_size]
         yield to_float(data["train_x"][sel], dataset), data["train_y"][sel]

@@ -17,6 +17,7 @@ class LeNet300(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28):
         super().__init__()
+        self.input_shape = (in_channels, image_size, image_size)
         self.fc1 = nn.Linear(in_channels * image_size * image_size, 300)
         self.fc2 = nn.Linear(300, 100)
         self.fc3 = nn.Linear(100, num_classes)
@@ -37,6 +38,7 @@ class LeNet5(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28):
         super().__init__()
+        self.input_shape = (in_channels, image_size, image_size)
         self.conv1 = nn.Conv2d(in_channels, 20, 5)
         self.conv2 = nn.Conv2d(20, 50, 5)
         side = ((image_size - 4) // 2 - 4) // 2

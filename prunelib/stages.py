@@ -63,56 +63,83 @@ def run_init(settings: dict, out_weights, out_table) -> None:
 # --- score ----------------------------------------------------------------------------
 
 def compute_scores(model: torch.nn.Module, prunable: list[str], method: str, data: dict | None,
-                   dataset: str, seed: int, score: ScoreSettings, device: torch.device) -> dict:
-    """Scores of ``method`` for the ``prunable`` parameters of ``model``, on the CPU."""
-    scorer = scorers.get(method).make_scorer()
+                   dataset: str, seed: int, score: ScoreSettings, device: torch.device) -> tuple[dict, dict]:
+    """Scores of ``method`` for the ``prunable`` parameters of ``model`` (on the CPU), and
+    what was used to compute them (scoring data, method knobs)."""
+    scorer = scorers.get(method).make_scorer(score)
     model.to(device)
     named = dict(model.named_parameters())
     params = {n: named[n] for n in prunable}
     batches = []
+    used = {}
     if scorer.needs_data:
+        d = score.data_for(method)
         batches = [(x.to(device), y.to(device)) for x, y in
-                   datasets.scoring_batches(data, dataset, seed, score.batch_size, score.num_batches)]
-    return {n: s.detach().cpu() for n, s in scorer.score(model, params, batches, seed).items()}
+                   datasets.scoring_batches(data, dataset, seed, d["batch_size"], d["num_batches"],
+                                            d["class_balanced"])]
+        used = {**d, "n_examples": d["batch_size"] * d["num_batches"]}
+    scores = {n: s.detach().cpu() for n, s in scorer.score(model, params, batches, seed).items()}
+    return scores, {**used, **scorer.describe()}
+
+
+def _score_settings(settings: dict) -> ScoreSettings:
+    """ScoreSettings from a stage's settings (data keys for this method, plus its knobs)."""
+    data, knobs = settings.get("data", {}), settings.get("knobs", {})
+    kw = {k: v for k, v in data.items() if k in ("batch_size", "num_batches", "class_balanced")}
+    if "rounds" in knobs:
+        kw["synflow_rounds"] = knobs["rounds"]
+    if "estimator" in knobs:
+        kw.update(obd_estimator=knobs["estimator"], obd_probes=knobs["probes"])
+    return ScoreSettings(per_method={}, **kw)
 
 
 def run_score(settings: dict, init_path, data_path, out) -> None:
-    """settings: ``config.score_settings`` (method, seed, score, device)."""
+    """settings: ``config.score_settings`` (method, seed, data, knobs, device)."""
     method, seed = settings["method"], settings["seed"]
-    score = ScoreSettings(**settings["score"])
+    score = _score_settings(settings)
     m = scorers.get(method)
-    needs_data = m.make_scorer().needs_data
+    needs_data = m.make_scorer(score).needs_data
     model, meta = load_model(init_path)
     data = datasets.load_prepared(data_path) if needs_data else None
     dev = resolve_device(settings["device"])
     start = time.perf_counter()
-    scores = compute_scores(model, meta["prunable"], method, data, meta["dataset"], seed, score, dev)
+    scores, used = compute_scores(model, meta["prunable"], method, data, meta["dataset"], seed, score, dev)
     seconds = time.perf_counter() - start
     masking.check_finite(scores, method)
     save_pt({"scores": scores,
-             "meta": {"method": method, "seed": seed, "scope": m.scope, "paper": m.paper,
-                      "batch_size": score.batch_size if needs_data else 0,
-                      "num_batches": score.num_batches if needs_data else 0,
-                      "n_examples": score.batch_size * score.num_batches if needs_data else 0,
-                      "seconds": seconds, "device": str(dev), "init": meta,
-                      "settings_hash": settings_hash(settings), **_provenance()}}, out)
+             "meta": {"method": method, "seed": seed, "scope": m.scope, "paper": m.paper, **used,
+                      "n_examples": used.get("n_examples", 0), "seconds": seconds, "device": str(dev),
+                      "init": meta, "settings_hash": settings_hash(settings), **_provenance()}}, out)
 
 
 # --- mask -----------------------------------------------------------------------------
 
 def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> None:
-    """settings: ``config.mask_settings`` (method, ratio, seed). ``scores_path`` is unused for dense."""
+    """settings: ``config.mask_settings`` (method, ratio, seed; knobs and device for
+    iterative methods). ``scores_path`` is unused for the dense control."""
     method, ratio, seed = settings["method"], settings["ratio"], settings["seed"]
     m = scorers.get(method)
+    extra = {}
+    start = time.perf_counter()
     if m.scope == "all":
         blob = load_pt(init_path)
         scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
         score_meta = {}
+        masks, rows = masking.select_masks(scores, ratio, m.scope, seed, method=method)
     else:
-        blob = load_pt(scores_path)
-        scores, score_meta = blob["scores"], blob["meta"]
-    start = time.perf_counter()
-    masks, rows = masking.select_masks(scores, ratio, m.scope, seed, method=method)
+        score_meta = load_pt(scores_path)["meta"]
+        scorer = m.make_scorer(_score_settings(settings))
+        if scorer.needs_ratio:
+            model, meta = load_model(init_path)
+            model.to(resolve_device(settings["device"]))
+            named = dict(model.named_parameters())
+            params = {n: named[n] for n in meta["prunable"]}
+            masks, rows, _ = scorer.prune(model, params, ratio, m.scope, seed, method=method)
+            masks = {n: mk.cpu() for n, mk in masks.items()}
+            extra = scorer.describe()
+        else:
+            scores = load_pt(scores_path)["scores"]
+            masks, rows = masking.select_masks(scores, ratio, m.scope, seed, method=method)
     seconds = time.perf_counter() - start
     summary = masking.mask_summary(rows)
     if m.scope == "layer":
@@ -120,7 +147,7 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
     else:
         target = masking.kept_count(summary["n_prunable"], ratio)
     meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": m.scope, "target_kept": target,
-            **summary, "seconds": seconds, "score_seconds": score_meta.get("seconds", 0.0),
+            **summary, **extra, "seconds": seconds, "score_seconds": score_meta.get("seconds", 0.0),
             "settings_hash": settings_hash(settings), **_provenance()}
     save_pt({"masks": masks, "meta": meta}, out_mask)
     write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
