@@ -22,8 +22,18 @@ rule all:
         rules.aggregate.output,
 
 
+onstart:
+    if USE_WORKER:
+        plworker.start(WORKER_SOCKET, "results/logs/worker.log", os.getpid())
+
+
 onsuccess:
+    plworker.stop_started()
     print(
         "Done. Tables: reports/tables/*.md (+ .csv, .tex); figures: reports/figures/; "
         "every eval row: results/all.parquet"
     )
+
+
+onerror:
+    plworker.stop_started()

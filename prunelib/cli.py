@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 
@@ -85,6 +86,15 @@ def cmd_check_config(a) -> None:
     print(f"{a.config}: ok ({len(config.cells(s))} cells)")
 
 
+def cmd_worker(a) -> None:
+    from prunelib import worker
+
+    worker.serve(a.socket, a.parent, a.idle_seconds)
+
+
+STAGE_COMMANDS = ("init", "score", "mask", "train", "eval")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prunelib", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -119,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("evals", nargs="+", help="eval.parquet files")
     s.set_defaults(func=cmd_aggregate)
 
+    s = sub.add_parser("worker", help="serve stage commands from one pre-imported process (see prunelib.worker)")
+    s.add_argument("--socket", required=True)
+    s.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
+    s.add_argument("--idle-seconds", type=float, default=600.0)
+    s.set_defaults(func=cmd_worker)
+
     s = sub.add_parser("check-config", help="resolve and validate a config file")
     s.add_argument("config", nargs="?", default="config.yaml")
     s.set_defaults(func=cmd_check_config)
@@ -126,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in STAGE_COMMANDS and os.environ.get("PRUNELIB_WORKER"):
+        from prunelib.worker import try_forward
+
+        rc = try_forward(argv)
+        if rc is not None:
+            return rc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     from prunelib.errors import PrunelibError

@@ -87,9 +87,9 @@ class TrainSettings:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 0.0
-    batch_size: int = 128
+    batch_size: int = 64
     epochs: int = 1
-    train_subset: int | None = 12000
+    train_subset: int | None = 6000
     lr_schedule: str = "constant"
     milestones: tuple = ()
     gamma: float = 0.1
@@ -100,7 +100,9 @@ class TrainSettings:
 class GridSettings:
     archs: tuple = ("lenet5",)
     datasets: tuple = ("mnist",)
-    methods: tuple = ("random", "global_magnitude", "layer_magnitude", "snip")
+    methods: tuple = ("random", "global_magnitude", "layer_magnitude", "global_gradient", "layer_gradient",
+                      "global_activation", "layer_activation", "global_lap", "layer_lap", "lamp", "snip",
+                      "grasp", "synflow", "obd")
     ratios: tuple = (1, 4, 16, 64)
     seeds: tuple = (0, 1, 2)
 
@@ -113,6 +115,7 @@ class Settings:
     data_dir: str = "data"
     device: str = "auto"
     threads: int = 1
+    worker: bool = True
     grid: GridSettings = field(default_factory=GridSettings)
     init: InitSettings = field(default_factory=InitSettings)
     prune: PruneSettings = field(default_factory=PruneSettings)

@@ -20,7 +20,7 @@ def test_schema_enums_match_the_registries():
 def test_default_config_resolves_to_the_fast_preset():
     s = config.load(REPO / "config.yaml")
     assert s.preset == "fast"
-    assert s.grid.methods == ("random", "global_magnitude", "layer_magnitude", "snip")
+    assert set(s.grid.methods) == set(config.known("methods"))  # every method is in the default grid
     assert {1, 4, 16, 64} <= set(s.grid.ratios) and len(s.grid.seeds) >= 3
     # one dense control per (arch, seed), plus every method at every r > 1
     n_pruned = len([r for r in s.grid.ratios if r != 1])
@@ -56,7 +56,9 @@ BAD = [
     (_grid(archs=["vgg99"]), 'grid.archs[0] = "vgg99" is not allowed; allowed: lenet300, lenet5'),
     (_grid(datasets=["imagenet"]), 'grid.datasets[0] = "imagenet" is not allowed; allowed: mnist'),
     (_grid(methods=["snip", "snipp"]),
-     'grid.methods[1] = "snipp" is not allowed; allowed: random, global_magnitude, layer_magnitude, snip'),
+     'grid.methods[1] = "snipp" is not allowed; allowed: random, global_magnitude, layer_magnitude, '
+     'global_gradient, layer_gradient, global_activation, layer_activation, global_lap, layer_lap, lamp, '
+     'snip, grasp, synflow, obd'),
     (_grid(ratios=[4, 0.5]), "grid.ratios[1] = 0.5 is not allowed; allowed: numbers >= 1"),
     (_grid(seeds=[1.5]), "grid.seeds[0] = 1.5 is not allowed; allowed: integers >= 0"),
     (_grid(seeds=[-1]), "grid.seeds[0] = -1 is not allowed; allowed: integers >= 0"),

@@ -16,10 +16,19 @@ def _tiny():
     return net, params, [(x, y)]
 
 
-def test_registry_has_the_issue_methods_and_scopes():
+def test_registry_has_the_study_methods_and_scopes():
     assert {m: scorers.METHODS[m].scope for m in scorers.METHODS} == {
-        "dense": "all", "random": "global", "global_magnitude": "global",
-        "layer_magnitude": "layer", "snip": "global"}
+        "dense": "all", "random": "global", "global_magnitude": "global", "layer_magnitude": "layer",
+        "global_gradient": "global", "layer_gradient": "layer", "global_activation": "global",
+        "layer_activation": "layer", "global_lap": "global", "layer_lap": "layer", "lamp": "global",
+        "snip": "global", "grasp": "global", "synflow": "global", "obd": "global"}
+
+
+def test_iterative_methods_are_declared_in_config():
+    from prunelib.config import ITERATIVE_METHODS
+
+    assert {m for m, meth in scorers.METHODS.items() if meth.build and meth.make_scorer().needs_ratio} \
+        == set(ITERATIVE_METHODS)
 
 
 def test_magnitude_is_absolute_weight():

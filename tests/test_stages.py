@@ -104,21 +104,35 @@ def test_same_seed_and_config_give_bit_identical_artifacts(tmp_path, mnist_pt):
     assert ra == rb
 
 
-@pytest.mark.parametrize("method", ["random", "global_magnitude", "layer_magnitude", "snip"])
-def test_every_method_meets_the_ratio_exactly_on_lenet5(tmp_path, mnist_pt, method):
-    s = SETTINGS
-    d = tmp_path
-    stages.run_init(config.init_settings(s, "lenet5", "mnist", 0, "pytorch_default"), d / "i.pt", d / "i.parquet")
-    stages.run_score(config.score_settings(s, method, 0), d / "i.pt", mnist_pt, d / "s.pt")
-    for r in (2, 4, 8, 16, 32, 64):
-        stages.run_mask(config.mask_settings(s, method, r, 0), d / "i.pt", d / "s.pt", d / "m.pt", d / "m.parquet")
-        meta = load_pt(d / "m.pt")["meta"]
-        rows = read_parquet_rows(d / "m.parquet")
-        if method == "layer_magnitude":
-            assert [x["kept"] for x in rows] == [kept_count(x["numel"], r) for x in rows]
-        else:
-            assert sum(x["kept"] for x in rows) == kept_count(430_500, r)
-        assert meta["n_kept"] == meta["target_kept"]
+@pytest.fixture(scope="module")
+def lenet5_init(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lenet5")
+    stages.run_init(config.init_settings(SETTINGS, "lenet5", "mnist", 0, "pytorch_default"),
+                    d / "i.pt", d / "i.parquet")
+    return d / "i.pt"
+
+
+@pytest.mark.parametrize("method", config.known("methods"))
+def test_every_method_meets_the_ratio_exactly_on_lenet5_deterministically(tmp_path, mnist_pt, lenet5_init,
+                                                                         method):
+    s, d = SETTINGS, tmp_path
+    digests = []
+    for run in ("a", "b"):
+        stages.run_score(config.score_settings(s, method, 0), lenet5_init, mnist_pt, d / f"s{run}.pt")
+        for r in (2, 4, 8, 16, 32, 64):
+            stages.run_mask(config.mask_settings(s, method, r, 0), lenet5_init, d / f"s{run}.pt",
+                            d / "m.pt", d / "m.parquet")
+            meta = load_pt(d / "m.pt")["meta"]
+            rows = read_parquet_rows(d / "m.parquet")
+            if method.startswith("layer_"):
+                assert [x["kept"] for x in rows] == [kept_count(x["numel"], r) for x in rows]
+            else:
+                assert sum(x["kept"] for x in rows) == kept_count(430_500, r)
+            assert meta["n_kept"] == meta["target_kept"]
+            digests.append((run, r, tensor_dict_digest(load_pt(d / "m.pt")["masks"])))
+    a = [x[1:] for x in digests if x[0] == "a"]
+    b = [x[1:] for x in digests if x[0] == "b"]
+    assert a == b  # bit-identical masks when scored and masked again
 
 
 def test_dense_control_keeps_everything(tmp_path, mnist_pt):
