@@ -87,9 +87,9 @@ class TrainSettings:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 0.0
-    batch_size: int = 64
+    batch_size: int = 128
     epochs: int = 1
-    train_subset: int | None = 6000
+    train_subset: int | None = None
     lr_schedule: str = "constant"
     milestones: tuple = ()
     gamma: float = 0.1
@@ -98,7 +98,7 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class GridSettings:
-    archs: tuple = ("lenet5",)
+    archs: tuple = ("lenet300",)
     datasets: tuple = ("mnist",)
     methods: tuple = ("random", "global_magnitude", "layer_magnitude", "global_gradient", "layer_gradient",
                       "global_activation", "layer_activation", "global_lap", "layer_lap", "lamp", "snip",

@@ -1,0 +1,93 @@
+"""The pre-imported worker: same results as a cold start, streams and exit codes passed
+through, a cancelled client's job killed, and a fallback when no worker is there."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from prunelib import config, worker
+from prunelib.artifacts import load_pt
+
+from conftest import PYTHON, REPO
+
+
+@pytest.fixture(scope="module")
+def running_worker(tmp_path_factory):
+    d = tmp_path_factory.mktemp("worker")
+    sock = str(d / "w.sock")
+    proc = worker.start(sock, str(d / "worker.log"), os.getpid())
+    assert proc is not None, (d / "worker.log").read_text()
+    yield SimpleNamespace(sock=sock, pid=proc.pid)
+    worker.stop_started()
+    assert proc.poll() is not None
+
+
+def _init_cmd(out_dir, seed=3):
+    s = config.to_settings(config.resolve({}))
+    settings = json.dumps(config.init_settings(s, "lenet300", "mnist", seed, "pytorch_default"))
+    return [PYTHON, "-m", "prunelib", "init", "--settings", settings,
+            "--out-weights", str(out_dir / "init.pt"), "--out-table", str(out_dir / "init.parquet")]
+
+
+def test_worker_and_cold_start_write_identical_artifacts(running_worker, tmp_path):
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    subprocess.run(_init_cmd(cold), check=True, env={k: v for k, v in os.environ.items()
+                                                     if k != worker.ENV_VAR})
+    t = time.perf_counter()
+    subprocess.run(_init_cmd(warm), check=True, env={**os.environ, worker.ENV_VAR: running_worker.sock})
+    warm_seconds = time.perf_counter() - t
+    a, b = load_pt(cold / "init.pt")["state_dict"], load_pt(warm / "init.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert warm_seconds < 1.5  # no torch import in the job (a cold start takes ~2 s here)
+
+
+def test_errors_and_exit_codes_come_back_through_the_worker(running_worker, tmp_path):
+    cmd = [PYTHON, "-m", "prunelib", "mask", "--settings", '{"method":"snip","ratio":4,"seed":0}',
+           "--init", str(tmp_path / "missing.pt"), "--scores", str(tmp_path / "missing.pt"),
+           "--out-mask", str(tmp_path / "m.pt"), "--out-table", str(tmp_path / "m.parquet")]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, worker.ENV_VAR: running_worker.sock})
+    assert proc.returncode == 1
+    assert "missing.pt" in proc.stderr and "Traceback" in proc.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_cancelled_client_kills_its_job(running_worker, tmp_path):
+    code = ("import time, sys; from prunelib.worker import try_forward; "
+            "sys.exit(try_forward(sys.argv[1:]))")
+    # a stage that sleeps: `train` on a data file that is a FIFO nobody writes to
+    fifo = tmp_path / "data.pt"
+    os.mkfifo(fifo)
+    s = config.to_settings(config.resolve({}))
+    args = ["train", "--settings", json.dumps(config.train_settings(s, 0)), "--init", str(fifo),
+            "--mask", str(fifo), "--data", str(fifo), "--out-weights", str(tmp_path / "f.pt"),
+            "--out-log", str(tmp_path / "l.parquet")]
+    client = subprocess.Popen([PYTHON, "-c", code, *args], env={**os.environ, worker.ENV_VAR: running_worker.sock})
+    def jobs():
+        return subprocess.run(["pgrep", "-P", str(running_worker.pid)], capture_output=True,
+                              text=True).stdout.split()
+
+    deadline = time.time() + 10
+    while not jobs() and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(jobs()) == 1  # the forked job, blocked reading the FIFO
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    deadline = time.time() + 10
+    while jobs() and time.time() < deadline:
+        time.sleep(0.05)
+    assert jobs() == []
+    assert not (tmp_path / "f.pt").exists()
+
+
+def test_no_worker_means_the_command_runs_itself(tmp_path):
+    env = {**os.environ, worker.ENV_VAR: str(tmp_path / "nobody-listens.sock")}
+    subprocess.run(_init_cmd(tmp_path), check=True, env=env)
+    assert (tmp_path / "init.pt").exists()
