@@ -15,6 +15,10 @@ SNAKEMAKE := $(BIN)/snakemake
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@# Fashion-MNIST's offline source is Debian's dataset-fashion-mnist (needs root; optional).
+	@test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || \
+	  echo "note: dataset-fashion-mnist not installed; fashion_mnist needs data/FashionMNIST/raw/ or a network"; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

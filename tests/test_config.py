@@ -67,8 +67,27 @@ BAD = [
     ({"train": {"epochs": 0}}, "train.epochs = 0 is not allowed; allowed: integers >= 1"),
     ({"train": {"batch_size": 0}}, "train.batch_size = 0 is not allowed; allowed: integers >= 1"),
     ({"score": {"batch_size": -3}}, "score.batch_size = -3 is not allowed; allowed: integers >= 1"),
-    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, thesis'),
-    ({"train": {"epoch": 3}}, "unknown key train.epoch; allowed keys batch_size, epochs,"),
+    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, snip, standard, thesis'),
+    ({"model": {"shortcut": "C"}}, 'model.shortcut = "C" is not allowed; allowed: A, B'),
+    ({"train": {"augment": "yes"}}, 'train.augment = "yes" is not allowed; allowed: auto, none, cifar'),
+    ({"train": {"amp": "fp16"}}, 'train.amp = "fp16" is not allowed; allowed: none, bf16'),
+    ({"train": {"val_fraction": 1}}, "train.val_fraction = 1 is not allowed; allowed: numbers >= 0 and < 1"),
+    ({"train": {"epochs_per_dataset": {"cifar10": 0}}},
+     "train.epochs_per_dataset.cifar10 = 0 is not allowed; allowed: integers >= 1"),
+    ({"train": {"epochs_per_dataset": {"cifar": 3}}},
+     "allowed: mnist, fashion_mnist, cifar10, cifar100, synthetic_cifar10"),
+    (_grid(pairs=[["lenet5", "cifar1"]]),
+     'grid.pairs[0][1] = "cifar1" is not allowed; allowed: mnist, fashion_mnist, cifar10, cifar100, '
+     'synthetic_cifar10'),
+    (_grid(pairs=[["vgg99", "mnist"]]), 'grid.pairs[0][0] = "vgg99" is not allowed; allowed: lenet300, lenet5, '
+     'vgg16, resnet20, resnet32, resnet56, resnet110'),
+    # an arch that cannot take a dataset's images, named with both, when the config is read
+    (_grid(pairs=[["lenet5", "cifar10"], ["vgg16", "mnist"]]),
+     'grid.pairs[1] = ["vgg16", "mnist"] is not allowed: vgg16 needs images of at least 32x32 pixels and '
+     'mnist has 28x28; allowed datasets for vgg16: cifar10, cifar100, synthetic_cifar10'),
+    (_grid(archs=["lenet5", "vgg16"], datasets=["cifar10", "fashion_mnist"]),
+     'grid.archs x grid.datasets includes ["vgg16", "fashion_mnist"], which is not allowed: vgg16 needs'),
+    ({"train": {"epoch": 3}}, "unknown key train.epoch; allowed keys amp, augment, batch_size, epochs,"),
     ({"device": "tpu"}, 'device = "tpu" is not allowed; allowed: auto, cpu, cuda'),
 ]
 
@@ -104,3 +123,50 @@ def test_settings_hash_is_stable_and_sensitive():
     a = {"x": 1, "y": [1, 2]}
     assert config.settings_hash(a) == config.settings_hash({"y": [1, 2], "x": 1})
     assert config.settings_hash(a) != config.settings_hash({"x": 2, "y": [1, 2]})
+
+
+def test_grid_pairs_replace_the_cross_product():
+    s = config.to_settings(resolve(_grid(archs=["lenet5", "resnet20"], datasets=["mnist", "cifar10"],
+                                         pairs=[["resnet20", "cifar10"], ["lenet5", "mnist"]])))
+    assert sorted({(c.arch, c.dataset) for c in config.cells(s)}) == [("lenet5", "mnist"), ("resnet20", "cifar10")]
+    cross = config.to_settings(resolve(_grid(archs=["lenet5", "resnet20"], datasets=["mnist", "cifar10"])))
+    assert len({(c.arch, c.dataset) for c in config.cells(cross)}) == 4   # lenet5 fits CIFAR: allowed
+
+
+def test_thesis_preset_is_the_whole_study_grid():
+    s = config.to_settings(resolve({"preset": "thesis"}))
+    assert set(s.grid.arch_dataset_pairs()) == {("lenet5", "mnist"), ("vgg16", "cifar10"), ("resnet56", "cifar10"),
+                                               ("vgg16", "cifar100"), ("resnet56", "cifar100")}
+    assert len(config.cells(s)) == 5 * 3 * (1 + 14 * 6)
+    epochs = {d: config.train_settings(s, 42, d)["train"]["epochs"] for d in ("mnist", "cifar10", "cifar100")}
+    assert epochs == {"mnist": 5, "cifar10": 25, "cifar100": 50}
+
+
+def test_epochs_per_dataset_changes_only_that_datasets_train_settings():
+    base = config.to_settings(resolve({"preset": "thesis"}))
+    more = config.to_settings(resolve({"preset": "thesis", "train": {"epochs_per_dataset": {"cifar100": 60}}}))
+    for d in ("mnist", "cifar10"):
+        assert config.train_settings(base, 42, d) == config.train_settings(more, 42, d)
+    assert config.train_settings(base, 42, "cifar100") != config.train_settings(more, 42, "cifar100")
+    assert "epochs_per_dataset" not in config.train_settings(base, 42, "cifar10")["train"]
+
+
+def test_augment_auto_resolves_per_dataset_and_model_options_only_for_resnets():
+    s = config.to_settings(resolve({"model": {"shortcut": "B"}}))
+    assert config.train_settings(s, 0, "cifar10")["train"]["augment"] == "cifar"
+    assert config.train_settings(s, 0, "synthetic_cifar10")["train"]["augment"] == "cifar"
+    assert config.train_settings(s, 0, "mnist")["train"]["augment"] == "none"
+    assert config.init_settings(s, "resnet20", "cifar10", 0, "pytorch_default")["model"] == {"shortcut": "B"}
+    assert "model" not in config.init_settings(s, "lenet5", "mnist", 0, "pytorch_default")
+
+
+@pytest.mark.parametrize("preset", ["standard", "snip"])
+def test_new_presets_resolve(preset):
+    s = config.to_settings(resolve({"preset": preset}))
+    assert config.cells(s)
+    if preset == "snip":
+        assert (s.train.lr, s.train.batch_size, s.train.weight_decay, s.train.val_fraction) == (0.1, 100, 5e-4, 0.1)
+        assert s.init.scheme == "xavier_normal" and s.score.batch_size == 100
+        assert sorted(s.grid.ratios) == [1, 10, 20, 50, 100]
+    else:
+        assert (s.train.lr, s.train.momentum, s.train.milestones, s.train.epochs) == (0.1, 0.9, (80, 120), 160)

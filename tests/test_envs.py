@@ -33,7 +33,8 @@ def test_pins_cover_what_the_code_imports():
     pyproject = _pins(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
     imported = set()
     for path in (REPO / "prunelib").rglob("*.py"):
-        imported |= set(re.findall(r"^\s*(?:import|from) (\w+)", path.read_text(), re.M))
+        for a, b in re.findall(r"^\s*(?:import (\w+)|from (\w+)\S* import )", path.read_text(), re.M):
+            imported.add(a or b)
     third_party = imported - set(sys.stdlib_module_names) - {"prunelib"}
     names = {"yaml": "pyyaml"}
     assert {names.get(m, m) for m in third_party} <= set(pyproject), third_party

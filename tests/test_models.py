@@ -59,3 +59,59 @@ def test_xavier_normal_has_glorot_variance_and_zero_bias():
     expected_std = (2.0 / (784 + 300)) ** 0.5
     assert abs(w.std().item() - expected_std) / expected_std < 0.02
     assert torch.count_nonzero(m.fc1.bias) == 0
+
+
+@pytest.mark.parametrize("arch, shortcut, expected", [
+    ("vgg16", None, 14_724_042),
+    ("resnet20", "A", 269_722), ("resnet56", "A", 853_018),
+    ("resnet20", "B", 272_282), ("resnet56", "B", 855_578),
+])
+def test_cifar_parameter_counts(arch, shortcut, expected):
+    opts = {"shortcut": shortcut} if shortcut else {}
+    model = models.build(arch, num_classes=10, in_channels=3, image_size=32, **opts)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert model.input_shape == (3, 32, 32)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_vgg16_and_resnet_layers():
+    vgg = models.build("vgg16", 100, 3, 32)
+    convs = [m for m in vgg.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 13 and all(c.bias is None and c.kernel_size == (3, 3) for c in convs)
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    assert (vgg.classifier.in_features, vgg.classifier.out_features) == (512, 100)
+    for depth in (20, 32, 56, 110):
+        net = models.build(f"resnet{depth}", 10, 3, 32)
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) + 1 == depth   # conv layers + the final Linear
+        assert len(net.layer1) == (depth - 2) // 6
+    b = models.build("resnet20", 10, 3, 32, shortcut="B")
+    assert isinstance(b.layer2[0].shortcut, torch.nn.Conv2d) and b.layer2[0].shortcut.kernel_size == (1, 1)
+    assert not isinstance(b.layer2[1].shortcut, torch.nn.Conv2d)   # identity where the shape is kept
+
+
+def test_option_a_shortcut_is_subsampled_zero_padded_identity():
+    net = models.build("resnet20", 10, 3, 32)
+    x = torch.randn(2, 16, 32, 32)
+    y = net.layer2[0].shortcut(x)
+    assert y.shape == (2, 32, 16, 16)
+    assert torch.equal(y[:, 8:24], x[:, :, ::2, ::2]) and not y[:, :8].any() and not y[:, 24:].any()
+
+
+def test_options_reach_only_networks_that_take_them():
+    assert models.build("lenet5", 10, 1, 28, shortcut="B") is not None   # ignored, no error
+    with pytest.raises(ValueError, match="allowed: A, B"):
+        models.build("resnet20", 10, 3, 32, shortcut="C")
+
+
+@pytest.mark.parametrize("arch", ["lenet300", "lenet5", "vgg16", "resnet20"])
+def test_minimum_image_sizes_in_config_match_the_networks(arch):
+    from prunelib.config import ARCH_MIN_IMAGE_SIZE
+
+    need = ARCH_MIN_IMAGE_SIZE[arch]
+    for channels in (1, 3):  # every network takes any channel count
+        net = models.build(arch, 10, channels, max(need, 8))
+        assert net(torch.zeros(2, channels, max(need, 8), max(need, 8))).shape == (2, 10)
+    if need > 1:
+        with pytest.raises(ValueError, match="at least"):
+            models.build(arch, 10, 3, need - 1)

@@ -142,3 +142,19 @@ def test_dense_control_keeps_everything(tmp_path, mnist_pt):
     assert row["n_kept"] == row["n_prunable"] == 266_200
     assert row["empirical_ratio"] == 1.0 and row["compression_error"] == 0.0
     assert not (d / "scores.pt").exists()
+
+
+def test_diverged_training_is_recorded_as_a_failed_cell_not_a_crash(tmp_path, mnist_pt):
+    from prunelib import aggregate
+
+    s = dataclasses.replace(SETTINGS, train=dataclasses.replace(SETTINGS.train, lr=1e12, train_subset=256))
+    d = run_cell(tmp_path, mnist_pt, "lenet300", "global_magnitude", 4, 0, s=s)
+    row = read_parquet_rows(d / "eval.parquet")[0]
+    assert row["status"] == "failed"
+    assert row["reason"].startswith("training loss became")
+    assert row["top1"] != row["top1"]  # NaN: no accuracy is reported for a diverged cell
+    assert row["n_kept"] == kept_count(266_200, 4)
+    import pandas as pd
+
+    table = aggregate.blalock_table(pd.DataFrame([row]), "top1")
+    assert table.loc["global_magnitude", "r=4"] == "[failed 1/1]"

@@ -35,23 +35,38 @@ def _input_shape(model) -> tuple:
     return tuple(shape)
 
 
+class _LinearizedNet:
+    """The network with |theta| in float64 and norm layers in eval mode, built once; each
+    round only writes |theta| * mask into it (no copy of the network per round)."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]):
+        self.net = copy.deepcopy(model).to(torch.float64).eval()
+        with torch.no_grad():
+            for p in self.net.parameters():
+                p.abs_()
+            for buf in self.net.buffers():  # running statistics: keep them non-negative too
+                if buf.is_floating_point():
+                    buf.abs_()
+        self.params = dict(self.net.named_parameters())
+        self.names = names
+        self.abs_weights = {n: self.params[n].detach().clone() for n in names}
+        device = next(self.net.parameters()).device
+        self.x = torch.ones((1, *_input_shape(model)), dtype=torch.float64, device=device)
+
+    def scores(self, masks: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            for n in self.names:
+                w = self.abs_weights[n]
+                self.params[n].copy_(w if masks is None else w * masks[n].to(w.dtype))
+        r = self.net(self.x).sum()
+        grads = torch.autograd.grad(r, [self.params[n] for n in self.names])
+        return {n: (g * self.params[n]).detach() for n, g in zip(self.names, grads)}
+
+
 def synflow_scores(model: torch.nn.Module, names: list[str],
                    masks: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    net = copy.deepcopy(model).to(torch.float64).eval()
-    with torch.no_grad():
-        for n, p in net.named_parameters():
-            p.abs_()
-            if masks is not None and n in masks:
-                p.mul_(masks[n].to(p.dtype))
-        for buf in net.buffers():  # running statistics: keep them non-negative too
-            if buf.is_floating_point():
-                buf.abs_()
-    params = dict(net.named_parameters())
-    device = next(net.parameters()).device
-    x = torch.ones((1, *_input_shape(model)), dtype=torch.float64, device=device)
-    r = net(x).sum()
-    grads = torch.autograd.grad(r, [params[n] for n in names])
-    return {n: (g * params[n]).detach() for n, g in zip(names, grads)}
+    """Single-shot SynFlow scores of ``names`` (optionally with ``masks`` applied)."""
+    return _LinearizedNet(model, names).scores(masks)
 
 
 class SynflowScorer(Scorer):
@@ -68,10 +83,11 @@ class SynflowScorer(Scorer):
 
     def prune(self, model, params, ratio, scope, seed, method="synflow"):
         names = list(params)
+        net = _LinearizedNet(model, names)
         masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
         rows = None
         for k in range(1, self.rounds + 1):
-            scores = synflow_scores(model, names, masks)
+            scores = net.scores(masks)
             # survivors first: previously pruned weights rank below any survivor
             scores = {n: torch.where(masks[n], s, torch.full_like(s, -1.0)) for n, s in scores.items()}
             masks, rows = select_masks(scores, float(ratio) ** (k / self.rounds), scope, seed, method=method)

@@ -1,17 +1,83 @@
+# Tables, figures and the resolved config of the whole grid; `snakemake --report
+# reports/report.html` shows every output flagged report() with its caption.
+from prunelib import aggregate as plaggregate
+
 PAIRS = sorted({(c.dataset, c.arch) for c in CELLS})
+RESOLVED = plconfig.resolve(config)
+REPORT_CHOICES = plaggregate.report_choices(
+    RESOLVED["report"],
+    [plconfig.DENSE, *SETTINGS.grid.methods],
+    [1, *SETTINGS.grid.ratios],
+)
+REPORT_FILES = {
+    kind: [f"reports/{p}" for p in paths]
+    for kind, paths in plaggregate.output_names(
+        PAIRS,
+        sorted({a for _, a in PAIRS}),
+        RESOLVED["report"],
+        [plconfig.DENSE, *SETTINGS.grid.methods],
+        [1, *SETTINGS.grid.ratios],
+    ).items()
+}
+
+# per-layer densities of the heat map, and the training logs of the curves' cell
+HEATMAP_MASKS = [
+    f"{CELL}/mask.parquet".format(**vars(c))
+    for c in CELLS
+    if float(c.ratio) == REPORT_CHOICES["heatmap_ratio"]
+]
+CURVE_LOGS = [
+    f"{CELL}/train_log.parquet".format(**vars(c))
+    for c in CELLS
+    if c.method == REPORT_CHOICES["curves"]["method"]
+    and float(c.ratio) == REPORT_CHOICES["curves"]["ratio"]
+]
 
 
 rule aggregate:
     input:
         evals=eval_paths(),
+        masks=HEATMAP_MASKS,
+        curves=CURVE_LOGS,
     output:
         all="results/all.parquet",
-        tables=[f"reports/tables/{d}_{a}.md" for d, a in PAIRS],
-        figures=[f"reports/figures/{d}_{a}_accuracy.png" for d, a in PAIRS],
+        tables=REPORT_FILES["md"],
+        html=[
+            report(
+                p,
+                caption=f"../report/{plaggregate.caption_name(p)}.rst",
+                category="Tables",
+            )
+            for p in REPORT_FILES["html"]
+        ],
+        csv=[
+            report(
+                p,
+                caption=f"../report/{plaggregate.caption_name(p)}.rst",
+                category="Tables (CSV)",
+            )
+            for p in REPORT_FILES["csv"]
+        ],
+        figures=[
+            report(
+                p,
+                caption=f"../report/{plaggregate.caption_name(p)}.rst",
+                category="Figures",
+            )
+            for p in REPORT_FILES["figures"]
+        ],
+        config=report(
+            "reports/config.yaml",
+            caption="../report/config.rst",
+            category="Configuration",
+        ),
     log:
         "results/logs/aggregate.log",
     localrule: True
     conda:
         ENV
+    params:
+        config=as_json(RESOLVED),
     shell:
-        "python -m prunelib aggregate --all {output.all:q} --reports reports {input.evals:q} 2>&1 | tee {log:q}"
+        "python -m prunelib aggregate --all {output.all:q} --reports reports --config-json {params.config:q} "
+        "{input.evals:q} 2>&1 | tee {log:q}"

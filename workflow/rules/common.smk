@@ -58,6 +58,36 @@ wildcard_constraints:
     ratio=r"[0-9]+(\.[0-9]+)?",
 
 
+# Resources scale with the network (relative cost; unknown networks count as 4): memory
+# in MB and runtime in minutes per job, for cluster schedulers. Locally nothing is
+# limited unless you pass --resources. A profile's set-resources overrides them.
+NET_COST = {
+    "lenet300": 1,
+    "lenet5": 1,
+    "resnet20": 4,
+    "resnet32": 6,
+    "resnet56": 10,
+    "vgg16": 16,
+}
+
+
+def _cost(w):
+    return NET_COST.get(w.arch, 4)
+
+
+def mem_mb(w):
+    return 2000 * _cost(w)
+
+
+def train_runtime(w):
+    epochs = SETTINGS.train.epochs_per_dataset.get(w.dataset, SETTINGS.train.epochs)
+    return 15 * _cost(w) * epochs
+
+
+def stage_runtime(w):
+    return 10 * _cost(w)
+
+
 def as_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 

@@ -12,6 +12,9 @@ rule eval:
     conda:
         ENV
     threads: SETTINGS.threads
+    resources:
+        mem_mb=mem_mb,
+        runtime=stage_runtime,
     params:
         settings=lambda w: as_json(
             plconfig.eval_settings(

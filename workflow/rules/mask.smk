@@ -10,6 +10,9 @@ rule mask:
         "results/benchmarks/mask/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.tsv"
     conda:
         ENV
+    resources:
+        mem_mb=mem_mb,
+        runtime=stage_runtime,
     params:
         settings=lambda w: as_json(
             plconfig.mask_settings(SETTINGS, w.method, float(w.ratio), int(w.seed))

@@ -11,6 +11,9 @@ rule score:
     conda:
         ENV
     threads: SETTINGS.threads
+    resources:
+        mem_mb=mem_mb,
+        runtime=stage_runtime,
     params:
         settings=lambda w: as_json(
             plconfig.score_settings(SETTINGS, w.method, int(w.seed))

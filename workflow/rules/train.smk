@@ -13,8 +13,13 @@ rule train:
     conda:
         ENV
     threads: SETTINGS.threads
+    resources:
+        mem_mb=mem_mb,
+        runtime=train_runtime,
     params:
-        settings=lambda w: as_json(plconfig.train_settings(SETTINGS, int(w.seed))),
+        settings=lambda w: as_json(
+            plconfig.train_settings(SETTINGS, int(w.seed), w.dataset)
+        ),
         label=cell_label,
     shell:
         "python -m prunelib train --settings {params.settings:q} --init {input.init:q} --mask {input.mask:q} "
