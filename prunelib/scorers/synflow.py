@@ -24,7 +24,8 @@ import copy
 
 import torch
 
-from prunelib.masking import select_masks
+from prunelib.masking import _select_top, kept_count, select_masks
+from prunelib.seeding import generator
 from prunelib.scorers.base import Scorer
 
 
@@ -85,10 +86,33 @@ class SynflowScorer(Scorer):
         names = list(params)
         net = _LinearizedNet(model, names)
         masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
-        rows = None
+        n_total = sum(params[n].numel() for n in names)
+        rows = scores = None
         for k in range(1, self.rounds + 1):
             scores = net.scores(masks)
-            # survivors first: previously pruned weights rank below any survivor
-            scores = {n: torch.where(masks[n], s, torch.full_like(s, -1.0)) for n, s in scores.items()}
-            masks, rows = select_masks(scores, float(ratio) ** (k / self.rounds), scope, seed, method=method)
+            density_ratio = float(ratio) ** (k / self.rounds)
+            if k < self.rounds and scope == "global":
+                masks = _prune_survivors(scores, masks, kept_count(n_total, density_ratio),
+                                         generator(seed, f"synflow-round:{k}"))
+                continue
+            # last round (and any layer-wise use): the audited selection, with tie records;
+            # previously pruned weights rank below any survivor
+            scores = {n: torch.where(masks[n], v, torch.full_like(v, -1.0)) for n, v in scores.items()}
+            masks, rows = select_masks(scores, density_ratio, scope, seed, method=method)
         return masks, rows, scores
+
+
+def _prune_survivors(scores: dict, masks: dict, keep: int, gen: torch.Generator) -> dict:
+    """One intermediate round: keep the ``keep`` highest-scoring survivors (exact count,
+    seeded ties).  Selecting among survivors only, not all weights, is what keeps 100
+    rounds affordable on large networks."""
+    flat = torch.cat([scores[n][masks[n]].to(torch.float64) for n in scores])
+    keep_flat = _select_top(flat, keep, gen).keep
+    out, offset = {}, 0
+    for n, m in masks.items():
+        count = int(m.sum())
+        new = torch.zeros_like(m)
+        new[m] = keep_flat[offset:offset + count]
+        out[n] = new
+        offset += count
+    return out
