@@ -96,15 +96,8 @@ def _check_md5(folder: Path) -> None:
 
 def _from_folder(root: Path) -> str:
     raw = _raw_dir(root)
-    missing = [n for n in MNIST_MD5 if not (raw / n).exists()]
-    if missing:
-        gz = [n for n in missing if (raw / f"{n}.gz").exists()]
-        for name in gz:  # torchvision's layout may hold only the .gz files
-            import gzip
-
-            with gzip.open(raw / f"{name}.gz", "rb") as src, open(raw / name, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        missing = [n for n in missing if n not in gz]
+    # torchvision's layout may hold only the .gz files
+    missing = _gunzip_missing(raw, MNIST_MD5) if raw.exists() else list(MNIST_MD5)
     if missing:
         raise DataUnavailable(f"{raw} lacks {', '.join(missing)}")
     _check_md5(raw)
