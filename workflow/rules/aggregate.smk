@@ -1,17 +1,17 @@
 # Tables, figures and the resolved config of the whole grid; `snakemake --report
 # reports/report.html` shows every output flagged report() with its caption.
-from prunelib import aggregate as plaggregate
+from prunelib import report_layout as plreport
 
 PAIRS = sorted({(c.dataset, c.arch) for c in CELLS})
 RESOLVED = plconfig.resolve(config)
-REPORT_CHOICES = plaggregate.report_choices(
+REPORT_CHOICES = plreport.report_choices(
     RESOLVED["report"],
     [plconfig.DENSE, *SETTINGS.grid.methods],
     [1, *SETTINGS.grid.ratios],
 )
 REPORT_FILES = {
     kind: [f"reports/{p}" for p in paths]
-    for kind, paths in plaggregate.output_names(
+    for kind, paths in plreport.output_names(
         PAIRS,
         sorted({a for _, a in PAIRS}),
         RESOLVED["report"],
@@ -45,7 +45,7 @@ rule aggregate:
         html=[
             report(
                 p,
-                caption=f"../report/{plaggregate.caption_name(p)}.rst",
+                caption=f"../report/{plreport.caption_name(p)}.rst",
                 category="Tables",
             )
             for p in REPORT_FILES["html"]
@@ -53,7 +53,7 @@ rule aggregate:
         csv=[
             report(
                 p,
-                caption=f"../report/{plaggregate.caption_name(p)}.rst",
+                caption=f"../report/{plreport.caption_name(p)}.rst",
                 category="Tables (CSV)",
             )
             for p in REPORT_FILES["csv"]
@@ -61,7 +61,7 @@ rule aggregate:
         figures=[
             report(
                 p,
-                caption=f"../report/{plaggregate.caption_name(p)}.rst",
+                caption=f"../report/{plreport.caption_name(p)}.rst",
                 category="Figures",
             )
             for p in REPORT_FILES["figures"]

@@ -1,0 +1,73 @@
+"""Which report files the ``aggregate`` stage writes and what they show, without pandas.
+
+The Snakefile needs these names when it is parsed (to declare the aggregate rule's
+outputs and their captions); keeping them apart from ``prunelib.aggregate`` spares every
+Snakemake invocation, including each cluster submission, the pandas import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prunelib.config import DENSE, format_ratio, known
+
+
+def method_order(methods) -> list[str]:
+    order = [DENSE] + known("methods")
+    return sorted(set(methods), key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
+def default_table_ratios(ratios) -> list[float]:
+    """r = 32 and 64 when present (the study's), else the two largest."""
+    ratios = sorted({float(r) for r in ratios})
+    chosen = [r for r in (32.0, 64.0) if r in ratios]
+    return chosen if len(chosen) == 2 else ratios[-2:]
+
+
+def report_choices(report: dict | None, methods, ratios) -> dict:
+    """Resolve ``report:`` settings (``config.ReportSettings`` as a dict) against the grid:
+    heat-map ratio and curves ratio default to the largest pruned ratio, curves method to
+    snip (else the first method), table ratios to ``default_table_ratios``."""
+    report = report or {}
+    pruned_methods = [m for m in method_order(methods) if m != DENSE]
+    pruned_ratios = sorted({float(r) for r in ratios if float(r) != 1.0}) or [1.0]
+    curves = report.get("curves") or {}
+    method = curves.get("method") or ("snip" if "snip" in pruned_methods else
+                                      (pruned_methods[0] if pruned_methods else DENSE))
+    c_ratio = 1.0 if method == DENSE else float(curves.get("ratio") or pruned_ratios[-1])
+    return {"heatmap_ratio": float(report.get("heatmap_ratio") or pruned_ratios[-1]),
+            "curves": {"method": method, "ratio": c_ratio},
+            "table_ratios": [float(r) for r in (report.get("table_ratios") or default_table_ratios(ratios))]}
+
+
+def output_names(pairs, archs, report: dict | None, methods, ratios) -> dict[str, list[str]]:
+    """Every file ``run`` writes under reports/ (relative), by kind; the rule uses it."""
+    ch = report_choices(report, methods, ratios)
+    hr = format_ratio(ch["heatmap_ratio"])
+    out = {"md": [], "csv": [], "html": [], "figures": []}
+    for d, a in pairs:
+        stem = f"tables/{d}_{a}"
+        out["md"].append(f"{stem}.md")
+        out["csv"] += [f"{stem}_top1.csv", f"{stem}_top5.csv", f"{stem}_cells.csv",
+                       f"{stem}_compression.csv", f"{stem}_collapse.csv"]
+        out["html"].append(f"{stem}.html")
+        out["figures"] += [f"figures/{d}_{a}_{kind}.png" for kind in
+                           ("accuracy", "compression", f"density_r{hr}", "curves")]
+    for a in archs:
+        out["md"].append(f"tables/study_{a}.md")
+        out["csv"].append(f"tables/study_{a}.csv")
+        out["html"].append(f"tables/study_{a}.html")
+    return out
+
+
+def caption_name(path) -> str:
+    """The caption file (workflow/report/<name>.rst) of an output of ``run``."""
+    name = Path(path).name
+    if name.endswith(".png"):
+        for kind in ("accuracy", "compression", "density", "curves"):
+            if f"_{kind}" in name:
+                return kind
+    for kind in ("compression", "collapse", "cells"):
+        if name.endswith(f"_{kind}.csv"):
+            return f"table_{kind}"
+    return "table_study" if name.startswith("study_") else "table_accuracy"
