@@ -1,5 +1,6 @@
 # The pruning grid: archs x datasets x methods x ratios x seeds, one job per stage.
 #   data -> init -> score -> mask -> train -> eval -> aggregate
+#   (iterative methods: data -> init -> imp rounds -> mask -> train -> eval -> aggregate)
 # Settings: config.yaml (over the preset it names); schema: workflow/schemas/.
 
 
@@ -13,6 +14,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/init.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/imp.smk"
 include: "workflow/rules/mask.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"

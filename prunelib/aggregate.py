@@ -53,9 +53,11 @@ from prunelib.config import DENSE, format_ratio
 from prunelib.report_layout import (  # noqa: F401 - part of this module's interface
     caption_name,
     default_table_ratios,
+    method_label,
     method_order,
     output_names,
     report_choices,
+    split_label,
 )
 
 METRICS = {"top1": "Top-1 accuracy (%)", "top5": "Top-5 accuracy (%)"}
@@ -106,6 +108,10 @@ def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return mark_best(stats) if len(stats) else stats
 
 
+def is_variant(label: str) -> bool:
+    return split_label(label)[1] != "none"
+
+
 def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) -> pd.DataFrame:
     """Add ``best`` and ``within_one_std``: per group of ``by``, among non-dense methods,
     best = highest mean; within = mean >= mean_best - s_best (s_best = 0 when n_best = 1)."""
@@ -113,7 +119,8 @@ def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) ->
     stats["best"] = False
     stats["within_one_std"] = False
     for _, group in stats.groupby(list(by), sort=False):
-        cand = group[(group["method"] != DENSE) & (group["n"] > 0)]
+        # the dense control and the sanity-check variants are references, not contenders
+        cand = group[(group["method"] != DENSE) & (group["n"] > 0) & ~group["method"].map(is_variant)]
         if cand.empty:
             continue
         top = cand["mean"].max()
@@ -495,8 +502,11 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
     frames = [pd.read_parquet(p).assign(cell_dir=str(Path(p).parent)) for p in eval_paths]
     df = pd.concat(frames, ignore_index=True).sort_values(
         ["dataset", "arch", "method", "ratio", "seed"], kind="stable").reset_index(drop=True)
+    df["variant"] = df["variant"].fillna("none") if "variant" in df.columns else "none"
     with atomic_path(all_path) as tmp:
         df.drop(columns="cell_dir").to_parquet(tmp, index=False)
+    # tables and figures name a sanity-check variant's row "method (variant)", next to the method
+    df["method"] = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
     choices = report_choices(report, df["method"].unique(), df["ratio"].unique())
     reports = Path(reports_dir)
     tables, figures = reports / "tables", reports / "figures"

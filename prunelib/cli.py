@@ -61,7 +61,16 @@ def cmd_train(a) -> None:
     _threads(a.threads)
     from prunelib import stages
 
-    stages.run_train(_settings(a.settings), a.init, a.mask, a.data, a.out_weights, a.out_log, a.label)
+    stages.run_train(_settings(a.settings), a.init, a.mask, a.data, a.out_weights, a.out_log, a.label,
+                     reuse_log=a.reuse_log or None)
+
+
+def cmd_imp_round(a) -> None:
+    _threads(a.threads)
+    from prunelib import stages
+
+    stages.run_imp_round(_settings(a.settings), a.data, a.out_dir, init_path=a.init or None,
+                         prev_dir=a.prev or None, rewind_path=a.rewind or None, label=a.label)
 
 
 def cmd_eval(a) -> None:
@@ -124,7 +133,7 @@ def cmd_worker(a) -> None:
     worker.serve(a.socket, a.parent, a.idle_seconds)
 
 
-STAGE_COMMANDS = ("init", "score", "mask", "train", "eval")
+STAGE_COMMANDS = ("init", "score", "mask", "train", "eval", "imp-round")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,12 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
                               ("train", cmd_train, ("init", "mask", "data", "out_weights", "out_log")),
                               ("eval", cmd_eval, ("final", "mask", "data", "out"))):
         s = sub.add_parser(name, help=f"the {name} stage of one cell")
+        if name == "train":
+            train_parser = s
         s.add_argument("--settings", required=True)
         for arg in extra:
             s.add_argument("--" + arg.replace("_", "-"), required=arg != "scores", default="")
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--label", default="", help="prefix of progress lines")
         s.set_defaults(func=func)
+    train_parser.add_argument("--reuse-log", default="", help="IMP cells: the chain round's train_log.parquet "
+                              "(the round's trained weights are --init; nothing is trained)")
+
+    s = sub.add_parser("imp-round", help="one round of an iterative-magnitude-pruning chain")
+    s.add_argument("--settings", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out-dir", required=True, help="the round's folder (weights.pt, mask.pt, ...)")
+    s.add_argument("--init", default="", help="round 0: the init artifact")
+    s.add_argument("--prev", default="", help="round j >= 1: the previous round's folder")
+    s.add_argument("--rewind", default="", help="round j >= 1: round 0's rewind.pt")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--label", default="", help="prefix of progress lines")
+    s.set_defaults(func=cmd_imp_round)
 
     s = sub.add_parser("aggregate", help="collect eval rows into results/all.parquet and report tables")
     s.add_argument("--all", required=True, help="output Parquet with every eval row")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,13 @@ class PruneSettings:
 
 #: Methods whose mask depends on r beyond a threshold (scored again while pruning).
 ITERATIVE_METHODS = ("synflow",)
+
+#: Iterative magnitude pruning after training: presets of one generalised method
+#: (prunelib/iterative.py).  They have no score stage; a chain of rounds replaces it.
+IMP_METHODS = ("imp_finetune", "lth", "lth_rewind", "lrr", "gimp")
+
+#: Sanity-check variants of a method's mask (prunelib/variants.py); ``none`` = the method.
+VARIANTS = ("none", "shuffle_layer", "reinit", "shuffle_weights", "invert")
 
 
 @dataclass(frozen=True)
@@ -123,18 +131,51 @@ class ModelSettings:
     changes)."""
 
     shortcut: str = "A"
+    #: BatchNorm momentum and epsilon (PyTorch's defaults); at high sparsity they change
+    #: results, so networks with BatchNorm record them in every artifact.
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-5
 
     def options_for(self, arch: str) -> dict:
         """The options ``arch``'s constructor takes (none for the other networks, so their
         init settings, and thus their artifacts, do not depend on these keys)."""
-        return {"shortcut": self.shortcut} if arch.startswith("resnet") else {}
+        out = {"shortcut": self.shortcut} if arch.startswith("resnet") else {}
+        if arch in ARCHS_WITH_BATCHNORM:
+            out.update(bn_momentum=self.bn_momentum, bn_eps=self.bn_eps)
+        return out
+
+
+#: Networks with BatchNorm layers (tests/test_models.py checks this list).
+ARCHS_WITH_BATCHNORM = ("vgg16", "resnet20", "resnet32", "resnet56", "resnet110")
+
+
+@dataclass(frozen=True)
+class IterativeSettings:
+    """Generalised iterative magnitude pruning (``iterative:``; prunelib/iterative.py).
+
+    ``train_steps`` T: optimizer steps of the first, dense training (null = train.epochs
+    epochs).  Each round keeps a fraction ``round_factor`` K of the remaining weights by
+    ``criterion`` (global or layer-wise magnitude); the rounds land exactly on every
+    ratio of the grid.  ``rewind_fraction`` is lth_rewind's rewind step and
+    ``gimp_fraction`` gimp's, as fractions of T.  ``per_method`` overrides the general
+    parameters of a named method: ``rewind_weights_to`` (a step, or null = keep the
+    trained weights), ``rewind_lr`` (restart the schedule each round) and
+    ``retrain_steps`` (steps per round).
+    """
+
+    round_factor: float = 0.8
+    criterion: str = "global"
+    train_steps: int | None = None
+    rewind_fraction: float = 0.05
+    gimp_fraction: float = 0.75
+    per_method: dict = field(default_factory=dict)
 
 
 #: Smallest input side each network accepts: LeNet-5's two 5x5 valid convolutions and two
 #: 2x2 pools leave nothing below 16 pixels; VGG-16's five 2x2 pools nothing below 32.  The
 #: MLP and the ResNets (stride-2 convolutions with padding, global pooling) take any size.
 #: Every network takes any channel count.  tests/test_models.py checks these bounds.
-ARCH_MIN_IMAGE_SIZE = {"lenet300": 1, "lenet5": 16, "vgg16": 32, "resnet20": 1, "resnet32": 1,
+ARCH_MIN_IMAGE_SIZE = {"lenet300": 1, "lenet5": 16, "mlp400x3": 1, "vgg16": 32, "resnet20": 1, "resnet32": 1,
                        "resnet56": 1, "resnet110": 1}
 
 
@@ -142,11 +183,14 @@ ARCH_MIN_IMAGE_SIZE = {"lenet300": 1, "lenet5": 16, "vgg16": 32, "resnet20": 1, 
 class GridSettings:
     archs: tuple = ("lenet300",)
     datasets: tuple = ("mnist",)
+    #: The default grid: every foresight method (the iterative ones train ~15x longer).
     methods: tuple = ("random", "global_magnitude", "layer_magnitude", "global_gradient", "layer_gradient",
                       "global_activation", "layer_activation", "global_lap", "layer_lap", "lamp", "snip",
                       "grasp", "synflow", "obd")
     ratios: tuple = (1, 4, 16, 64)
     seeds: tuple = (0, 1, 2)
+    #: Sanity-check variants of every pruned cell (``none`` = the method itself).
+    variants: tuple = ("none",)
     #: [arch, dataset] pairs to run instead of the archs x datasets cross product.
     pairs: tuple | None = None
 
@@ -185,6 +229,7 @@ class Settings:
     prune: PruneSettings = field(default_factory=PruneSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    iterative: IterativeSettings = field(default_factory=IterativeSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
 
 
@@ -195,6 +240,7 @@ _SECTIONS = {
     "prune": PruneSettings,
     "score": ScoreSettings,
     "train": TrainSettings,
+    "iterative": IterativeSettings,
     "report": ReportSettings,
 }
 
@@ -399,16 +445,92 @@ def init_settings(s: Settings, arch: str, dataset: str, seed: int, scheme: str) 
     return out
 
 
+#: The named iterative methods as presets of generalised IMP.  ``rewind_weights_to``: a
+#: step, ``None`` (keep the trained weights) or the name of an ``iterative`` fraction
+#: of T; ``retrain_steps``: ``"train_steps"`` (T) or ``"after_rewind"`` (T minus the
+#: rewind step).  prunelib/iterative.py resolves them against T.
+IMP_PRESETS = {
+    "imp_finetune": {"rewind_weights_to": None, "rewind_lr": False, "retrain_steps": "train_steps",
+                     "paper": "Han et al., NeurIPS 2015 (prune, fine-tune at the final learning rate)"},
+    "lth": {"rewind_weights_to": 0, "rewind_lr": True, "retrain_steps": "train_steps",
+            "paper": "Frankle & Carbin, ICLR 2019 (lottery ticket: rewind to initialisation)"},
+    "lth_rewind": {"rewind_weights_to": "rewind_fraction", "rewind_lr": True, "retrain_steps": "after_rewind",
+                   "paper": "Frankle et al., ICML 2020 (rewind to an early step k, train k..T)"},
+    "lrr": {"rewind_weights_to": None, "rewind_lr": True, "retrain_steps": "train_steps",
+            "paper": "Renda et al., ICLR 2020 (learning-rate rewinding: keep weights, restart the schedule)"},
+    "gimp": {"rewind_weights_to": "gimp_fraction", "rewind_lr": True, "retrain_steps": "train_steps",
+             "paper": "rewind weights to a late step (gimp_fraction of T), restart the full schedule"},
+}
+
+
+def imp_spec(s: Settings, method: str) -> dict:
+    """The generalised-IMP parameters of ``method`` (preset < ``iterative.per_method``),
+    with fractions still unresolved (T depends on the data; see iterative.resolve_plan)."""
+    it = s.iterative
+    spec = {k: v for k, v in IMP_PRESETS[method].items() if k != "paper"}
+    spec.update(it.per_method.get(method, {}))
+    rewind = spec["rewind_weights_to"]
+    if isinstance(rewind, str):
+        spec["rewind_weights_to"] = {"fraction": getattr(it, rewind)}
+    return {"round_factor": it.round_factor, "criterion": it.criterion, "train_steps": it.train_steps, **spec}
+
+
+def imp_densities(ratios, round_factor: float) -> list[Fraction]:
+    """Kept fraction of the prunable weights after each round 1..n of an IMP chain.
+
+    Each round keeps ``round_factor`` K of the remaining weights (K^j, exactly, as a
+    rational), except that the chain lands exactly on every requested ratio: the round
+    that would pass density 1/r keeps 1/r instead (its factor adjusted).  So one chain to
+    the largest r serves every smaller r of the grid without retraining.
+    """
+    k = Fraction(str(round_factor))
+    out, d = [], Fraction(1)
+    for r in sorted({float(r) for r in ratios if float(r) > 1.0}):
+        target = 1 / Fraction(r)
+        while d * k > target:
+            d *= k
+            out.append(d)
+        d = target
+        out.append(d)
+    return out
+
+
+def imp_round_of(ratios, round_factor: float, ratio: float) -> int:
+    """The round (1-based) of the chain whose mask has density exactly 1/``ratio``."""
+    return imp_densities(ratios, round_factor).index(1 / Fraction(float(ratio))) + 1
+
+
+def imp_round_settings(s: Settings, method: str, seed: int, dataset: str, round_: int) -> dict:
+    """What round ``round_`` of ``method``'s chain depends on besides its inputs (round 0
+    is the dense training; round j >= 1 prunes to ``density`` and retrains)."""
+    out = {"method": method, "seed": int(seed), "round": int(round_), "imp": imp_spec(s, method),
+           "train": train_settings(s, seed, dataset)["train"], "device": s.device}
+    if round_ > 0:
+        d = imp_densities(s.grid.ratios, s.iterative.round_factor)[round_ - 1]
+        out["density"] = f"{d.numerator}/{d.denominator}"
+    return out
+
+
+def variant_settings(variant: str, seed: int) -> dict | None:
+    """The sanity-check transformation of a cell (None for ``none``)."""
+    return None if variant == "none" else {"variant": variant, "seed": int(seed)}
+
+
 def score_settings(s: Settings, method: str, seed: int) -> dict:
     """Only what this method's scores depend on, so other methods' knobs never rerun it."""
     return {"method": method, "seed": int(seed), "data": s.score.data_for(method),
             "knobs": s.score.knobs_for(method), "device": s.device}
 
 
-def mask_settings(s: Settings, method: str, ratio: float, seed: int) -> dict:
+def mask_settings(s: Settings, method: str, ratio: float, seed: int, variant: str = "none") -> dict:
     out = {"method": method, "ratio": float(ratio), "seed": int(seed)}
     if method in ITERATIVE_METHODS:  # these re-score while pruning
         out.update({"knobs": s.score.knobs_for(method), "device": s.device})
+    if method in IMP_METHODS:  # the mask is a round of the chain
+        out.update({"imp_round": imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio),
+                    "criterion": s.iterative.criterion})
+    if variant != "none":
+        out["variant"] = variant_settings(variant, seed)
     return out
 
 
@@ -424,17 +546,44 @@ def train_settings(s: Settings, seed: int, dataset: str | None = None) -> dict:
     return {"seed": int(seed), "train": out, "device": s.device}
 
 
-def eval_settings(s: Settings, arch: str, dataset: str, method: str, ratio: float, seed: int) -> dict:
+def cell_train_settings(s: Settings, method: str, ratio: float, seed: int, dataset: str,
+                        variant: str = "none") -> dict:
+    """The train stage's settings for one cell: plain training for foresight methods and
+    the dense control; for an IMP method, its chain round's result (variant none) or a
+    retraining of the variant with the round's schedule."""
+    out = train_settings(s, seed, dataset)
+    if method in IMP_METHODS:
+        j = imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio)
+        out["imp"] = imp_round_settings(s, method, seed, dataset, j)
+        out["mode"] = "imp_result" if variant == "none" else "imp_retrain"
+    if variant != "none":
+        out["variant"] = variant_settings(variant, seed)
+    return out
+
+
+def eval_settings(s: Settings, arch: str, dataset: str, method: str, ratio: float, seed: int,
+                  variant: str = "none") -> dict:
     """Eval settings carry the hash of everything upstream (the cell's provenance)."""
     upstream = {
         "init": init_settings(s, arch, dataset, seed, s.init.scheme_for(method)),
-        "score": score_settings(s, method, seed) if method != DENSE else None,
-        "mask": mask_settings(s, method, ratio, seed),
-        "train": train_settings(s, seed, dataset),
+        "score": score_settings(s, method, seed) if method not in (DENSE, *IMP_METHODS) else None,
+        "mask": mask_settings(s, method, ratio, seed, variant),
+        "train": cell_train_settings(s, method, ratio, seed, dataset, variant),
     }
-    return {"method": method, "ratio": float(ratio), "seed": int(seed),
-            "eval_batch_size": s.train.eval_batch_size, "device": s.device,
-            "cell_hash": settings_hash(upstream)}
+    if method in IMP_METHODS:  # every round of the chain up to this cell's
+        j = imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio)
+        upstream["chain"] = [imp_round_settings(s, method, seed, dataset, i) for i in range(j + 1)]
+    out = {"method": method, "ratio": float(ratio), "seed": int(seed),
+           "eval_batch_size": s.train.eval_batch_size, "device": s.device,
+           "cell_hash": settings_hash(upstream)}
+    if variant != "none":
+        out["variant"] = variant
+    return out
+
+
+def variant_suffix(variant: str) -> str:
+    """How a variant appears in a cell's folder name: ``r16`` (none), ``r16-invert``."""
+    return "" if variant == "none" else f"-{variant}"
 
 
 @dataclass(frozen=True)
@@ -444,10 +593,16 @@ class Cell:
     seed: int
     method: str
     ratio: str  # formatted, as in paths
+    variant: str = "none"
+
+    def wildcards(self) -> dict:
+        """The values of the cell path's wildcards (``variant`` as its folder suffix)."""
+        return {**vars(self), "variant": variant_suffix(self.variant)}
 
 
 def cells(s: Settings) -> list[Cell]:
-    """Every (dataset, arch, seed, method, ratio) of the grid; r = 1 maps to the dense control."""
+    """Every (dataset, arch, seed, method, ratio, variant) of the grid; r = 1 maps to the
+    dense control, which has no variants."""
     out = []
     pruned_ratios = [format_ratio(r) for r in s.grid.ratios if float(r) != 1.0]
     for arch, dataset in s.grid.arch_dataset_pairs():  # grid.pairs, else archs x datasets
@@ -455,5 +610,13 @@ def cells(s: Settings) -> list[Cell]:
             out.append(Cell(dataset, arch, int(seed), DENSE, "1"))
             for method in s.grid.methods:
                 for r in pruned_ratios:
-                    out.append(Cell(dataset, arch, int(seed), method, r))
+                    for variant in s.grid.variants:
+                        out.append(Cell(dataset, arch, int(seed), method, r, variant))
     return out
+
+
+def imp_chains(s: Settings) -> list[tuple[str, str, int, str, int]]:
+    """(dataset, arch, seed, method, rounds) of every IMP chain the grid needs."""
+    n = len(imp_densities(s.grid.ratios, s.iterative.round_factor))
+    return [(d, a, int(seed), m, n) for a, d in s.grid.arch_dataset_pairs() for seed in s.grid.seeds
+            for m in s.grid.methods if m in IMP_METHODS]

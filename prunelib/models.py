@@ -29,6 +29,25 @@ class LeNet300(nn.Module):
         return self.fc3(x)
 
 
+class MLP400x3(nn.Module):
+    """The lottery-ticket sanity-check MLP: 784-400-400-400-10 with ReLU (638,810
+    parameters on MNIST)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28):
+        super().__init__()
+        self.input_shape = (in_channels, image_size, image_size)
+        self.fc1 = nn.Linear(in_channels * image_size * image_size, 400)
+        self.fc2 = nn.Linear(400, 400)
+        self.fc3 = nn.Linear(400, 400)
+        self.fc4 = nn.Linear(400, num_classes)
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        for fc in (self.fc1, self.fc2, self.fc3):
+            x = torch.relu(fc(x))
+        return self.fc4(x)
+
+
 class LeNet5(nn.Module):
     """The reproduction study's CNN (its Table 4.1; 431,080 parameters on MNIST).
 
@@ -183,6 +202,7 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet300": LeNet300,
     "lenet5": LeNet5,
+    "mlp400x3": MLP400x3,
     "vgg16": VGG16,
     "resnet20": _resnet(20),
     "resnet32": _resnet(32),
@@ -195,13 +215,21 @@ MODEL_OPTIONS: dict[str, tuple[str, ...]] = {name: ("shortcut",) for name in MOD
 
 
 def build(arch: str, num_classes: int, in_channels: int, image_size: int, **options) -> nn.Module:
-    """Build ``arch``; ``options`` (e.g. ``shortcut``) are passed on where the network takes them."""
+    """Build ``arch``; ``options`` (e.g. ``shortcut``) are passed on where the network takes
+    them; ``bn_momentum`` and ``bn_eps`` are set on every BatchNorm layer."""
     try:
         builder = MODELS[arch]
     except KeyError:
         raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(MODELS)}") from None
     kw = {k: v for k, v in options.items() if k in MODEL_OPTIONS.get(arch, ())}
-    return builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
+    model = builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if "bn_momentum" in options:
+                module.momentum = float(options["bn_momentum"])
+            if "bn_eps" in options:
+                module.eps = float(options["bn_eps"])
+    return model
 
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)

@@ -9,12 +9,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prunelib.config import DENSE, format_ratio, known
+from prunelib.config import DENSE, VARIANTS, format_ratio, known
+
+
+def method_label(method: str, variant: str = "none") -> str:
+    """A table row's name: the method, or ``method (variant)`` for a sanity check."""
+    return method if variant in ("none", None) else f"{method} ({variant})"
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """(method, variant) of a ``method_label``."""
+    if label.endswith(")") and " (" in label:
+        method, variant = label[:-1].split(" (", 1)
+        return method, variant
+    return label, "none"
 
 
 def method_order(methods) -> list[str]:
+    """Dense first, then methods in registry order, each followed by its variants."""
     order = [DENSE] + known("methods")
-    return sorted(set(methods), key=lambda m: (order.index(m) if m in order else len(order), m))
+
+    def key(label):
+        m, v = split_label(label)
+        return (order.index(m) if m in order else len(order), m,
+                VARIANTS.index(v) if v in VARIANTS else len(VARIANTS), v)
+
+    return sorted(set(methods), key=key)
 
 
 def default_table_ratios(ratios) -> list[float]:

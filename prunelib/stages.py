@@ -7,17 +7,20 @@ Python.  Every artifact carries a ``meta`` dict with the settings that made it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import torch
 
 import prunelib
-from prunelib import datasets, init_schemes, masking, models, scorers
+from prunelib import datasets, init_schemes, iterative, masking, models, scorers, variants
 from prunelib.artifacts import load_pt, save_pt, write_parquet
-from prunelib.config import PruneSettings, ScoreSettings, TrainSettings, settings_hash
+from prunelib.config import IMP_METHODS, IMP_PRESETS, PruneSettings, ScoreSettings, TrainSettings, settings_hash
 from prunelib.seeding import seed_everything
-from prunelib.training import TrainingDiverged, evaluate, progress_printer, resolve_device, train
+from prunelib.training import (TrainingDiverged, evaluate, progress_printer, resolve_device, run_steps,
+                               steps_per_epoch, train, training_examples)
 
 
 def _provenance() -> dict:
@@ -118,37 +121,53 @@ def run_score(settings: dict, init_path, data_path, out) -> None:
 
 def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> None:
     """settings: ``config.mask_settings`` (method, ratio, seed; knobs and device for
-    iterative methods). ``scores_path`` is unused for the dense control."""
+    iterative methods; imp_round for IMP; variant). ``scores_path`` is unused for the
+    dense control and is the chain round's mask.pt for IMP methods."""
     method, ratio, seed = settings["method"], settings["ratio"], settings["seed"]
-    m = scorers.get(method)
-    extra = {}
+    extra, ranking_scores = {}, None
     start = time.perf_counter()
-    if m.scope == "all":
-        blob = load_pt(init_path)
-        scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
-        score_meta = {}
-        masks, rows = masking.select_masks(scores, ratio, m.scope, seed, method=method)
+    if method in IMP_METHODS:
+        blob = load_pt(scores_path)
+        masks, rows = blob["masks"], blob["rows"]
+        ranking_scores = iterative.ranking(blob["pruned_round"], blob["ranked_by"])
+        scope, score_meta = settings["criterion"], {"seconds": blob["meta"]["seconds"]}
+        extra = {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]}
     else:
-        score_meta = load_pt(scores_path)["meta"]
-        scorer = m.make_scorer(_score_settings(settings))
-        if scorer.needs_ratio:
-            model, meta = load_model(init_path)
-            model.to(resolve_device(settings["device"]))
-            named = dict(model.named_parameters())
-            params = {n: named[n] for n in meta["prunable"]}
-            masks, rows, _ = scorer.prune(model, params, ratio, m.scope, seed, method=method)
-            masks = {n: mk.cpu() for n, mk in masks.items()}
-            extra = scorer.describe()
-        else:
-            scores = load_pt(scores_path)["scores"]
+        m = scorers.get(method)
+        scope = m.scope
+        if m.scope == "all":
+            blob = load_pt(init_path)
+            scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
+            score_meta = {}
             masks, rows = masking.select_masks(scores, ratio, m.scope, seed, method=method)
+        else:
+            score_meta = load_pt(scores_path)["meta"]
+            scorer = m.make_scorer(_score_settings(settings))
+            if scorer.needs_ratio:
+                model, meta = load_model(init_path)
+                model.to(resolve_device(settings["device"]))
+                named = dict(model.named_parameters())
+                params = {n: named[n] for n in meta["prunable"]}
+                masks, rows, ranking_scores = scorer.prune(model, params, ratio, m.scope, seed, method=method)
+                masks = {n: mk.cpu() for n, mk in masks.items()}
+                ranking_scores = {n: v.cpu() for n, v in ranking_scores.items()}
+                extra = scorer.describe()
+            else:
+                ranking_scores = load_pt(scores_path)["scores"]
+                masks, rows = masking.select_masks(ranking_scores, ratio, m.scope, seed, method=method)
+    if settings.get("variant"):
+        v = settings["variant"]
+        masks, new_rows, record = variants.transform_mask(v["variant"], masks, v["seed"], ranking_scores,
+                                                          ratio, scope, method)
+        rows = new_rows or _recount_rows(rows, masks)
+        extra["variant"] = record
     seconds = time.perf_counter() - start
     summary = masking.mask_summary(rows)
-    if m.scope == "layer":
+    if scope == "layer":
         target = sum(masking.kept_count(r["numel"], ratio) for r in rows)
     else:
         target = masking.kept_count(summary["n_prunable"], ratio)
-    meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": m.scope, "target_kept": target,
+    meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": scope, "target_kept": target,
             **summary, **extra, "seconds": seconds, "score_seconds": score_meta.get("seconds", 0.0),
             "settings_hash": settings_hash(settings), **_provenance()}
     save_pt({"masks": masks, "meta": meta}, out_mask)
@@ -156,22 +175,78 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
                                                                   "target_kept", "n_kept", "n_prunable")})
 
 
+def _recount_rows(rows: list[dict], masks: dict) -> list[dict]:
+    """Audit rows of a mask transformed after selection (kept counts per tensor are
+    recounted; the selection's threshold and tie records stay those of the method)."""
+    out = []
+    for r in rows:
+        kept = int(masks[r["name"]].sum())
+        out.append({**r, "kept": kept, "density": kept / r["numel"], "collapsed": kept == 0})
+    return out
+
+
 # --- train ----------------------------------------------------------------------------
 
-def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_log, label: str = "") -> None:
-    """settings: ``config.train_settings`` (seed, train, device)."""
-    seed = settings["seed"]
-    train_settings = TrainSettings(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in settings["train"].items()})
+def _train_settings(settings: dict) -> TrainSettings:
+    return TrainSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["train"].items()})
+
+
+def fresh_init_state(meta: dict, seed: int, stream: str) -> dict:
+    """Newly initialised weights of the network ``meta`` describes (an init artifact's
+    meta), drawn from the named stream with its init scheme."""
+    seed_everything(seed, stream)
+    model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
+    init_schemes.apply(model, meta["init_scheme"])
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _label(meta: dict, seed: int, label: str) -> str:
+    return label or f"{meta['dataset']}/{meta['arch']} seed{seed}"
+
+
+def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_log, label: str = "",
+              reuse_log=None) -> None:
+    """settings: ``config.cell_train_settings`` (seed, train, device; imp and mode for IMP
+    cells; variant).  ``init_path`` holds the weights training starts from: the init
+    artifact, or for IMP cells the chain's rewind point or previous round (``mode:
+    imp_retrain``), or the round's trained weights with their log ``reuse_log``
+    (``mode: imp_result``, which trains nothing: the chain already did)."""
+    seed, mode = settings["seed"], settings.get("mode", "train")
     model, init_meta = load_model(init_path)
     mask_blob = load_pt(mask_path)
+    masks = mask_blob["masks"]
+    if mode == "imp_result":
+        import pandas as pd
+
+        rows = pd.read_parquet(reuse_log).to_dict("records")
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        meta = {**init_meta, "mask": mask_blob["meta"], "settings_hash": settings_hash(settings),
+                "reused_from": str(init_path), **_provenance()}
+        save_pt({"state_dict": state, "meta": meta}, out_weights)
+        write_parquet(rows, out_log, metadata={"seed": seed, "device": init_meta.get("device", "")})
+        return
+    train_s = _train_settings(settings).for_dataset(init_meta["dataset"])
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
-    progress = progress_printer(label or f"{init_meta['dataset']}/{init_meta['arch']} seed{seed}")
+    extra = {}
+    if settings.get("variant"):
+        v = settings["variant"]
+        state = dict(model.state_dict())
+        extra["variant"] = variants.transform_weights(
+            v["variant"], state, masks, v["seed"],
+            lambda: fresh_init_state(init_meta.get("init", init_meta), v["seed"], "variant:reinit"))
+    name = _label(init_meta, seed, label)
+    progress = progress_printer(name)
     status, reason = "ok", ""
     try:
-        rows = train(model, mask_blob["masks"], data, init_meta["dataset"], train_settings, seed, dev,
-                     progress, label=label or f"{init_meta['dataset']}/{init_meta['arch']} seed{seed}")
+        if mode == "imp_retrain":
+            spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
+            plan = iterative.resolve_plan(settings["imp"]["imp"], spe, train_s.epochs)
+            rows = run_steps(model, masks, data, init_meta["dataset"], train_s, seed, dev,
+                             plan.round_positions(), iterative.round_lr(train_s, plan, spe), progress)
+            extra["imp_plan"] = dataclasses.asdict(plan)
+        else:
+            rows = train(model, masks, data, init_meta["dataset"], train_s, seed, dev, progress, label=name)
     except TrainingDiverged as exc:
         # A diverged cell is a result, not a crash: it is recorded as failed with its reason
         # and the grid goes on; eval and the tables show it as failed.
@@ -179,10 +254,97 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
         progress(f"FAILED: {reason}")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     meta = {**init_meta, "mask": mask_blob["meta"], "device": str(dev), "status": status, "reason": reason,
-            "train_seconds": sum(r["seconds"] for r in rows),
+            "train_seconds": sum(r["seconds"] for r in rows), **extra,
             "settings_hash": settings_hash(settings), **_provenance()}
     save_pt({"state_dict": state, "meta": meta}, out_weights)
     write_parquet(rows, out_log, metadata={"seed": seed, "device": str(dev)})
+
+
+# --- iterative magnitude pruning: one round of a chain ----------------------------------
+
+def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=None, rewind_path=None,
+                  label: str = "") -> None:
+    """settings: ``config.imp_round_settings``.  Round 0 trains the dense network from
+    ``init_path`` for T steps and writes ``rewind.pt`` (the weights at the rewind step;
+    at step 0 when the method keeps trained weights).  Round j >= 1 prunes the previous
+    round's trained weights (``prev_dir``) to density d_j, resets the survivors to
+    ``rewind_path`` (or keeps them) and retrains.  Each round writes to ``out_dir``:
+    weights.pt (trained), mask.pt (masks, ranking, audit rows), mask.parquet,
+    train_log.parquet."""
+    method, seed, j = settings["method"], settings["seed"], settings["round"]
+    out_dir = Path(out_dir)
+    train_s = _train_settings(settings).for_dataset(
+        load_pt(init_path if j == 0 else Path(prev_dir) / "weights.pt")["meta"]["dataset"])
+    data = datasets.load_prepared(data_path)
+    dev = resolve_device(settings["device"])
+    spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
+    plan = iterative.resolve_plan(settings["imp"], spe, train_s.epochs)
+    start = time.perf_counter()
+    status, reason, extra = "ok", "", {}
+    if j == 0:
+        model, meta = load_model(init_path)
+        prunable = meta["prunable"]
+        params = dict(model.named_parameters())
+        masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in prunable}
+        _, rows_mask = masking.select_masks({n: torch.ones_like(masks[n], dtype=torch.float64) for n in masks},
+                                            1, "all", seed, method=method)
+        pruned_round = {n: torch.ones_like(m, dtype=torch.int32) for n, m in masks.items()}
+        ranked_by = {n: torch.zeros_like(m, dtype=torch.float32) for n, m in masks.items()}
+        positions, lr_of = range(0, plan.train_steps), iterative.dense_lr(train_s, plan, spe)
+        rewind_step = plan.rewind_step or 0
+        ckpt = {rewind_step: None}
+        base_meta = {**meta, "init": meta}
+    else:
+        prev = load_pt(Path(prev_dir) / "mask.pt")
+        prev_w = load_pt(Path(prev_dir) / "weights.pt")
+        base_meta = {k: v for k, v in prev_w["meta"].items() if k not in ("round", "status", "reason")}
+        model, _ = load_model(Path(prev_dir) / "weights.pt")
+        density = Fraction(settings["density"])
+        masks, rows_mask, magnitude = iterative.prune_round(prev_w["state_dict"], prev["masks"], density,
+                                                            plan.criterion, seed, j, method)
+        pruned_round, ranked_by = iterative.update_ranking(prev["pruned_round"], prev["ranked_by"], masks,
+                                                           prev["masks"], magnitude, j)
+        if plan.rewind_step is not None:  # reset the survivors to theta_k
+            model.load_state_dict(load_pt(rewind_path)["state_dict"])
+        positions, lr_of = plan.round_positions(), iterative.round_lr(train_s, plan, spe)
+        ckpt = None
+        extra["density"] = settings["density"]
+        if prev_w["meta"].get("status", "ok") != "ok":
+            status, reason = "failed", f"round {j - 1} failed: {prev_w['meta'].get('reason', '')}"
+    name = f"{label or method} round {j}"
+    progress = progress_printer(name)
+    what = "dense training" if j == 0 else f"density {float(Fraction(settings['density'])):.4f}"
+    progress(f"{what}: steps {positions.start}..{positions.stop} (T = {plan.train_steps})")
+    rows = []
+    if status == "ok":
+        try:
+            rows = run_steps(model, masks, data, base_meta["dataset"], train_s, seed, dev, positions, lr_of,
+                             progress, checkpoints=ckpt)
+        except TrainingDiverged as exc:
+            status, reason, rows = "failed", str(exc), exc.rows
+            progress(f"FAILED: {reason}")
+    seconds = time.perf_counter() - start
+    metrics = (evaluate(model, data, base_meta["dataset"], train_s.eval_batch_size, dev)
+               if status == "ok" else {})
+    if metrics:
+        progress(f"test top1 {100 * metrics['top1']:.2f}%")
+    paper = IMP_PRESETS[method]["paper"]
+    meta = {**base_meta, "method": method, "round": j, "plan": dataclasses.asdict(plan), "paper": paper,
+            "status": status, "reason": reason, "device": str(dev), "train_seconds": seconds,
+            "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance()}
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    save_pt({"state_dict": state, "meta": meta}, out_dir / "weights.pt")
+    mask_meta = {"method": method, "round": j, "seed": seed, "paper": paper, "seconds": seconds,
+                 **masking.mask_summary(rows_mask), **extra, "settings_hash": settings_hash(settings)}
+    save_pt({"masks": masks, "rows": rows_mask, "pruned_round": pruned_round, "ranked_by": ranked_by,
+             "meta": mask_meta}, out_dir / "mask.pt")
+    write_parquet(rows_mask, out_dir / "mask.parquet", metadata={"method": method, "round": j, "seed": seed})
+    write_parquet(rows, out_dir / "train_log.parquet", metadata={"seed": seed, "device": str(dev), "round": j})
+    if j == 0:
+        # (a run that diverged before the rewind step leaves its last weights, marked failed)
+        save_pt({"state_dict": ckpt[rewind_step] or state, "meta": {**base_meta, "step": rewind_step, "status": status,
+                                                                    "reason": reason, "plan": dataclasses.asdict(plan)}},
+                out_dir / "rewind.pt")
 
 
 # --- eval -----------------------------------------------------------------------------
@@ -258,7 +420,7 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     macs_dense, macs_kept = multiply_accumulates(model, masks, meta["dataset"])
     row = {
         "arch": meta["arch"], "dataset": meta["dataset"], "method": method, "ratio": ratio,
-        "seed": seed, "init_scheme": meta["init_scheme"],
+        "seed": seed, "variant": settings.get("variant", "none"), "init_scheme": meta["init_scheme"],
         **metrics,
         "n_params": sum(p.numel() for p in params.values()),
         "n_prunable": n_prunable,

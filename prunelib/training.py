@@ -172,7 +172,34 @@ def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, da
         raise _oom("training", label, s.batch_size, "train.batch_size", device) from None
 
 
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over ``n_train`` examples (the last batch may be short)."""
+    return -(-n_train // batch_size)
+
+
+def training_examples(data: dict, s: TrainSettings, seed: int) -> int:
+    """How many examples one epoch trains on (after ``val_fraction`` and ``train_subset``)."""
+    return split_indices(data["train_y"].numel(), s, seed)[0].numel()
+
+
 def _train(model, masks, data, dataset, s: TrainSettings, seed, device, progress) -> list[dict]:
+    spe = steps_per_epoch(training_examples(data, s, seed), s.batch_size)
+    return run_steps(model, masks, data, dataset, s, seed, device, range(0, s.epochs * spe),
+                     lambda p: lr_at(p // spe, s), progress)
+
+
+def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, positions: range,
+              lr_of: Callable[[int], float], progress=None, checkpoints: dict | None = None) -> list[dict]:
+    """Masked training over the schedule ``positions`` (optimizer steps, 0-based).
+
+    Position p is batch p mod S of epoch p div S (S = steps per epoch), so the data a
+    step sees depends only on its position and the seed: training that resumes at
+    position k (a rewound lottery ticket) sees exactly what the first run saw from k on.
+    ``lr_of(p)`` is the learning rate of step p.  A fresh optimizer is built here (its
+    state is not rewound with the weights).  ``checkpoints``: {position: None}, filled in
+    place with copies of the weights *before* the step at that position (the end of
+    ``positions`` = the final weights).  One log row per epoch (or part of one).
+    """
     model.to(device)
     fmasks = apply_masks(model, masks)
     params = dict(model.named_parameters())
@@ -184,51 +211,72 @@ def _train(model, masks, data, dataset, s: TrainSettings, seed, device, progress
     val = ({"test_x": data["train_x"][val_idx], "test_y": data["train_y"][val_idx]}
            if val_idx.numel() else None)
     n = y_all.numel()
+    spe = steps_per_epoch(n, s.batch_size)
+    checkpoints = {} if checkpoints is None else checkpoints
+
+    def snapshot(p):
+        if p in checkpoints:
+            checkpoints[p] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
     rows = []
-    for epoch in range(s.epochs):
-        lr = lr_at(epoch, s)
+    epoch = order = aug = None
+    for p in positions:
+        snapshot(p)
+        if p // spe != epoch:  # entering an epoch (or starting mid-epoch)
+            epoch = p // spe
+            order = torch.randperm(n, generator=generator(seed, f"shuffle:{epoch}")).to(device)
+            aug = crop_flip_params(n, seed, epoch).to(device) if s.augment == "cifar" else None
+            seg_start, lr_first = time.perf_counter(), lr_of(p)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            seen = 0
+            model.train()
+        lr = lr_of(p)
         for group in opt.param_groups:
             group["lr"] = lr
-        model.train()
-        order = torch.randperm(n, generator=generator(seed, f"shuffle:{epoch}")).to(device)
-        aug = crop_flip_params(n, seed, epoch).to(device) if s.augment == "cifar" else None
-        start = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for b in range(0, n, s.batch_size):
-            sel = order[b:b + s.batch_size]
-            x = x_all[sel]
-            if aug is not None:  # augmentation drawn per position in the epoch's order
-                x = crop_flip(x if x.dim() == 4 else x.unsqueeze(1), aug[b:b + s.batch_size])
-            x = to_float(x, dataset)
-            y = y_all[sel]
-            with _autocast(s, device):
-                out = model(x)
-                loss = F.cross_entropy(out, y)
-            opt.zero_grad(set_to_none=False)
-            loss.backward()
-            for p, m in masked:
-                p.grad.mul_(m)
-            opt.step()
-            loss_sum += loss.detach().double() * y.numel()
-            correct += (out.detach().argmax(1) == y).sum()
-        train_loss = float(loss_sum) / n
-        seconds = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch + 1} (lr {lr})",
-                                   rows + [{"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
-                                            "train_top1": float(correct) / n, "seconds": seconds}])
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
-               "train_top1": float(correct) / n, "seconds": seconds}
-        if val is not None:
-            m = _evaluate(model, val, dataset, s.eval_batch_size, device)
-            row.update(val_top1=m["top1"], val_loss=m["test_loss"])
-        rows.append(row)
-        if progress:
-            progress(f"epoch {epoch + 1}/{s.epochs} lr {lr:.3g} loss {train_loss:.4f} "
-                     f"top1 {100 * row['train_top1']:.2f}% {seconds:.1f}s ({n / seconds:.0f} img/s)"
-                     + (f" val top1 {100 * row['val_top1']:.2f}%" if val is not None else ""))
+        b = (p % spe) * s.batch_size
+        sel = order[b:b + s.batch_size]
+        x = x_all[sel]
+        if aug is not None:  # augmentation drawn per position in the epoch's order
+            x = crop_flip(x if x.dim() == 4 else x.unsqueeze(1), aug[b:b + s.batch_size])
+        x = to_float(x, dataset)
+        y = y_all[sel]
+        with _autocast(s, device):
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        for prm, m in masked:
+            prm.grad.mul_(m)
+        opt.step()
+        loss_sum += loss.detach().double() * y.numel()
+        correct += (out.detach().argmax(1) == y).sum()
+        seen += y.numel()
+        if (p + 1) % spe == 0 or p + 1 == positions.stop:
+            rows.append(_log_row(model, rows, epoch, p, lr_first, loss_sum, correct, seen, seg_start, val,
+                                 dataset, s, device, progress, positions))
+    snapshot(positions.stop)
     return rows
+
+
+def _log_row(model, rows, epoch, p, lr, loss_sum, correct, seen, seg_start, val, dataset, s, device,
+             progress, positions) -> dict:
+    train_loss = float(loss_sum) / seen
+    seconds = time.perf_counter() - seg_start
+    row = {"epoch": epoch + 1, "step": p + 1, "lr": lr, "train_loss": train_loss,
+           "train_top1": float(correct) / seen, "seconds": seconds}
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch + 1} (lr {lr})",
+                               rows + [row])
+    if val is not None:
+        m = _evaluate(model, val, dataset, s.eval_batch_size, device)
+        row.update(val_top1=m["top1"], val_loss=m["test_loss"])
+    if progress:
+        done, total = p + 1 - positions.start, len(positions)
+        progress(f"epoch {epoch + 1} step {done}/{total} lr {lr:.3g} loss {train_loss:.4f} "
+                 f"top1 {100 * row['train_top1']:.2f}% {seconds:.1f}s ({seen / seconds:.0f} img/s)"
+                 + (f" val top1 {100 * row['val_top1']:.2f}%" if val is not None else ""))
+    return row
 
 
 def evaluate(model: torch.nn.Module, data: dict, dataset: str, batch_size: int,

@@ -54,7 +54,7 @@ def test_log_rows_have_the_documented_columns(mnist):
     model, masks = _masked_lenet()
     rows = train(model, masks, mnist, "mnist", TrainSettings(epochs=1, train_subset=256), 0,
                  torch.device("cpu"))
-    assert set(rows[0]) == {"epoch", "lr", "train_loss", "train_top1", "seconds"}
+    assert set(rows[0]) == {"epoch", "step", "lr", "train_loss", "train_top1", "seconds"}
     assert 0 <= rows[0]["train_top1"] <= 1 and rows[0]["seconds"] > 0
 
 

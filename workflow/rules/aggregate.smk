@@ -22,14 +22,15 @@ REPORT_FILES = {
 
 # per-layer densities of the heat map, and the training logs of the curves' cell
 HEATMAP_MASKS = [
-    f"{CELL}/mask.parquet".format(**vars(c))
+    f"{CELL}/mask.parquet".format(**c.wildcards())
     for c in CELLS
     if float(c.ratio) == REPORT_CHOICES["heatmap_ratio"]
 ]
 CURVE_LOGS = [
-    f"{CELL}/train_log.parquet".format(**vars(c))
+    f"{CELL}/train_log.parquet".format(**c.wildcards())
     for c in CELLS
     if c.method == REPORT_CHOICES["curves"]["method"]
+    and c.variant == "none"
     and float(c.ratio) == REPORT_CHOICES["curves"]["ratio"]
 ]
 

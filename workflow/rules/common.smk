@@ -46,7 +46,11 @@ shell.prefix(
     f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}{_worker_env}"
 )
 ENV = "../../envs/prunelib.yaml"
-CELL = "results/{dataset}/{arch}/seed{seed}/{method}/r{ratio}"
+# A cell's folder: r16 for the method itself, r16-<variant> for a sanity-check variant.
+CELL = "results/{dataset}/{arch}/seed{seed}/{method}/r{ratio}{variant}"
+CELL_LOG = "{dataset}/{arch}/seed{seed}/{method}/r{ratio}{variant}"
+# One round of an iterative-magnitude-pruning chain (round 0 = the dense training).
+IMP_ROUND = "results/{dataset}/{arch}/seed{seed}/{method}/imp/round{round}"
 
 
 wildcard_constraints:
@@ -56,6 +60,10 @@ wildcard_constraints:
     scheme="[a-z_]+",
     seed=r"\d+",
     ratio=r"[0-9]+(\.[0-9]+)?",
+    variant="|".join(
+        plconfig.variant_suffix(v) for v in plconfig.VARIANTS
+    ),
+    round=r"[0-9]+",
 
 
 # Resources scale with the network (relative cost; unknown networks count as 4): memory
@@ -64,6 +72,7 @@ wildcard_constraints:
 NET_COST = {
     "lenet300": 1,
     "lenet5": 1,
+    "mlp400x3": 1,
     "resnet20": 4,
     "resnet32": 6,
     "resnet56": 10,
@@ -97,7 +106,30 @@ def init_path(w, ext="pt"):
     return f"results/{w.dataset}/{w.arch}/seed{w.seed}/init_{scheme}.{ext}"
 
 
+def variant_of(w):
+    """The cell's variant name (``none`` for the method itself)."""
+    return w.variant[1:] if w.variant else "none"
+
+
+def is_imp(w):
+    return w.method in plconfig.IMP_METHODS
+
+
+def imp_round_of(w):
+    return plconfig.imp_round_of(
+        SETTINGS.grid.ratios, SETTINGS.iterative.round_factor, float(w.ratio)
+    )
+
+
+def imp_round_dir(w, round_):
+    return IMP_ROUND.format(**{**dict(w.items()), "round": round_})
+
+
 def scores_path(w):
+    """The mask stage's ranking input: the method's scores, or for an IMP method the
+    mask.pt of the chain round that lands on the cell's ratio."""
+    if is_imp(w):
+        return f"{imp_round_dir(w, imp_round_of(w))}/mask.pt"
     return f"results/{w.dataset}/{w.arch}/seed{w.seed}/{w.method}/scores.pt"
 
 
@@ -113,7 +145,7 @@ def data_path(w):
 
 
 def cell_label(w):
-    return f"{w.dataset}/{w.arch}/seed{w.seed}/{w.method}/r{w.ratio}"
+    return f"{w.dataset}/{w.arch}/seed{w.seed}/{w.method}/r{w.ratio}{w.variant}"
 
 
 def mask_inputs(w):
@@ -122,5 +154,29 @@ def mask_inputs(w):
     return {"init": init_path(w), "scores": scores_path(w)}
 
 
+def train_inputs(w):
+    """Where a cell's training starts: the init; for an IMP cell, its chain round's
+    result (nothing to train) or, for a variant, the weights that round started from."""
+    base = {"mask": f"{CELL}/mask.pt".format(**dict(w.items())), "data": data_path(w)}
+    if not is_imp(w):
+        return {**base, "init": init_path(w)}
+    j = imp_round_of(w)
+    if variant_of(w) == "none":
+        return {
+            **base,
+            "init": f"{imp_round_dir(w, j)}/weights.pt",
+            "reuse_log": f"{imp_round_dir(w, j)}/train_log.parquet",
+        }
+    if plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is None:
+        return {**base, "init": f"{imp_round_dir(w, j - 1)}/weights.pt"}
+    return {**base, "init": f"{imp_round_dir(w, 0)}/rewind.pt"}
+
+
+def reuse_arg(w):
+    if is_imp(w) and variant_of(w) == "none":
+        return f"--reuse-log {shlex.quote(train_inputs(w)['reuse_log'])}"
+    return ""
+
+
 def eval_paths():
-    return [f"{CELL}/eval.parquet".format(**vars(c)) for c in CELLS]
+    return [f"{CELL}/eval.parquet".format(**c.wildcards()) for c in CELLS]

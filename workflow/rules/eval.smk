@@ -6,9 +6,9 @@ rule eval:
     output:
         f"{CELL}/eval.parquet",
     log:
-        "results/logs/eval/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.log",
+        f"results/logs/eval/{CELL_LOG}.log",
     benchmark:
-        "results/benchmarks/eval/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.tsv"
+        f"results/benchmarks/eval/{CELL_LOG}.tsv"
     conda:
         ENV
     threads: SETTINGS.threads
@@ -18,7 +18,13 @@ rule eval:
     params:
         settings=lambda w: as_json(
             plconfig.eval_settings(
-                SETTINGS, w.arch, w.dataset, w.method, float(w.ratio), int(w.seed)
+                SETTINGS,
+                w.arch,
+                w.dataset,
+                w.method,
+                float(w.ratio),
+                int(w.seed),
+                variant_of(w),
             )
         ),
         label=cell_label,

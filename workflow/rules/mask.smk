@@ -5,9 +5,9 @@ rule mask:
         mask=f"{CELL}/mask.pt",
         table=f"{CELL}/mask.parquet",
     log:
-        "results/logs/mask/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.log",
+        f"results/logs/mask/{CELL_LOG}.log",
     benchmark:
-        "results/benchmarks/mask/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.tsv"
+        f"results/benchmarks/mask/{CELL_LOG}.tsv"
     conda:
         ENV
     resources:
@@ -15,7 +15,9 @@ rule mask:
         runtime=stage_runtime,
     params:
         settings=lambda w: as_json(
-            plconfig.mask_settings(SETTINGS, w.method, float(w.ratio), int(w.seed))
+            plconfig.mask_settings(
+                SETTINGS, w.method, float(w.ratio), int(w.seed), variant_of(w)
+            )
         ),
         scores=scores_arg,
     shell:

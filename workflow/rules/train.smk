@@ -1,15 +1,13 @@
 rule train:
     input:
-        init=init_path,
-        mask=f"{CELL}/mask.pt",
-        data=data_path,
+        unpack(train_inputs),
     output:
         weights=f"{CELL}/final.pt",
         log_table=f"{CELL}/train_log.parquet",
     log:
-        "results/logs/train/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.log",
+        f"results/logs/train/{CELL_LOG}.log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{arch}/seed{seed}/{method}/r{ratio}.tsv"
+        f"results/benchmarks/train/{CELL_LOG}.tsv"
     conda:
         ENV
     threads: SETTINGS.threads
@@ -18,10 +16,13 @@ rule train:
         runtime=train_runtime,
     params:
         settings=lambda w: as_json(
-            plconfig.train_settings(SETTINGS, int(w.seed), w.dataset)
+            plconfig.cell_train_settings(
+                SETTINGS, w.method, float(w.ratio), int(w.seed), w.dataset, variant_of(w)
+            )
         ),
         label=cell_label,
+        reuse=reuse_arg,
     shell:
         "python -m prunelib train --settings {params.settings:q} --init {input.init:q} --mask {input.mask:q} "
         "--data {input.data:q} --out-weights {output.weights:q} --out-log {output.log_table:q} "
-        "--threads {threads} --label {params.label:q} 2>&1 | tee {log:q}"
+        "--threads {threads} --label {params.label:q} {params.reuse} 2>&1 | tee {log:q}"
