@@ -291,9 +291,10 @@ def audit_grid(config_path="config.yaml", root=".") -> dict:
     cells = []
     counts = {"complete": 0, "stale": 0, "failed": 0, "missing": 0}
     for c in plconfig.cells(s):
-        rel = f"{c.dataset}/{c.arch}/seed{c.seed}/{c.method}/r{c.ratio}"
+        rel = f"{c.dataset}/{c.arch}/seed{c.seed}/{c.method}/r{c.ratio}{plconfig.variant_suffix(c.variant)}"
         folder = results / rel
-        expected = plconfig.eval_settings(s, c.arch, c.dataset, c.method, float(c.ratio), c.seed)["cell_hash"]
+        expected = plconfig.eval_settings(s, c.arch, c.dataset, c.method, float(c.ratio), c.seed,
+                                          c.variant)["cell_hash"]
         detail = ""
         eval_path = folder / "eval.parquet"
         row = None
