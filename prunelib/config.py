@@ -315,8 +315,12 @@ def _allowed(error) -> str:
         return f"{kind} >= {val}"
     if v == "exclusiveMinimum":
         return f"{kind} > {val}"
-    if v == "exclusiveMaximum":
+    if v == "maximum":
         lo = f">= {schema['minimum']} and " if "minimum" in schema else ""
+        return f"{kind} {lo}<= {val}"
+    if v == "exclusiveMaximum":
+        lo = (f">= {schema['minimum']} and " if "minimum" in schema else
+              f"> {schema['exclusiveMinimum']} and " if "exclusiveMinimum" in schema else "")
         return f"{kind} {lo}< {val}"
     if v == "minItems":
         return "a non-empty list"
@@ -364,6 +368,27 @@ def validate(config: dict) -> None:
         if not math.isfinite(r):
             raise ConfigError(f"config error: grid.ratios = {r} is not allowed; allowed: finite numbers >= 1")
     _check_fit(config["grid"])
+    _check_iterative(config["iterative"])
+
+
+def _check_iterative(it: dict) -> None:
+    """With an explicit ``train_steps``, reject rewind steps and retraining lengths the
+    schedule cannot hold (with ``train_steps: null`` the train stage checks them)."""
+    t = it.get("train_steps")
+    if t is None:
+        return
+    for method, over in sorted(it.get("per_method", {}).items()):
+        spec = {**IMP_PRESETS[method], **over}
+        key = f"iterative.per_method.{method}"
+        rewind = over.get("rewind_weights_to")
+        if rewind is not None and rewind > t:
+            raise ConfigError(f"config error: {key}.rewind_weights_to = {rewind} is not allowed; "
+                              f"allowed: steps 0..{t} (iterative.train_steps)")
+        retrain = over.get("retrain_steps")
+        if retrain is not None and spec["rewind_lr"] and retrain > t:
+            raise ConfigError(f"config error: {key}.retrain_steps = {retrain} is not allowed; allowed: steps "
+                              f"1..{t} (iterative.train_steps, as the round replays the schedule's last "
+                              "retrain_steps)")
 
 
 def _check_fit(grid: dict) -> None:

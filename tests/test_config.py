@@ -12,7 +12,11 @@ from conftest import REPO, SNAKEMAKE
 def test_schema_enums_match_the_registries():
     assert config.known("archs") == list(models.MODELS)
     assert config.known("datasets") == list(datasets.DATASETS)
-    assert config.known("methods") == [m for m in scorers.METHODS if m != config.DENSE]
+    assert config.known("methods") == [m for m in scorers.METHODS if m != config.DENSE] + list(config.IMP_METHODS)
+    grid = schema["properties"]["grid"]["properties"] if (schema := config._load_schema()) else None
+    assert grid["variants"]["items"]["enum"] == list(config.VARIANTS)
+    assert schema["properties"]["iterative"]["properties"]["per_method"]["propertyNames"]["enum"] == \
+        list(config.IMP_PRESETS) == list(config.IMP_METHODS)
     schema = config._load_schema()
     assert schema["properties"]["init"]["properties"]["scheme"]["enum"] == list(init_schemes.SCHEMES)
 
@@ -20,7 +24,8 @@ def test_schema_enums_match_the_registries():
 def test_default_config_resolves_to_the_fast_preset():
     s = config.load(REPO / "config.yaml")
     assert s.preset == "fast"
-    assert set(s.grid.methods) == set(config.known("methods"))  # every method is in the default grid
+    # every foresight method is in the default grid (the iterative ones train ~15x longer)
+    assert set(s.grid.methods) == set(config.known("methods")) - set(config.IMP_METHODS)
     assert {1, 4, 16, 64} <= set(s.grid.ratios) and len(s.grid.seeds) >= 3
     # one dense control per (arch, seed), plus every method at every r > 1
     n_pruned = len([r for r in s.grid.ratios if r != 1])
@@ -58,7 +63,7 @@ BAD = [
     (_grid(methods=["snip", "snipp"]),
      'grid.methods[1] = "snipp" is not allowed; allowed: random, global_magnitude, layer_magnitude, '
      'global_gradient, layer_gradient, global_activation, layer_activation, global_lap, layer_lap, lamp, '
-     'snip, grasp, synflow, obd'),
+     'snip, grasp, synflow, obd, imp_finetune, lth, lth_rewind, lrr, gimp'),
     (_grid(ratios=[4, 0.5]), "grid.ratios[1] = 0.5 is not allowed; allowed: numbers >= 1"),
     (_grid(seeds=[1.5]), "grid.seeds[0] = 1.5 is not allowed; allowed: integers >= 0"),
     (_grid(seeds=[-1]), "grid.seeds[0] = -1 is not allowed; allowed: integers >= 0"),
@@ -67,7 +72,7 @@ BAD = [
     ({"train": {"epochs": 0}}, "train.epochs = 0 is not allowed; allowed: integers >= 1"),
     ({"train": {"batch_size": 0}}, "train.batch_size = 0 is not allowed; allowed: integers >= 1"),
     ({"score": {"batch_size": -3}}, "score.batch_size = -3 is not allowed; allowed: integers >= 1"),
-    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, snip, standard, thesis'),
+    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, lth_mnist, snip, standard, thesis'),
     ({"model": {"shortcut": "C"}}, 'model.shortcut = "C" is not allowed; allowed: A, B'),
     ({"train": {"augment": "yes"}}, 'train.augment = "yes" is not allowed; allowed: auto, none, cifar'),
     ({"train": {"amp": "fp16"}}, 'train.amp = "fp16" is not allowed; allowed: none, bf16'),
@@ -80,7 +85,7 @@ BAD = [
      'grid.pairs[0][1] = "cifar1" is not allowed; allowed: mnist, fashion_mnist, cifar10, cifar100, '
      'synthetic_cifar10'),
     (_grid(pairs=[["vgg99", "mnist"]]), 'grid.pairs[0][0] = "vgg99" is not allowed; allowed: lenet300, lenet5, '
-     'vgg16, resnet20, resnet32, resnet56, resnet110'),
+     'mlp400x3, vgg16, resnet20, resnet32, resnet56, resnet110'),
     # an arch that cannot take a dataset's images, named with both, when the config is read
     (_grid(pairs=[["lenet5", "cifar10"], ["vgg16", "mnist"]]),
      'grid.pairs[1] = ["vgg16", "mnist"] is not allowed: vgg16 needs images of at least 32x32 pixels and '
@@ -89,6 +94,21 @@ BAD = [
      'grid.archs x grid.datasets includes ["vgg16", "fashion_mnist"], which is not allowed: vgg16 needs'),
     ({"train": {"epoch": 3}}, "unknown key train.epoch; allowed keys amp, augment, batch_size, epochs,"),
     ({"device": "tpu"}, 'device = "tpu" is not allowed; allowed: auto, cpu, cuda'),
+    (_grid(variants=["none", "shuffle"]), 'grid.variants[1] = "shuffle" is not allowed; allowed: none, '
+     'shuffle_layer, reinit, shuffle_weights, invert'),
+    ({"iterative": {"criterion": "lamp"}}, 'iterative.criterion = "lamp" is not allowed; allowed: global, layer'),
+    ({"iterative": {"round_factor": 1}}, "iterative.round_factor = 1 is not allowed; allowed: numbers > 0 and < 1"),
+    ({"iterative": {"per_method": {"lth": {"rewind_lr": "yes"}}}},
+     'iterative.per_method.lth.rewind_lr = "yes" is not allowed; allowed: true or false'),
+    ({"iterative": {"per_method": {"snip": {}}}},
+     'iterative.per_method = "snip" is not allowed; allowed: imp_finetune, lth, lth_rewind, lrr, gimp'),
+    ({"iterative": {"train_steps": 100, "per_method": {"lth_rewind": {"rewind_weights_to": 200}}}},
+     "iterative.per_method.lth_rewind.rewind_weights_to = 200 is not allowed; allowed: steps 0..100 "
+     "(iterative.train_steps)"),
+    ({"iterative": {"train_steps": 100, "per_method": {"lrr": {"retrain_steps": 101}}}},
+     "iterative.per_method.lrr.retrain_steps = 101 is not allowed; allowed: steps 1..100 "
+     "(iterative.train_steps, as the round replays the schedule's last retrain_steps)"),
+    ({"model": {"bn_momentum": 2}}, "model.bn_momentum = 2 is not allowed; allowed: numbers >= 0 and <= 1"),
 ]
 
 
@@ -156,8 +176,29 @@ def test_augment_auto_resolves_per_dataset_and_model_options_only_for_resnets():
     assert config.train_settings(s, 0, "cifar10")["train"]["augment"] == "cifar"
     assert config.train_settings(s, 0, "synthetic_cifar10")["train"]["augment"] == "cifar"
     assert config.train_settings(s, 0, "mnist")["train"]["augment"] == "none"
-    assert config.init_settings(s, "resnet20", "cifar10", 0, "pytorch_default")["model"] == {"shortcut": "B"}
+    assert config.init_settings(s, "resnet20", "cifar10", 0, "pytorch_default")["model"] == \
+        {"shortcut": "B", "bn_momentum": 0.1, "bn_eps": 1e-5}
+    assert config.init_settings(s, "vgg16", "cifar10", 0, "pytorch_default")["model"] == \
+        {"bn_momentum": 0.1, "bn_eps": 1e-5}
     assert "model" not in config.init_settings(s, "lenet5", "mnist", 0, "pytorch_default")
+
+
+def test_batchnorm_settings_reach_every_batchnorm_layer_and_the_init_artifact(tmp_path):
+    import torch
+
+    from prunelib import models, stages
+    from prunelib.artifacts import load_pt
+
+    assert set(config.ARCHS_WITH_BATCHNORM) == {
+        a for a in models.MODELS
+        if any(isinstance(m, torch.nn.BatchNorm2d) for m in models.build(a, 10, 3, 32).modules())}
+    s = config.to_settings(resolve({"model": {"bn_momentum": 0.01, "bn_eps": 1e-3}}))
+    settings = config.init_settings(s, "resnet20", "synthetic_cifar10", 0, "pytorch_default")
+    stages.run_init(settings, tmp_path / "i.pt", tmp_path / "i.parquet")
+    model, meta = stages.load_model(tmp_path / "i.pt")
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == 0.01 and m.eps == 1e-3 for m in bns)
+    assert meta["model"] == {"shortcut": "A", "bn_momentum": 0.01, "bn_eps": 1e-3}
 
 
 @pytest.mark.parametrize("preset", ["standard", "snip"])
