@@ -1,0 +1,108 @@
+"""IMP chains and sanity-check variants through Snakemake's command line, on real MNIST.
+
+lenet300; lth, lrr and global_magnitude; r in {2, 4} plus the dense control; one seed;
+every variant; 4 steps per training.  One chain per (method, seed) serves both ratios.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from prunelib import config
+from prunelib.artifacts import load_pt, read_parquet_rows
+from prunelib.masking import kept_count
+
+from conftest import REPO, run
+
+pytestmark = pytest.mark.e2e
+
+GRID = {"archs": ["lenet300"], "datasets": ["mnist"], "methods": ["global_magnitude", "lth", "lrr"],
+        "ratios": [1, 2, 4], "seeds": [0], "variants": list(config.VARIANTS)}
+CFG = {"preset": "fast", "device": "cpu", "grid": GRID,
+       "train": {"epochs": 1, "train_subset": 256, "batch_size": 64}}
+SEED = "results/mnist/lenet300/seed0"
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory, mnist_root, snakemake_bin_module):
+    wd = tmp_path_factory.mktemp("e2e_imp")
+    (wd / "config.yaml").write_text(yaml.safe_dump({**CFG, "data_dir": str(mnist_root)}))
+    run([snakemake_bin_module, "-s", REPO / "Snakefile", "--directory", wd, "--cores", "2"])
+    return wd
+
+
+@pytest.fixture(scope="module")
+def snakemake_bin_module():
+    from conftest import SNAKEMAKE
+
+    return SNAKEMAKE
+
+
+def test_one_chain_lands_exactly_on_every_ratio(done):
+    densities = config.imp_densities([1, 2, 4], 0.8)
+    for method in ("lth", "lrr"):
+        rounds = sorted(p.name for p in (done / SEED / method / "imp").iterdir())
+        assert rounds == sorted(f"round{j}" for j in range(len(densities) + 1))  # one chain for r = 2 and 4
+        prev = None
+        for j, d in enumerate([Fraction(1)] + densities):
+            blob = load_pt(done / SEED / method / "imp" / f"round{j}" / "mask.pt")
+            rows = read_parquet_rows(done / SEED / method / "imp" / f"round{j}" / "mask.parquet")
+            assert sum(r["kept"] for r in rows) == kept_count(266_200, 1 / d), (method, j)
+            if prev is not None:
+                assert all(bool((blob["masks"][n] <= prev[n]).all()) for n in prev)
+            prev = blob["masks"]
+        for r in (2, 4):
+            j = config.imp_round_of([1, 2, 4], 0.8, r)
+            cell = done / SEED / method / f"r{r}"
+            rnd = done / SEED / method / "imp" / f"round{j}"
+            assert all(torch.equal(load_pt(cell / "mask.pt")["masks"][n], load_pt(rnd / "mask.pt")["masks"][n])
+                       for n in prev)
+            final, trained = load_pt(cell / "final.pt")["state_dict"], load_pt(rnd / "weights.pt")["state_dict"]
+            assert all(torch.equal(final[k], trained[k]) for k in trained)  # no retraining for the cell
+
+
+def test_eval_rows_and_tables_show_each_method_next_to_its_variants(done):
+    df = pd.read_parquet(done / "results/all.parquet")
+    assert len(df) == 1 + 3 * 2 * len(config.VARIANTS)
+    assert (df["status"] == "ok").all()
+    # lrr keeps trained weights, so a mask-level variant unmasks weights an earlier round
+    # pruned: they start at zero, and where their unit is dead they stay zero. That is a
+    # result, and the eval row records it as compression error; every other cell is exact.
+    lrr_mask_variants = (df["method"] == "lrr") & df["variant"].isin(["shuffle_layer", "invert"])
+    assert (df[~lrr_mask_variants]["compression_error"].abs() < 1e-12).all()
+    assert (df[lrr_mask_variants & (df["variant"] == "invert")]["compression_error"] > 0).all()
+    assert set(df["variant"]) == set(config.VARIANTS)
+    table = (done / "reports/tables/mnist_lenet300.md").read_text().split("### Top-5")[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:]
+    assert rows == ["dense"] + [f"{m}" if v == "none" else f"{m} ({v})"
+                                for m in ("global_magnitude", "lth", "lrr") for v in config.VARIANTS]
+    # the variants are references: never marked best
+    cells = pd.read_csv(done / "reports/tables/mnist_lenet300_cells.csv")
+    assert not cells[cells["method"].str.contains(r"\(")]["best"].any()
+
+
+def test_variant_artifacts_record_the_transformation_and_seed(done):
+    for method in ("lth", "global_magnitude"):
+        for v in ("shuffle_layer", "invert"):
+            assert load_pt(done / SEED / method / f"r4-{v}" / "mask.pt")["meta"]["variant"]["seed"] == 0
+        for v in ("reinit", "shuffle_weights"):
+            assert load_pt(done / SEED / method / f"r4-{v}" / "final.pt")["meta"]["variant"]["variant"] == v
+    # lth's variants start from the ticket's rewind point; the invert mask is disjoint from lth's at r = 4
+    lth = load_pt(done / SEED / "lth/r4/mask.pt")["masks"]
+    inv = load_pt(done / SEED / "lth/r4-invert/mask.pt")["masks"]
+    assert sum(int((lth[n] & inv[n]).sum()) for n in lth) == 0
+    assert sum(int(inv[n].sum()) for n in inv) == kept_count(266_200, 4)
+
+
+def test_nothing_left_to_do_and_the_grid_audits_clean(done):
+    out = run([__import__("conftest").SNAKEMAKE, "-s", REPO / "Snakefile", "--directory", done, "-n"]).stdout
+    assert "Nothing to be done" in out
+    rep = run([__import__("conftest").PYTHON, "-m", "prunelib", "audit", "grid", "--config",
+               done / "config.yaml", "--root", done], check=False)
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    assert "31 complete" in rep.stdout or "complete" in rep.stdout
