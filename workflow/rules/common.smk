@@ -60,9 +60,7 @@ wildcard_constraints:
     scheme="[a-z_]+",
     seed=r"\d+",
     ratio=r"[0-9]+(\.[0-9]+)?",
-    variant="|".join(
-        plconfig.variant_suffix(v) for v in plconfig.VARIANTS
-    ),
+    variant="|".join(plconfig.variant_suffix(v) for v in plconfig.VARIANTS),
     round=r"[0-9]+",
 
 
@@ -180,3 +178,24 @@ def reuse_arg(w):
 
 def eval_paths():
     return [f"{CELL}/eval.parquet".format(**c.wildcards()) for c in CELLS]
+
+
+# IMP chain rounds (workflow/rules/imp.smk)
+def imp_round_label(w):
+    return f"{w.dataset}/{w.arch}/seed{w.seed}/{w.method}"
+
+
+def imp_round_inputs(w):
+    prev = imp_round_dir(w, int(w.round) - 1)
+    out = {
+        "prev_weights": f"{prev}/weights.pt",
+        "prev_mask": f"{prev}/mask.pt",
+        "data": data_path(w),
+    }
+    if plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is not None:
+        out["rewind"] = f"{imp_round_dir(w, 0)}/rewind.pt"
+    return out
+
+
+def rewind_arg(w, input):
+    return f"--rewind {shlex.quote(input.rewind)}" if "rewind" in input.keys() else ""

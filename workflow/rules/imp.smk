@@ -4,26 +4,6 @@
 # under results/.../{method}/imp/round{j}/; the cells of the grid take theirs from it.
 
 
-def imp_round_label(w):
-    return f"{w.dataset}/{w.arch}/seed{w.seed}/{w.method}"
-
-
-def imp_round_inputs(w):
-    prev = imp_round_dir(w, int(w.round) - 1)
-    out = {
-        "prev_weights": f"{prev}/weights.pt",
-        "prev_mask": f"{prev}/mask.pt",
-        "data": data_path(w),
-    }
-    if plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is not None:
-        out["rewind"] = f"{imp_round_dir(w, 0)}/rewind.pt"
-    return out
-
-
-def rewind_arg(w, input):
-    return f"--rewind {shlex.quote(input.rewind)}" if "rewind" in input.keys() else ""
-
-
 rule imp_dense:
     input:
         init=init_path,

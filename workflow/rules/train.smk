@@ -17,7 +17,12 @@ rule train:
     params:
         settings=lambda w: as_json(
             plconfig.cell_train_settings(
-                SETTINGS, w.method, float(w.ratio), int(w.seed), w.dataset, variant_of(w)
+                SETTINGS,
+                w.method,
+                float(w.ratio),
+                int(w.seed),
+                w.dataset,
+                variant_of(w),
             )
         ),
         label=cell_label,
