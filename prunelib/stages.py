@@ -163,16 +163,21 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
         extra["variant"] = record
     seconds = time.perf_counter() - start
     summary = masking.mask_summary(rows)
-    if scope == "layer":
-        target = sum(masking.kept_count(r["numel"], ratio) for r in rows)
-    else:
-        target = masking.kept_count(summary["n_prunable"], ratio)
+    target = _target_kept(rows, ratio, scope)
     meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": scope, "target_kept": target,
             **summary, **extra, "seconds": seconds, "score_seconds": score_meta.get("seconds", 0.0),
             "settings_hash": settings_hash(settings), **_provenance()}
     save_pt({"masks": masks, "meta": meta}, out_mask)
     write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
                                                                   "target_kept", "n_kept", "n_prunable")})
+
+
+def _target_kept(rows: list[dict], ratio, scope: str) -> int:
+    """The kept count a mask at ``ratio`` must have: round(n / r) over all prunable weights
+    (global) or summed per tensor (layer)."""
+    if scope == "layer":
+        return sum(masking.kept_count(r["numel"], ratio) for r in rows)
+    return masking.kept_count(sum(r["numel"] for r in rows), ratio)
 
 
 def _recount_rows(rows: list[dict], masks: dict) -> list[dict]:
@@ -334,7 +339,10 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
             "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance()}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     save_pt({"state_dict": state, "meta": meta}, out_dir / "weights.pt")
-    mask_meta = {"method": method, "round": j, "seed": seed, "paper": paper, "seconds": seconds,
+    ratio = 1.0 if j == 0 else float(1 / Fraction(settings["density"]))
+    mask_meta = {"method": method, "round": j, "seed": seed, "ratio": ratio, "scope": plan.criterion,
+                 "target_kept": _target_kept(rows_mask, 1 if j == 0 else 1 / Fraction(settings["density"]),
+                                               plan.criterion), "paper": paper, "seconds": seconds,
                  **masking.mask_summary(rows_mask), **extra, "settings_hash": settings_hash(settings)}
     save_pt({"masks": masks, "rows": rows_mask, "pruned_round": pruned_round, "ranked_by": ranked_by,
              "meta": mask_meta}, out_dir / "mask.pt")

@@ -109,6 +109,7 @@ def test_one_round_by_hand(chain, mnist, method):
     assert top[k - 1] > top[k]  # no tie at the threshold, so the set is unique
     keep[torch.topk(flat, k).indices] = True
     blob = load_pt(d / "round1" / "mask.pt")
+    assert (blob["meta"]["n_kept"], blob["meta"]["target_kept"], blob["meta"]["ratio"]) == (k, k, 2.0)
     offset = 0
     for n in names:
         numel = trained[n].numel()
