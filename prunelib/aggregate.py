@@ -49,7 +49,7 @@ import pandas as pd
 
 from prunelib import datasets
 from prunelib.artifacts import atomic_path, write_text
-from prunelib.config import DENSE, format_ratio
+from prunelib.config import DENSE, VARIANTS, format_ratio
 from prunelib.report_layout import (  # noqa: F401 - part of this module's interface
     caption_name,
     default_table_ratios,
@@ -487,6 +487,87 @@ def _write_table_files(table_plain, table_tex, title, base: Path) -> list[Path]:
     return [csv_path, tex_path]
 
 
+VARIANTS_NOTE = (
+    "Cells: mean ± sample std (n seeds) of final-epoch test accuracy in %; a variant's cell adds "
+    "[its mean minus the method's mean, in points]. shuffle_layer: each tensor's mask permuted "
+    "(per-layer density kept); reinit: fresh initial weights; shuffle_weights: surviving initial "
+    "weights permuted within each tensor; invert: the lowest-ranked weights kept. A method whose "
+    "variants match it carries no information in its mask beyond what they keep.")
+
+
+def _write_variants(sub: pd.DataFrame, dataset: str, arch: str, tables: Path, figures: Path) -> list[Path]:
+    stem = f"{dataset}_{arch}"
+    parts = []
+    for metric, label in METRICS.items():
+        table = variants_table(sub, metric)
+        title = (f"Sanity checks on {dataset} / {arch}, {label}: each method next to its variants "
+                 "([difference from the method's mean, points])")
+        parts.append(to_markdown(table, title))
+        if metric == "top1":
+            with atomic_path(tables / f"{stem}_variants.csv") as tmp:
+                table.to_csv(tmp)
+    write_text(VARIANTS_NOTE + "\n\n" + "\n".join(parts), tables / f"{stem}_variants.md")
+    plot_variants(sub, f"{dataset} / {arch}: sanity checks (mean ± sample std over seeds)",
+                  figures / f"{stem}_variants.png")
+    return [tables / f"{stem}_variants.md", tables / f"{stem}_variants.csv", figures / f"{stem}_variants.png"]
+
+
+def variants_table(df: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """The sanity checks side by side: rows = the methods that have variants in ``df``,
+    columns = ratio x variant; a variant's cell adds [its mean minus the method's mean],
+    in points.  A method whose variants match it carries no information in its mask
+    beyond what they keep (Frankle et al., ICLR 2021)."""
+    bases = [split_label(m)[0] for m in df["method"]]
+    with_variants = {b for b, v in zip(bases, df["variant"]) if v != "none"}
+    methods = method_order(with_variants)
+    if not methods:
+        return pd.DataFrame()
+    # only the ratios that have variants (the others would be a column of dashes)
+    rows = df[pd.Series([b in with_variants for b in bases], index=df.index)
+              & df["ratio"].isin(df[df["variant"] != "none"]["ratio"])]
+    index = {(r["method"], r["ratio"]): r for _, r in cell_stats(rows, metric).iterrows()}
+    variants = [v for v in VARIANTS if v in set(rows["variant"])]
+    table = {}
+    for ratio in sorted(rows["ratio"].unique()):
+        for v in variants:
+            column = table.setdefault(f"r={format_ratio(ratio)} {v}", {})
+            for m in methods:
+                stat, base = index.get((method_label(m, v), ratio)), index.get((m, ratio))
+                text = render(stat, "plain")
+                if v != "none" and stat is not None and base is not None and stat["n"] and base["n"]:
+                    text += f" [{stat['mean'] - base['mean']:+.2f}]"
+                column[m] = text
+    out = pd.DataFrame(table).reindex(methods)
+    out.index.name = "method"
+    return out
+
+
+def plot_variants(df: pd.DataFrame, title: str, out_png: Path) -> None:
+    """Accuracy of each method and its variants (mean ± sample std over seeds), one panel
+    per method, one group of points per ratio."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    has = df[df["variant"] != "none"]
+    methods = method_order({split_label(m)[0] for m in has["method"]})
+    data = df[df["method"].map(lambda m: split_label(m)[0] in methods) & df["ratio"].isin(has["ratio"])].copy()
+    data["base"] = [split_label(m)[0] for m in data["method"]]
+    data["acc"] = 100 * data["top1"]
+    data["r"] = [format_ratio(r) for r in data["ratio"]]
+    fig, axes = plt.subplots(1, max(1, len(methods)), figsize=(4.5 * max(1, len(methods)), 4), squeeze=False)
+    order = [v for v in VARIANTS if v in set(data["variant"])]
+    for ax, m in zip(axes[0], methods):
+        sub = data[data["base"] == m]
+        if not sub.empty:
+            sns.pointplot(data=sub, x="r", y="acc", hue="variant", hue_order=order, errorbar="sd",
+                          dodge=0.4, linestyle="none", ax=ax, order=sorted(sub["r"].unique(), key=float))
+        ax.set_title(m)
+        ax.set_xlabel("compression ratio r")
+        ax.set_ylabel("test top-1 (%)")
+    fig.suptitle(title)
+    _save(fig, out_png)
+
+
 def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | None = None,
         config: dict | None = None) -> list[Path]:
     """Collect eval rows into ``all_path`` and write every table and figure under
@@ -554,6 +635,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
                     f"{dataset} / {arch}: training curves of {cm} at r = {format_ratio(cr)}, one line per seed",
                     figures / f"{stem}_curves.png")
         written += [figures / f"{stem}_{k}.png" for k in ("accuracy", "compression", "curves")] + [heat]
+        if (sub["variant"] != "none").any():
+            written += _write_variants(sub, dataset, arch, tables, figures)
 
     for arch, sub in df.groupby("arch", sort=True):
         ratios = [r for r in choices["table_ratios"] if r in set(sub["ratio"])] or default_table_ratios(sub["ratio"])

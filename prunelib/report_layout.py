@@ -60,11 +60,13 @@ def report_choices(report: dict | None, methods, ratios) -> dict:
             "table_ratios": [float(r) for r in (report.get("table_ratios") or default_table_ratios(ratios))]}
 
 
-def output_names(pairs, archs, report: dict | None, methods, ratios) -> dict[str, list[str]]:
-    """Every file ``run`` writes under reports/ (relative), by kind; the rule uses it."""
+def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("none",)) -> dict[str, list[str]]:
+    """Every file ``run`` writes under reports/ (relative), by kind; the rule uses it.
+    With sanity-check variants in the grid, each pair also gets a variants table and figure."""
     ch = report_choices(report, methods, ratios)
     hr = format_ratio(ch["heatmap_ratio"])
     out = {"md": [], "csv": [], "html": [], "figures": []}
+    with_variants = any(v != "none" for v in variants) and any(float(r) != 1.0 for r in ratios)
     for d, a in pairs:
         stem = f"tables/{d}_{a}"
         out["md"].append(f"{stem}.md")
@@ -73,6 +75,10 @@ def output_names(pairs, archs, report: dict | None, methods, ratios) -> dict[str
         out["html"].append(f"{stem}.html")
         out["figures"] += [f"figures/{d}_{a}_{kind}.png" for kind in
                            ("accuracy", "compression", f"density_r{hr}", "curves")]
+        if with_variants:
+            out["md"].append(f"{stem}_variants.md")
+            out["csv"].append(f"{stem}_variants.csv")
+            out["figures"].append(f"figures/{d}_{a}_variants.png")
     for a in archs:
         out["md"].append(f"tables/study_{a}.md")
         out["csv"].append(f"tables/study_{a}.csv")
@@ -84,10 +90,10 @@ def caption_name(path) -> str:
     """The caption file (workflow/report/<name>.rst) of an output of ``run``."""
     name = Path(path).name
     if name.endswith(".png"):
-        for kind in ("accuracy", "compression", "density", "curves"):
+        for kind in ("accuracy", "compression", "density", "curves", "variants"):
             if f"_{kind}" in name:
                 return kind
-    for kind in ("compression", "collapse", "cells"):
+    for kind in ("compression", "collapse", "cells", "variants"):
         if name.endswith(f"_{kind}.csv"):
             return f"table_{kind}"
     return "table_study" if name.startswith("study_") else "table_accuracy"

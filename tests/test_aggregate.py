@@ -178,3 +178,26 @@ def test_run_writes_exactly_the_declared_outputs(tmp_path):
     assert "| snip | 16 | fc3.weight | 1/2 |" in md
     html = (tmp_path / "reports/tables/mnist_lenet5.html").read_text()
     assert "<b>95.00 ± – (1)</b>" in html
+
+
+def test_variants_sit_under_their_method_are_never_best_and_show_their_difference():
+    rows = _rows().assign(variant="none")
+    extra = []
+    for seed, (sl, inv) in enumerate([(0.95, 0.2), (0.97, 0.3), (0.96, 0.1)]):
+        extra += [{"dataset": "mnist", "arch": "lenet5", "method": "snip", "variant": "shuffle_layer",
+                   "ratio": 4.0, "seed": seed, "top1": sl, "top5": 1.0},
+                  {"dataset": "mnist", "arch": "lenet5", "method": "snip", "variant": "invert",
+                   "ratio": 4.0, "seed": seed, "top1": inv, "top5": 0.5}]
+    df = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+    df["method"] = [aggregate.method_label(m, v) for m, v in zip(df["method"], df["variant"])]
+    t = aggregate.blalock_table(df, "top1")
+    assert list(t.index) == ["dense", "random", "snip", "snip (shuffle_layer)", "snip (invert)"]
+    stats = aggregate.cell_stats(df, "top1")
+    r4 = stats[stats["ratio"] == 4.0].set_index("method")
+    # shuffle_layer's 96% beats snip's 92%, but a variant is a reference, not a contender
+    assert r4.loc["snip", "best"] and not r4.loc["snip (shuffle_layer)", "best"]
+    v = aggregate.variants_table(df, "top1")
+    assert list(v.index) == ["snip"] and list(v.columns) == ["r=4 none", "r=4 shuffle_layer", "r=4 invert"]
+    assert v.loc["snip", "r=4 none"] == "92.00 ± 2.00 (3)"
+    assert v.loc["snip", "r=4 shuffle_layer"] == "96.00 ± 1.00 (3) [+4.00]"
+    assert v.loc["snip", "r=4 invert"] == "20.00 ± 10.00 (3) [-72.00]"

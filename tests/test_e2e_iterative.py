@@ -81,6 +81,9 @@ def test_eval_rows_and_tables_show_each_method_next_to_its_variants(done):
     rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:]
     assert rows == ["dense"] + [f"{m}" if v == "none" else f"{m} ({v})"
                                 for m in ("global_magnitude", "lth", "lrr") for v in config.VARIANTS]
+    variants = (done / "reports/tables/mnist_lenet300_variants.md").read_text()
+    assert "| lth | " in variants and "r=4 invert" in variants
+    assert (done / "reports/figures/mnist_lenet300_variants.png").stat().st_size > 10_000
     # the variants are references: never marked best
     cells = pd.read_csv(done / "reports/tables/mnist_lenet300_cells.csv")
     assert not cells[cells["method"].str.contains(r"\(")]["best"].any()

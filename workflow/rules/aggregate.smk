@@ -17,6 +17,7 @@ REPORT_FILES = {
         RESOLVED["report"],
         [plconfig.DENSE, *SETTINGS.grid.methods],
         [1, *SETTINGS.grid.ratios],
+        SETTINGS.grid.variants,
     ).items()
 }
 
