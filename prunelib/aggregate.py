@@ -568,8 +568,50 @@ def plot_variants(df: pd.DataFrame, title: str, out_png: Path) -> None:
     _save(fig, out_png)
 
 
+def imp_rounds_table(rounds: pd.DataFrame) -> pd.DataFrame:
+    """One row per (IMP method, round): weights remaining, r, and test accuracy after the
+    round's retraining, mean ± sample std (n seeds); failed rounds counted as in the
+    Blalock tables."""
+    out = []
+    for (method, j), sub in rounds.groupby(["method", "round"], sort=False):
+        ok = sub[sub["status"] == "ok"]
+        failed = len(sub) - len(ok)
+        flag = f" [failed {failed}/{len(sub)}]" if failed else ""
+        out.append({"method": method, "round": int(j), "weights remaining (%)": f"{100 * sub['density'].iloc[0]:.2f}",
+                    "r": format_ratio(round(float(sub["ratio"].iloc[0]), 4)),
+                    "top-1": fmt_cell(ok["top1"].tolist()) + flag, "top-5": fmt_cell(ok["top5"].tolist()) + flag})
+    order = {m: i for i, m in enumerate(method_order(rounds["method"].unique()))}
+    out.sort(key=lambda r: (order[r["method"]], r["round"]))
+    return pd.DataFrame(out).set_index("method")
+
+
+def plot_imp_rounds(rounds: pd.DataFrame, title: str, out_png: Path) -> None:
+    """Test top-1 after each round vs % of weights remaining (log axis, decreasing to the
+    right, as in Frankle & Carbin's figures), mean ± sample std over seeds."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    data = rounds[rounds["status"] == "ok"].assign(remaining=lambda d: 100 * d["density"],
+                                                  acc=lambda d: 100 * d["top1"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if not data.empty:
+        order = method_order(data["method"].unique())
+        sns.lineplot(data=data, x="remaining", y="acc", hue="method", hue_order=order, style="method",
+                     style_order=order, markers=True, dashes=False, errorbar="sd", ax=ax)
+    ax.set_xscale("log")
+    lowest = float(data["remaining"].min()) if not data.empty else 1.0
+    ticks = [100 / 2 ** k for k in range(0, 20) if 100 / 2 ** k >= lowest * 0.99]
+    ax.set_xticks(ticks, [f"{x:.3g}" for x in ticks])
+    ax.minorticks_off()
+    ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%)")
+    ax.set_ylabel("test top-1 after the round (%)")
+    ax.set_title(title)
+    _save(fig, out_png)
+
+
 def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | None = None,
-        config: dict | None = None) -> list[Path]:
+        config: dict | None = None, imp_rounds: list[str] | None = None) -> list[Path]:
     """Collect eval rows into ``all_path`` and write every table and figure under
     ``reports_dir``.  ``report``: the ``report:`` settings (see ``report_choices``);
     ``config``: the resolved configuration, written to ``<reports_dir>/config.yaml`` for
@@ -589,6 +631,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
     # tables and figures name a sanity-check variant's row "method (variant)", next to the method
     df["method"] = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
     choices = report_choices(report, df["method"].unique(), df["ratio"].unique())
+    rounds = (pd.concat([pd.read_parquet(p) for p in imp_rounds], ignore_index=True) if imp_rounds
+              else pd.DataFrame())
     reports = Path(reports_dir)
     tables, figures = reports / "tables", reports / "figures"
     written = []
@@ -637,6 +681,16 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         written += [figures / f"{stem}_{k}.png" for k in ("accuracy", "compression", "curves")] + [heat]
         if (sub["variant"] != "none").any():
             written += _write_variants(sub, dataset, arch, tables, figures)
+        pair_rounds = rounds[(rounds["dataset"] == dataset) & (rounds["arch"] == arch)] if len(rounds) else rounds
+        if len(pair_rounds):
+            table = imp_rounds_table(pair_rounds)
+            title = f"Iterative magnitude pruning on {dataset} / {arch}: test accuracy after every round"
+            write_text(to_markdown(table, title), tables / f"{stem}_imp_rounds.md")
+            with atomic_path(tables / f"{stem}_imp_rounds.csv") as tmp:
+                table.to_csv(tmp)
+            plot_imp_rounds(pair_rounds, f"{dataset} / {arch}: IMP, round by round (mean ± std over seeds)",
+                            figures / f"{stem}_imp_rounds.png")
+            written += [tables / f"{stem}_imp_rounds.md", figures / f"{stem}_imp_rounds.png"]
 
     for arch, sub in df.groupby("arch", sort=True):
         ratios = [r for r in choices["table_ratios"] if r in set(sub["ratio"])] or default_table_ratios(sub["ratio"])

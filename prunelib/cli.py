@@ -82,10 +82,17 @@ def cmd_eval(a) -> None:
           f"r_e {row['empirical_ratio']:.3f}", file=sys.stderr)
 
 
+def cmd_imp_rounds(a) -> None:
+    from prunelib import stages
+
+    stages.run_imp_rounds(a.weights, a.out)
+
+
 def cmd_aggregate(a) -> None:
     from prunelib import aggregate
 
-    aggregate.run(a.evals, a.all, a.reports, config=_settings(a.config_json) if a.config_json else None)
+    aggregate.run(a.evals, a.all, a.reports, config=_settings(a.config_json) if a.config_json else None,
+                  imp_rounds=a.imp_rounds)
 
 
 def _json_safe(obj):
@@ -133,7 +140,7 @@ def cmd_worker(a) -> None:
     worker.serve(a.socket, a.parent, a.idle_seconds)
 
 
-STAGE_COMMANDS = ("init", "score", "mask", "train", "eval", "imp-round")
+STAGE_COMMANDS = ("init", "score", "mask", "train", "eval", "imp-round", "imp-rounds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,8 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reports", required=True, help="reports folder")
     s.add_argument("--config-json", default="", help="the resolved config as JSON (its report: section "
                    "picks the heat-map ratio and curves cell; written to <reports>/config.yaml)")
+    s.add_argument("--imp-rounds", nargs="*", default=[], help="rounds.parquet of every IMP chain")
     s.add_argument("evals", nargs="+", help="eval.parquet files")
     s.set_defaults(func=cmd_aggregate)
+
+    s = sub.add_parser("imp-rounds", help="one table row per round of an IMP chain (from its weights.pt files)")
+    s.add_argument("--out", required=True)
+    s.add_argument("weights", nargs="+", help="round0/weights.pt ... roundN/weights.pt")
+    s.set_defaults(func=cmd_imp_rounds)
 
     s = sub.add_parser("worker", help="serve stage commands from one pre-imported process (see prunelib.worker)")
     s.add_argument("--socket", required=True)

@@ -60,9 +60,11 @@ def report_choices(report: dict | None, methods, ratios) -> dict:
             "table_ratios": [float(r) for r in (report.get("table_ratios") or default_table_ratios(ratios))]}
 
 
-def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("none",)) -> dict[str, list[str]]:
+def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("none",),
+                 imp: bool = False) -> dict[str, list[str]]:
     """Every file ``run`` writes under reports/ (relative), by kind; the rule uses it.
-    With sanity-check variants in the grid, each pair also gets a variants table and figure."""
+    With sanity-check variants in the grid, each pair also gets a variants table and
+    figure; with iterative (IMP) methods, a table and figure of every round."""
     ch = report_choices(report, methods, ratios)
     hr = format_ratio(ch["heatmap_ratio"])
     out = {"md": [], "csv": [], "html": [], "figures": []}
@@ -79,6 +81,10 @@ def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("
             out["md"].append(f"{stem}_variants.md")
             out["csv"].append(f"{stem}_variants.csv")
             out["figures"].append(f"figures/{d}_{a}_variants.png")
+        if imp and any(float(r) != 1.0 for r in ratios):
+            out["md"].append(f"{stem}_imp_rounds.md")
+            out["csv"].append(f"{stem}_imp_rounds.csv")
+            out["figures"].append(f"figures/{d}_{a}_imp_rounds.png")
     for a in archs:
         out["md"].append(f"tables/study_{a}.md")
         out["csv"].append(f"tables/study_{a}.csv")
@@ -90,10 +96,10 @@ def caption_name(path) -> str:
     """The caption file (workflow/report/<name>.rst) of an output of ``run``."""
     name = Path(path).name
     if name.endswith(".png"):
-        for kind in ("accuracy", "compression", "density", "curves", "variants"):
+        for kind in ("accuracy", "compression", "density", "curves", "variants", "imp_rounds"):
             if f"_{kind}" in name:
                 return kind
-    for kind in ("compression", "collapse", "cells", "variants"):
+    for kind in ("compression", "collapse", "cells", "variants", "imp_rounds"):
         if name.endswith(f"_{kind}.csv"):
             return f"table_{kind}"
     return "table_study" if name.startswith("study_") else "table_accuracy"

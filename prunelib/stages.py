@@ -447,3 +447,21 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     }
     write_parquet([row], out)
     return row
+
+
+def run_imp_rounds(weights_paths: list, out) -> list[dict]:
+    """One row per round of a chain (from each round's weights.pt): density, ratio, test
+    accuracy after its retraining, status, training time; for the report's IMP table."""
+    rows = []
+    for path in weights_paths:
+        meta = load_pt(path)["meta"]
+        density = Fraction(meta.get("density", "1"))
+        test = meta.get("test") or {}
+        rows.append({"dataset": meta["dataset"], "arch": meta["arch"], "method": meta["method"],
+                     "seed": int(meta["seed"]), "round": int(meta["round"]), "density": float(density),
+                     "ratio": float(1 / density), "top1": test.get("top1", float("nan")),
+                     "top5": test.get("top5", float("nan")), "test_loss": test.get("test_loss", float("nan")),
+                     "status": meta.get("status", "ok"), "train_seconds": meta.get("train_seconds", 0.0)})
+    rows.sort(key=lambda r: r["round"])
+    write_parquet(rows, out)
+    return rows

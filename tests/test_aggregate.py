@@ -201,3 +201,17 @@ def test_variants_sit_under_their_method_are_never_best_and_show_their_differenc
     assert v.loc["snip", "r=4 none"] == "92.00 ± 2.00 (3)"
     assert v.loc["snip", "r=4 shuffle_layer"] == "96.00 ± 1.00 (3) [+4.00]"
     assert v.loc["snip", "r=4 invert"] == "20.00 ± 10.00 (3) [-72.00]"
+
+
+def test_imp_rounds_table_is_mean_std_n_per_round_with_failures_counted():
+    rows = []
+    for seed, accs in enumerate([(0.97, 0.98, 0.96), (0.99, 0.96, None)]):
+        for j, (d, acc) in enumerate(zip((1.0, 0.8, 0.64), accs)):
+            rows.append({"dataset": "mnist", "arch": "mlp400x3", "method": "lth", "seed": seed, "round": j,
+                         "density": d, "ratio": 1 / d, "top1": acc if acc is not None else float("nan"),
+                         "top5": 1.0, "status": "ok" if acc is not None else "failed"})
+    t = aggregate.imp_rounds_table(pd.DataFrame(rows))
+    assert list(t["round"]) == [0, 1, 2] and list(t["weights remaining (%)"]) == ["100.00", "80.00", "64.00"]
+    assert list(t["r"]) == ["1", "1.25", "1.5625"]
+    assert t["top-1"].iloc[0] == "98.00 ± 1.41 (2)"
+    assert t["top-1"].iloc[2] == "96.00 ± – (1) [failed 1/2]"

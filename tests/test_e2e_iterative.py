@@ -84,6 +84,11 @@ def test_eval_rows_and_tables_show_each_method_next_to_its_variants(done):
     variants = (done / "reports/tables/mnist_lenet300_variants.md").read_text()
     assert "| lth | " in variants and "r=4 invert" in variants
     assert (done / "reports/figures/mnist_lenet300_variants.png").stat().st_size > 10_000
+    n_rounds = len(config.imp_densities([1, 2, 4], 0.8))
+    imp = pd.read_csv(done / "reports/tables/mnist_lenet300_imp_rounds.csv")
+    assert list(imp["method"]) == ["lth"] * (n_rounds + 1) + ["lrr"] * (n_rounds + 1)
+    assert list(imp["weights remaining (%)"][:2]) == [100.0, 80.0] and imp["r"].iloc[-1] == 4
+    assert (done / "reports/figures/mnist_lenet300_imp_rounds.png").stat().st_size > 10_000
     # the variants are references: never marked best
     cells = pd.read_csv(done / "reports/tables/mnist_lenet300_cells.csv")
     assert not cells[cells["method"].str.contains(r"\(")]["best"].any()

@@ -18,6 +18,7 @@ REPORT_FILES = {
         [plconfig.DENSE, *SETTINGS.grid.methods],
         [1, *SETTINGS.grid.ratios],
         SETTINGS.grid.variants,
+        any(m in plconfig.IMP_METHODS for m in SETTINGS.grid.methods),
     ).items()
 }
 
@@ -41,6 +42,7 @@ rule aggregate:
         evals=eval_paths(),
         masks=HEATMAP_MASKS,
         curves=CURVE_LOGS,
+        imp_rounds=imp_rounds_paths(),
     output:
         all="results/all.parquet",
         tables=REPORT_FILES["md"],
@@ -82,4 +84,4 @@ rule aggregate:
         config=as_json(RESOLVED),
     shell:
         "python -m prunelib aggregate --all {output.all:q} --reports reports --config-json {params.config:q} "
-        "{input.evals:q} 2>&1 | tee {log:q}"
+        "--imp-rounds {input.imp_rounds:q} -- {input.evals:q} 2>&1 | tee {log:q}"

@@ -199,3 +199,16 @@ def imp_round_inputs(w):
 
 def rewind_arg(w, input):
     return f"--rewind {shlex.quote(input.rewind)}" if "rewind" in input.keys() else ""
+
+
+def imp_chain_weights(w):
+    """Every round's weights.pt of one chain, round 0 first."""
+    n = len(plconfig.imp_densities(SETTINGS.grid.ratios, SETTINGS.iterative.round_factor))
+    return [f"{imp_round_dir(w, j)}/weights.pt" for j in range(n + 1)]
+
+
+def imp_rounds_paths():
+    return [
+        f"results/{d}/{a}/seed{s}/{m}/imp/rounds.parquet"
+        for d, a, s, m, _ in plconfig.imp_chains(SETTINGS)
+    ]

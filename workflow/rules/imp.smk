@@ -73,3 +73,18 @@ rule imp_round:
         "python -m prunelib imp-round --settings {params.settings:q} --prev {params.prev:q} {params.rewind} "
         "--data {input.data:q} --out-dir {params.out_dir:q} --threads {threads} "
         "--label {params.label:q} 2>&1 | tee {log:q}"
+
+
+rule imp_rounds:
+    input:
+        imp_chain_weights,
+    output:
+        "results/{dataset}/{arch}/seed{seed}/{method}/imp/rounds.parquet",
+    log:
+        "results/logs/imp/{dataset}/{arch}/seed{seed}/{method}/rounds.log",
+    wildcard_constraints:
+        method="|".join(plconfig.IMP_METHODS),
+    conda:
+        ENV
+    shell:
+        "python -m prunelib imp-rounds --out {output:q} {input:q} 2> {log:q}"
