@@ -203,7 +203,9 @@ def rewind_arg(w, input):
 
 def imp_chain_weights(w):
     """Every round's weights.pt of one chain, round 0 first."""
-    n = len(plconfig.imp_densities(SETTINGS.grid.ratios, SETTINGS.iterative.round_factor))
+    n = len(
+        plconfig.imp_densities(SETTINGS.grid.ratios, SETTINGS.iterative.round_factor)
+    )
     return [f"{imp_round_dir(w, j)}/weights.pt" for j in range(n + 1)]
 
 
