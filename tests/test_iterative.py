@@ -140,6 +140,10 @@ def test_round_densities_are_exact_and_land_on_every_ratio():
     assert [1 / x for x in d if (1 / x).denominator == 1 and 1 / x in (4, 16, 64)] == [4, 16, 64]
     assert all(a > b for a, b in zip(d, d[1:])) and all(b / a >= Fraction(4, 5) for a, b in zip([1] + d, d))
     assert config.imp_round_of([1, 4, 16, 64], 0.8, 4) == d.index(Fraction(1, 4)) + 1
+    # a larger ratio only appends rounds: the chain to r = 4 is a prefix of the chain to 64,
+    # so adding it to the grid reruns nothing already computed
+    assert config.imp_densities([1, 4, 64], 0.8)[:len(config.imp_densities([1, 4], 0.8))] == \
+        config.imp_densities([1, 4], 0.8)
     n = 266_200
     counts = [kept_count(n, 1 / x) for x in config.imp_densities([1, 25], 0.8)]
     assert counts[0] == 212_960 and counts[-1] == kept_count(n, 25) == 10_648
