@@ -339,20 +339,20 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
             "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance()}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     save_pt({"state_dict": state, "meta": meta}, out_dir / "weights.pt")
-    ratio = 1.0 if j == 0 else float(1 / Fraction(settings["density"]))
-    mask_meta = {"method": method, "round": j, "seed": seed, "ratio": ratio, "scope": plan.criterion,
-                 "target_kept": _target_kept(rows_mask, 1 if j == 0 else 1 / Fraction(settings["density"]),
-                                               plan.criterion), "paper": paper, "seconds": seconds,
-                 **masking.mask_summary(rows_mask), **extra, "settings_hash": settings_hash(settings)}
+    ratio = Fraction(1) if j == 0 else 1 / Fraction(settings["density"])
+    mask_meta = {"method": method, "round": j, "seed": seed, "ratio": float(ratio), "scope": plan.criterion,
+                 "target_kept": _target_kept(rows_mask, ratio, plan.criterion), "paper": paper,
+                 "seconds": seconds, **masking.mask_summary(rows_mask), **extra,
+                 "settings_hash": settings_hash(settings)}
     save_pt({"masks": masks, "rows": rows_mask, "pruned_round": pruned_round, "ranked_by": ranked_by,
              "meta": mask_meta}, out_dir / "mask.pt")
     write_parquet(rows_mask, out_dir / "mask.parquet", metadata={"method": method, "round": j, "seed": seed})
     write_parquet(rows, out_dir / "train_log.parquet", metadata={"seed": seed, "device": str(dev), "round": j})
     if j == 0:
         # (a run that diverged before the rewind step leaves its last weights, marked failed)
-        save_pt({"state_dict": ckpt[rewind_step] or state, "meta": {**base_meta, "step": rewind_step, "status": status,
-                                                                    "reason": reason, "plan": dataclasses.asdict(plan)}},
-                out_dir / "rewind.pt")
+        rewind_meta = {**base_meta, "step": rewind_step, "status": status, "reason": reason,
+                       "plan": dataclasses.asdict(plan)}
+        save_pt({"state_dict": ckpt[rewind_step] or state, "meta": rewind_meta}, out_dir / "rewind.pt")
 
 
 # --- eval -----------------------------------------------------------------------------
