@@ -544,7 +544,7 @@ def variants_table(df: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
 
 def plot_variants(df: pd.DataFrame, title: str, out_png: Path) -> None:
     """Accuracy of each method and its variants (mean ± sample std over seeds), one panel
-    per method, one group of points per ratio."""
+    per method, one group of points per ratio; the dense control's mean dashed."""
     import seaborn as sns
 
     plt = _pyplot()
@@ -554,17 +554,25 @@ def plot_variants(df: pd.DataFrame, title: str, out_png: Path) -> None:
     data["base"] = [split_label(m)[0] for m in data["method"]]
     data["acc"] = 100 * data["top1"]
     data["r"] = [format_ratio(r) for r in data["ratio"]]
-    fig, axes = plt.subplots(1, max(1, len(methods)), figsize=(4.5 * max(1, len(methods)), 4), squeeze=False)
+    dense = df[df["method"] == DENSE]["top1"].dropna()
+    n = max(1, len(methods))
+    fig, axes = plt.subplots(1, n, figsize=(max(7.0, 3.6 * n + 2.2), 4.2), squeeze=False, sharey=True)
     order = [v for v in VARIANTS if v in set(data["variant"])]
-    for ax, m in zip(axes[0], methods):
+    for i, (ax, m) in enumerate(zip(axes[0], methods)):
         sub = data[data["base"] == m]
-        if not sub.empty:
-            sns.pointplot(data=sub, x="r", y="acc", hue="variant", hue_order=order, errorbar="sd",
-                          dodge=0.4, linestyle="none", ax=ax, order=sorted(sub["r"].unique(), key=float))
+        sns.pointplot(data=sub, x="r", y="acc", hue="variant", hue_order=order, errorbar="sd", dodge=0.5,
+                      linestyle="none", ax=ax, order=sorted(sub["r"].unique(), key=float))
+        if len(dense):
+            ax.axhline(100 * dense.mean(), color="grey", linestyle="--", linewidth=1, label="dense")
         ax.set_title(m)
         ax.set_xlabel("compression ratio r")
-        ax.set_ylabel("test top-1 (%)")
+        ax.set_ylabel("test top-1 (%)" if i == 0 else "")
+        if i == n - 1:
+            ax.legend(title="variant", loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+        elif ax.get_legend() is not None:
+            ax.get_legend().remove()
     fig.suptitle(title)
+    fig.tight_layout()
     _save(fig, out_png)
 
 
