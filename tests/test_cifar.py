@@ -140,7 +140,7 @@ def test_shortcut_setting_reaches_the_network_through_the_stages(tmp_path):
     settings = config.init_settings(s, "resnet20", "synthetic_cifar10", 0, "pytorch_default")
     stages.run_init(settings, tmp_path / "init.pt", tmp_path / "init.parquet")
     model, meta = stages.load_model(tmp_path / "init.pt")
-    assert meta["model"] == {"shortcut": "B"}
+    assert meta["model"] == {"shortcut": "B", "bn_momentum": 0.1, "bn_eps": 1e-5}
     assert sum(p.numel() for p in model.parameters()) == 272_282
 
 

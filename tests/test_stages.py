@@ -68,7 +68,7 @@ def test_mask_table_and_exact_count(snip_cell):
 def test_train_log_and_final_weights(snip_cell):
     log = read_parquet_rows(snip_cell / "train_log.parquet")
     assert [r["epoch"] for r in log] == [1]
-    assert set(log[0]) == {"epoch", "lr", "train_loss", "train_top1", "seconds"}
+    assert set(log[0]) == {"epoch", "step", "lr", "train_loss", "train_top1", "seconds"}
     final = load_pt(snip_cell / "final.pt")["state_dict"]
     masks = load_pt(snip_cell / "mask.pt")["masks"]
     for name, m in masks.items():
@@ -81,7 +81,7 @@ def test_eval_row(snip_cell):
                 "n_prunable", "n_nonzero", "empirical_ratio", "compression_error", "collapsed_layers",
                 "train_seconds", "prunelib_version", "torch_version", "device", "settings_hash"}
     assert expected <= set(row)
-    assert (row["arch"], row["method"], row["ratio"], row["seed"]) == ("lenet300", "snip", 16.0, 0)
+    assert (row["arch"], row["method"], row["ratio"], row["seed"], row["variant"]) == ("lenet300", "snip", 16.0, 0, "none")
     assert row["n_params"] == 266_610 and row["n_prunable"] == 266_200
     assert row["empirical_ratio"] == 266_200 / row["n_nonzero_prunable"]
     assert abs(row["empirical_ratio"] - 16) / 16 < 1e-3
