@@ -18,6 +18,7 @@ from prunelib.artifacts import load_pt, read_parquet_rows
 from prunelib.masking import kept_count
 
 from conftest import REPO, run
+from test_e2e import jobs_by_rule
 
 pytestmark = pytest.mark.e2e
 
@@ -114,3 +115,25 @@ def test_nothing_left_to_do_and_the_grid_audits_clean(done):
                done / "config.yaml", "--root", done], check=False)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     assert "31 complete" in rep.stdout or "complete" in rep.stdout
+
+
+def test_a_chain_killed_in_round_5_resumes_at_round_5(done, tmp_path):
+    """Rounds are separate jobs: a run killed while lth's chain was in round 5 left rounds
+    0..4 on disk and nothing after; the rerun does rounds 5..n of that chain and the cells
+    that use them, nothing else."""
+    import shutil
+
+    n = len(config.imp_densities([1, 2, 4], 0.8))
+    work = tmp_path / "copy"
+    shutil.copytree(done, work, symlinks=True)
+    for j in range(5, n + 1):
+        shutil.rmtree(work / SEED / f"lth/imp/round{j}")
+    (work / SEED / "lth/imp/rounds.parquet").unlink()
+    (work / "results/all.parquet").unlink()  # a killed run never got to aggregate
+    shutil.rmtree(work / "reports")
+    for v in config.VARIANTS:  # the r = 4 cells need round n; r = 2's round is 4, done
+        shutil.rmtree(work / SEED / f"lth/r4{config.variant_suffix(v)}")
+    out = run([__import__("conftest").SNAKEMAKE, "-s", REPO / "Snakefile", "--directory", work, "-n"]).stdout
+    jobs = jobs_by_rule(out)
+    assert jobs["imp_round"] == n - 4 and "imp_dense" not in jobs and "init" not in jobs
+    assert jobs["train"] == jobs["mask"] == jobs["eval"] == len(config.VARIANTS)
