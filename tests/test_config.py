@@ -72,7 +72,7 @@ BAD = [
     ({"train": {"epochs": 0}}, "train.epochs = 0 is not allowed; allowed: integers >= 1"),
     ({"train": {"batch_size": 0}}, "train.batch_size = 0 is not allowed; allowed: integers >= 1"),
     ({"score": {"batch_size": -3}}, "score.batch_size = -3 is not allowed; allowed: integers >= 1"),
-    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, lth_mnist, snip, standard, thesis'),
+    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, imp_mnist, lth_mnist, snip, standard, thesis'),
     ({"model": {"shortcut": "C"}}, 'model.shortcut = "C" is not allowed; allowed: A, B'),
     ({"train": {"augment": "yes"}}, 'train.augment = "yes" is not allowed; allowed: auto, none, cifar'),
     ({"train": {"amp": "fp16"}}, 'train.amp = "fp16" is not allowed; allowed: none, bf16'),
@@ -211,3 +211,17 @@ def test_new_presets_resolve(preset):
         assert sorted(s.grid.ratios) == [1, 10, 20, 50, 100]
     else:
         assert (s.train.lr, s.train.momentum, s.train.milestones, s.train.epochs) == (0.1, 0.9, (80, 120), 160)
+
+
+def test_lth_mnist_preset_is_the_issue_experiment():
+    s = config.load(REPO / "workflow/presets/lth_mnist.yaml")
+    assert (s.grid.archs, s.grid.datasets, s.grid.methods) == (("mlp400x3",), ("mnist",), ("lth",))
+    assert 25 in s.grid.ratios and len(s.grid.seeds) >= 5 and set(s.grid.variants) == set(config.VARIANTS)
+    assert len(config.imp_densities(s.grid.ratios, s.iterative.round_factor)) == 15
+    assert len(config.cells(s)) == 5 * (1 + len(config.VARIANTS))
+
+
+def test_imp_mnist_preset_has_every_iterative_method():
+    s = config.load(REPO / "workflow/presets/imp_mnist.yaml")
+    assert set(config.IMP_METHODS) <= set(s.grid.methods)
+    assert s.train.lr_schedule == "step" and s.train.milestones == (2,)
