@@ -60,6 +60,8 @@ IMP_METHODS = ("imp_finetune", "lth", "lth_rewind", "lrr", "gimp")
 
 #: Sanity-check variants of a method's mask (prunelib/variants.py); ``none`` = the method.
 VARIANTS = ("none", "shuffle_layer", "reinit", "shuffle_weights", "invert")
+#: The variants that change the mask (the others change the starting weights).
+MASK_VARIANTS = ("shuffle_layer", "invert")
 
 
 @dataclass(frozen=True)
@@ -381,9 +383,11 @@ def _check_iterative(it: dict) -> None:
         spec = {**IMP_PRESETS[method], **over}
         key = f"iterative.per_method.{method}"
         rewind = over.get("rewind_weights_to")
-        if rewind is not None and rewind > t:
+        # rewinding to T and replaying "after_rewind" (T - k steps) would leave nothing to train
+        top = t - 1 if spec["retrain_steps"] == "after_rewind" and "retrain_steps" not in over else t
+        if rewind is not None and rewind > top:
             raise ConfigError(f"config error: {key}.rewind_weights_to = {rewind} is not allowed; "
-                              f"allowed: steps 0..{t} (iterative.train_steps)")
+                              f"allowed: steps 0..{top} (iterative.train_steps)")
         retrain = over.get("retrain_steps")
         if retrain is not None and spec["rewind_lr"] and retrain > t:
             raise ConfigError(f"config error: {key}.retrain_steps = {retrain} is not allowed; allowed: steps "
@@ -503,10 +507,13 @@ def imp_spec(s: Settings, method: str) -> dict:
 def imp_densities(ratios, round_factor: float) -> list[Fraction]:
     """Kept fraction of the prunable weights after each round 1..n of an IMP chain.
 
-    Each round keeps ``round_factor`` K of the remaining weights (K^j, exactly, as a
-    rational), except that the chain lands exactly on every requested ratio: the round
-    that would pass density 1/r keeps 1/r instead (its factor adjusted).  So one chain to
-    the largest r serves every smaller r of the grid without retraining.
+    Each round keeps ``round_factor`` K of the remaining weights (d_j = K d_{j-1},
+    exactly, as a rational), except that the chain lands exactly on every requested
+    ratio: the round that would pass density 1/r keeps 1/r instead (its factor adjusted,
+    between K and 1), and the chain goes on from 1/r.  So one chain to the largest r
+    serves every smaller r of the grid without retraining; with K = 0.8 and no ratio on
+    the way, d_j = 0.8^j.  A landing round can prune little (0.4096 -> 0.4 for r = 2.5);
+    it is kept rather than merged so that every round keeps at least K.
     """
     k = Fraction(str(round_factor))
     out, d = [], Fraction(1)
@@ -643,5 +650,7 @@ def cells(s: Settings) -> list[Cell]:
 def imp_chains(s: Settings) -> list[tuple[str, str, int, str, int]]:
     """(dataset, arch, seed, method, rounds) of every IMP chain the grid needs."""
     n = len(imp_densities(s.grid.ratios, s.iterative.round_factor))
+    if n == 0:  # no pruned ratio: no chain (a dense training nobody uses)
+        return []
     return [(d, a, int(seed), m, n) for a, d in s.grid.arch_dataset_pairs() for seed in s.grid.seeds
             for m in s.grid.methods if m in IMP_METHODS]

@@ -56,7 +56,7 @@ from typing import Callable
 import torch
 
 from prunelib.config import TrainSettings
-from prunelib.masking import select_masks
+from prunelib.masking import removal_ranking, select_masks
 from prunelib.training import lr_at
 
 CRITERIA = ("global", "layer")
@@ -160,22 +160,6 @@ def update_ranking(pruned_round: dict | None, ranked_by: dict | None, masks: dic
 
 
 def ranking(pruned_round: dict[str, torch.Tensor], ranked_by: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Dense ranks (float64, higher = more important) of the lexicographic order on
-    (round pruned in, magnitude when ranked): equal keys share a rank, so a selection on
-    them draws ties with the seed like any other score."""
-    names = list(pruned_round)
-    rounds = torch.cat([pruned_round[n].flatten().to(torch.int64) for n in names])
-    by = torch.cat([ranked_by[n].flatten().to(torch.float64) for n in names])
-    order = torch.argsort(by, stable=True)
-    order = order[torch.argsort(rounds[order], stable=True)]
-    r_sorted, b_sorted = rounds[order], by[order]
-    new_key = torch.ones_like(r_sorted, dtype=torch.bool)
-    new_key[1:] = (r_sorted[1:] != r_sorted[:-1]) | (b_sorted[1:] != b_sorted[:-1])
-    dense = torch.empty_like(rounds, dtype=torch.float64)
-    dense[order] = torch.cumsum(new_key.to(torch.int64), 0).to(torch.float64)
-    out, offset = {}, 0
-    for n in names:
-        k = pruned_round[n].numel()
-        out[n] = dense[offset:offset + k].view_as(pruned_round[n])
-        offset += k
-    return out
+    """The chain's ranking (``masking.removal_ranking``): earlier-pruned weights lowest,
+    then by the magnitude they had when last ranked."""
+    return removal_ranking(pruned_round, ranked_by)

@@ -138,3 +138,27 @@ def mask_summary(rows: list[dict]) -> dict:
         "collapsed_layers": [r["name"] for r in rows if r["collapsed"]],
         "empirical_ratio": (n / kept) if kept else float("inf"),
     }
+
+
+def removal_ranking(pruned_round: dict[str, torch.Tensor], ranked_by: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ranking of a multi-round pruning (IMP, SynFlow): dense ranks (float64, higher =
+    more important) of the lexicographic order on (round a weight was pruned in, survivors
+    last; the score it had when last ranked).  Weights pruned earlier rank lower whatever
+    their score; equal keys share a rank, so a selection on them draws ties with the seed.
+    The top round(N d_j) ranks are exactly round j's mask."""
+    names = list(pruned_round)
+    rounds = torch.cat([pruned_round[n].flatten().to(torch.int64) for n in names])
+    by = torch.cat([ranked_by[n].flatten().to(torch.float64) for n in names])
+    order = torch.argsort(by, stable=True)
+    order = order[torch.argsort(rounds[order], stable=True)]
+    r_sorted, b_sorted = rounds[order], by[order]
+    new_key = torch.ones_like(r_sorted, dtype=torch.bool)
+    new_key[1:] = (r_sorted[1:] != r_sorted[:-1]) | (b_sorted[1:] != b_sorted[:-1])
+    dense = torch.empty_like(rounds, dtype=torch.float64)
+    dense[order] = torch.cumsum(new_key.to(torch.int64), 0).to(torch.float64)
+    out, offset = {}, 0
+    for n in names:
+        k = pruned_round[n].numel()
+        out[n] = dense[offset:offset + k].view_as(pruned_round[n])
+        offset += k
+    return out

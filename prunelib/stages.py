@@ -130,7 +130,7 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
         blob = load_pt(scores_path)
         masks, rows = blob["masks"], blob["rows"]
         ranking_scores = iterative.ranking(blob["pruned_round"], blob["ranked_by"])
-        scope, score_meta = settings["criterion"], {"seconds": blob["meta"]["seconds"]}
+        scope, score_meta = settings["criterion"], {}  # (the chain's time is the cell's train time)
         extra = {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]}
     else:
         m = scorers.get(method)
@@ -225,7 +225,9 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
 
         rows = pd.read_parquet(reuse_log).to_dict("records")
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        # the cell cost the whole chain up to its round (rounds before a chain_seconds record: this one)
         meta = {**init_meta, "mask": mask_blob["meta"], "settings_hash": settings_hash(settings),
+                "train_seconds": init_meta.get("chain_seconds", init_meta.get("train_seconds", 0.0)),
                 "reused_from": str(init_path), **_provenance()}
         save_pt({"state_dict": state, "meta": meta}, out_weights)
         write_parquet(rows, out_log, metadata={"seed": seed, "device": init_meta.get("device", "")})
@@ -305,7 +307,11 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
         base_meta = {k: v for k, v in prev_w["meta"].items() if k not in ("round", "status", "reason")}
         model, _ = load_model(Path(prev_dir) / "weights.pt")
         density = Fraction(settings["density"])
-        masks, rows_mask, magnitude = iterative.prune_round(prev_w["state_dict"], prev["masks"], density,
+        prev_failed = prev_w["meta"].get("status", "ok") != "ok"
+        weights = prev_w["state_dict"]
+        if prev_failed:  # its weights may be NaN: keep the chain's densities exact, train nothing
+            weights = {n: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for n, v in weights.items()}
+        masks, rows_mask, magnitude = iterative.prune_round(weights, prev["masks"], density,
                                                             plan.criterion, seed, j, method)
         pruned_round, ranked_by = iterative.update_ranking(prev["pruned_round"], prev["ranked_by"], masks,
                                                            prev["masks"], magnitude, j)
@@ -314,7 +320,7 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
         positions, lr_of = plan.round_positions(), iterative.round_lr(train_s, plan, spe)
         ckpt = None
         extra["density"] = settings["density"]
-        if prev_w["meta"].get("status", "ok") != "ok":
+        if prev_failed:
             status, reason = "failed", f"round {j - 1} failed: {prev_w['meta'].get('reason', '')}"
     name = f"{label or method} round {j}"
     progress = progress_printer(name)
@@ -334,8 +340,11 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
     if metrics:
         progress(f"test top1 {100 * metrics['top1']:.2f}%")
     paper = IMP_PRESETS[method]["paper"]
+    # the chain up to this round is what a cell at this round's ratio cost
+    chain_seconds = seconds + (0.0 if j == 0 else base_meta.get("chain_seconds", base_meta["train_seconds"]))
     meta = {**base_meta, "method": method, "round": j, "plan": dataclasses.asdict(plan), "paper": paper,
             "status": status, "reason": reason, "device": str(dev), "train_seconds": seconds,
+            "chain_seconds": chain_seconds,
             "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance()}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     save_pt({"state_dict": state, "meta": meta}, out_dir / "weights.pt")

@@ -15,7 +15,13 @@ starts from) and returns a transformed one, drawing from its own seeded stream
   each tensor (the multiset of surviving values per tensor is unchanged).
 * ``invert``: the lowest-ranked weights kept instead of the highest, at the same
   density and with the method's scope: the top-k selection of the negated scores,
-  ties drawn with the seed like the method's own selection.
+  ties drawn with the seed like the method's own selection.  Multi-round methods (IMP,
+  SynFlow) rank by ``masking.removal_ranking``: weights pruned earlier rank lower.
+
+Where an IMP method keeps trained weights instead of rewinding (``lrr``,
+``imp_finetune``), the mask-level variants start from the dense trained weights of
+round 0, not from the previous round's, which are zero wherever an earlier round
+pruned (the workflow's ``train_inputs`` picks the file).
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ from prunelib.config import VARIANTS
 from prunelib.masking import select_masks
 from prunelib.seeding import generator
 
-MASK_VARIANTS = ("shuffle_layer", "invert")
 WEIGHT_VARIANTS = ("reinit", "shuffle_weights")
 
 

@@ -103,8 +103,10 @@ BAD = [
     ({"iterative": {"per_method": {"snip": {}}}},
      'iterative.per_method = "snip" is not allowed; allowed: imp_finetune, lth, lth_rewind, lrr, gimp'),
     ({"iterative": {"train_steps": 100, "per_method": {"lth_rewind": {"rewind_weights_to": 200}}}},
-     "iterative.per_method.lth_rewind.rewind_weights_to = 200 is not allowed; allowed: steps 0..100 "
+     "iterative.per_method.lth_rewind.rewind_weights_to = 200 is not allowed; allowed: steps 0..99 "
      "(iterative.train_steps)"),
+    ({"iterative": {"train_steps": 100, "per_method": {"lth_rewind": {"rewind_weights_to": 100}}}},
+     "iterative.per_method.lth_rewind.rewind_weights_to = 100 is not allowed; allowed: steps 0..99"),
     ({"iterative": {"train_steps": 100, "per_method": {"lrr": {"retrain_steps": 101}}}},
      "iterative.per_method.lrr.retrain_steps = 101 is not allowed; allowed: steps 1..100 "
      "(iterative.train_steps, as the round replays the schedule's last retrain_steps)"),

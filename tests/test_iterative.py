@@ -175,3 +175,24 @@ def test_resolve_plan_rejects_impossible_schedules():
         iterative.resolve_plan({**spec, "retrain_steps": 9}, SPE, 4)
     with pytest.raises(ValueError, match="rewind_weights_to = 20 is outside"):
         iterative.resolve_plan({**spec, "rewind_weights_to": 20}, SPE, 4)
+
+
+def test_a_failed_round_fails_the_rest_of_the_chain_with_exact_masks(chain, mnist_pt, tmp_path):
+    """A diverged round leaves NaN weights: the next round records the failure, trains
+    nothing, and still writes a mask of exactly the round's density."""
+    from prunelib.artifacts import save_pt
+    import shutil
+
+    prev = tmp_path / "round0"
+    shutil.copytree(chain / "lth" / "round0", prev)
+    blob = load_pt(prev / "weights.pt")
+    blob["state_dict"]["fc1.weight"][0, :5] = float("nan")
+    blob["meta"].update(status="failed", reason="training loss became nan in epoch 2 (lr 0.05)")
+    save_pt(blob, prev / "weights.pt")
+    stages.run_imp_round(config.imp_round_settings(S, "lth", 0, "mnist", 1), mnist_pt, tmp_path / "round1",
+                         prev_dir=prev, rewind_path=prev / "rewind.pt")
+    out = load_pt(tmp_path / "round1" / "weights.pt")["meta"]
+    assert out["status"] == "failed" and out["reason"].startswith("round 0 failed: training loss became nan")
+    assert read_parquet_rows(tmp_path / "round1" / "train_log.parquet") == []
+    m = load_pt(tmp_path / "round1" / "mask.pt")["meta"]
+    assert m["n_kept"] == m["target_kept"] == kept_count(266_200, 2)

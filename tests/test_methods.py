@@ -177,6 +177,24 @@ def test_synflow_iterative_pruning_is_exact_and_monotone():
     assert all(bool((two[k] <= half[k]).all()) for k in two)
 
 
+def test_synflow_ranking_puts_earlier_pruned_weights_lower_for_invert():
+    from prunelib import variants
+
+    net, params, _ = setup(mlp([8, 6, 5, 3], bias=False))
+    masks, _, rank = SynflowScorer(rounds=10).prune(net, params, 8, "global", seed=0)
+    n = sum(p.numel() for p in params.values())
+    k = kept_count(n, 8)
+    flat = torch.cat([rank[x].flatten() for x in params])
+    kept = torch.cat([masks[x].flatten() for x in params])
+    assert torch.equal(kept.nonzero().flatten(), flat.argsort(descending=True)[:k].sort().values)
+    # invert keeps the lowest-ranked: weights the first of the 10 rounds already removed
+    # (round 1 prunes 1 - 8^-0.1 = 19% > the 12.5% invert keeps), not a draw among all pruned
+    first, _, _ = SynflowScorer(rounds=1).prune(net, params, 8 ** 0.1, "global", seed=0)
+    inv, _, _ = variants.transform_mask("invert", masks, 0, rank, 8, "global")
+    assert sum(int(v.sum()) for v in inv.values()) == k
+    assert all(bool((inv[x] <= ~first[x]).all()) for x in params)
+
+
 def test_synflow_stays_finite_where_float32_overflows():
     net = mlp([4] + [64] * 40 + [3], bias=False)
     for p in net.parameters():

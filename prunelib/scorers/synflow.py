@@ -24,7 +24,7 @@ import copy
 
 import torch
 
-from prunelib.masking import _select_top, kept_count, select_masks
+from prunelib.masking import _select_top, kept_count, removal_ranking, select_masks
 from prunelib.seeding import generator
 from prunelib.scorers.base import Scorer
 
@@ -83,23 +83,37 @@ class SynflowScorer(Scorer):
         return synflow_scores(model, list(params))
 
     def prune(self, model, params, ratio, scope, seed, method="synflow"):
+        """Masks, audit rows of the last round, and the whole run's ranking
+        (``masking.removal_ranking``: weights pruned in earlier rounds rank lowest, then by
+        the score they had when last ranked), which the ``invert`` sanity check uses."""
         names = list(params)
         net = _LinearizedNet(model, names)
         masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
+        pruned_round = {n: torch.zeros_like(m, dtype=torch.int32) for n, m in masks.items()}
+        ranked_by = {n: torch.zeros_like(params[n], dtype=torch.float64) for n in names}
         n_total = sum(params[n].numel() for n in names)
-        rows = scores = None
+        rows = None
         for k in range(1, self.rounds + 1):
             scores = net.scores(masks)
+            for n in names:  # the survivors' latest score
+                ranked_by[n] = torch.where(masks[n], scores[n].to(torch.float64), ranked_by[n])
             density_ratio = float(ratio) ** (k / self.rounds)
             if k < self.rounds and scope == "global":
-                masks = _prune_survivors(scores, masks, kept_count(n_total, density_ratio),
-                                         generator(seed, f"synflow-round:{k}"))
-                continue
-            # last round (and any layer-wise use): the audited selection, with tie records;
-            # previously pruned weights rank below any survivor
-            scores = {n: torch.where(masks[n], v, torch.full_like(v, -1.0)) for n, v in scores.items()}
-            masks, rows = select_masks(scores, density_ratio, scope, seed, method=method)
-        return masks, rows, scores
+                new = _prune_survivors(scores, masks, kept_count(n_total, density_ratio),
+                                       generator(seed, f"synflow-round:{k}"))
+            else:
+                # last round (and any layer-wise use): the audited selection, with tie records;
+                # previously pruned weights rank below any survivor
+                scores = {n: torch.where(masks[n], v, torch.full_like(v, -1.0)) for n, v in scores.items()}
+                new, rows = select_masks(scores, density_ratio, scope, seed, method=method)
+            for n in names:
+                pruned_round[n] = torch.where(masks[n] & ~new[n], torch.full_like(pruned_round[n], k),
+                                              pruned_round[n])
+            masks = new
+        for n in names:  # survivors rank above everything pruned
+            pruned_round[n] = torch.where(masks[n], torch.full_like(pruned_round[n], self.rounds + 1),
+                                          pruned_round[n])
+        return masks, rows, removal_ranking(pruned_round, ranked_by)
 
 
 def _prune_survivors(scores: dict, masks: dict, keep: int, gen: torch.Generator) -> dict:

@@ -165,9 +165,14 @@ def train_inputs(w):
             "init": f"{imp_round_dir(w, j)}/weights.pt",
             "reuse_log": f"{imp_round_dir(w, j)}/train_log.parquet",
         }
-    if plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is None:
-        return {**base, "init": f"{imp_round_dir(w, j - 1)}/weights.pt"}
-    return {**base, "init": f"{imp_round_dir(w, 0)}/rewind.pt"}
+    if plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is not None:
+        return {**base, "init": f"{imp_round_dir(w, 0)}/rewind.pt"}
+    # No rewinding: the round started from round j-1's trained weights, which are zero
+    # wherever an earlier round pruned; a mask-level variant starts from the dense trained
+    # weights (round 0) instead, so every position it keeps has a real value.
+    if variant_of(w) in plconfig.MASK_VARIANTS:
+        return {**base, "init": f"{imp_round_dir(w, 0)}/weights.pt"}
+    return {**base, "init": f"{imp_round_dir(w, j - 1)}/weights.pt"}
 
 
 def reuse_arg(w):
