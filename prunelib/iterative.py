@@ -41,8 +41,9 @@ The presets (what each paper did; our defaults in brackets):
   and restart the full schedule (R = T).
 
 Every round also records, per weight, the round in which it was pruned and the
-magnitude it was ranked by, so the whole chain is one ranking (``ranking``): the
-highest-ranked round(N d_j) weights are exactly round j's mask.  The ``invert``
+magnitude it was ranked by, so the whole chain is one ranking
+(``masking.removal_ranking``): the highest-ranked round(N d_j) weights are exactly round
+j's mask.  The ``invert``
 sanity check keeps the lowest-ranked ones instead.
 """
 
@@ -56,7 +57,7 @@ from typing import Callable
 import torch
 
 from prunelib.config import TrainSettings
-from prunelib.masking import removal_ranking, select_masks
+from prunelib.masking import select_masks
 from prunelib.training import lr_at
 
 CRITERIA = ("global", "layer")
@@ -145,7 +146,7 @@ def update_ranking(pruned_round: dict | None, ranked_by: dict | None, masks: dic
 
     ``pruned_round``: the round a weight was pruned in (survivors: ``round_ + 1``);
     ``ranked_by``: the magnitude it had when last ranked.  Lexicographic order on
-    (pruned_round, ranked_by) is the chain's ranking (``ranking``).
+    (pruned_round, ranked_by) is the chain's ranking (``masking.removal_ranking``).
     """
     new_round, new_by = {}, {}
     for n, m in masks.items():
@@ -157,9 +158,3 @@ def update_ranking(pruned_round: dict | None, ranked_by: dict | None, masks: dic
         new_round[n] = r
         new_by[n] = torch.where(candidate, magnitude[n].to(torch.float32), old_b)
     return new_round, new_by
-
-
-def ranking(pruned_round: dict[str, torch.Tensor], ranked_by: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The chain's ranking (``masking.removal_ranking``): earlier-pruned weights lowest,
-    then by the magnitude they had when last ranked."""
-    return removal_ranking(pruned_round, ranked_by)

@@ -16,7 +16,7 @@ import torch
 
 import prunelib
 from prunelib import datasets, init_schemes, iterative, masking, models, scorers, variants
-from prunelib.artifacts import load_pt, save_pt, write_parquet
+from prunelib.artifacts import load_pt, read_parquet_rows, save_pt, write_parquet
 from prunelib.config import IMP_METHODS, IMP_PRESETS, PruneSettings, ScoreSettings, TrainSettings, settings_hash
 from prunelib.seeding import seed_everything
 from prunelib.training import (TrainingDiverged, evaluate, progress_printer, resolve_device, run_steps,
@@ -129,7 +129,7 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
     if method in IMP_METHODS:
         blob = load_pt(scores_path)
         masks, rows = blob["masks"], blob["rows"]
-        ranking_scores = iterative.ranking(blob["pruned_round"], blob["ranked_by"])
+        ranking_scores = masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
         scope, score_meta = settings["criterion"], {}  # (the chain's time is the cell's train time)
         extra = {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]}
     else:
@@ -221,9 +221,7 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     mask_blob = load_pt(mask_path)
     masks = mask_blob["masks"]
     if mode == "imp_result":
-        import pandas as pd
-
-        rows = pd.read_parquet(reuse_log).to_dict("records")
+        rows = read_parquet_rows(reuse_log)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         # the cell cost the whole chain up to its round (rounds before a chain_seconds record: this one)
         meta = {**init_meta, "mask": mask_blob["meta"], "settings_hash": settings_hash(settings),

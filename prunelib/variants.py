@@ -34,8 +34,6 @@ from prunelib.config import VARIANTS
 from prunelib.masking import select_masks
 from prunelib.seeding import generator
 
-WEIGHT_VARIANTS = ("reinit", "shuffle_weights")
-
 
 def _check(variant: str) -> None:
     if variant not in VARIANTS:

@@ -8,7 +8,7 @@ import torch
 
 from prunelib import config, iterative, models, stages
 from prunelib.artifacts import load_pt, read_parquet_rows
-from prunelib.masking import kept_count
+from prunelib.masking import kept_count, removal_ranking
 from prunelib.training import run_steps
 
 # 120 training examples in batches of 60: S = 2 steps per epoch, T = 4 epochs = 8 steps.
@@ -162,7 +162,7 @@ def test_layerwise_rounds_prune_every_tensor_to_the_density():
             assert w[n].abs()[new[n]].min() >= w[n].abs()[~new[n]].max()
         pruned_round, ranked_by = iterative.update_ranking(pruned_round, ranked_by, new, masks, mag, j)
         masks = new
-    rank = iterative.ranking(pruned_round, ranked_by)
+    rank = removal_ranking(pruned_round, ranked_by)
     for n in w:  # the chain's ranking reproduces the last mask: its top entries per tensor
         k = int(masks[n].sum())
         assert torch.equal(rank[n].flatten().argsort(descending=True)[:k].sort().values,
