@@ -35,7 +35,11 @@ def build_model(arch: str, dataset: str, options: dict | None = None) -> torch.n
 
 def load_model(init_path: str | Path) -> tuple[torch.nn.Module, dict]:
     """Network rebuilt from an init (or final) artifact, and the artifact's meta."""
-    blob = load_pt(init_path)
+    return model_from(load_pt(init_path))
+
+
+def model_from(blob: dict) -> tuple[torch.nn.Module, dict]:
+    """Network rebuilt from a loaded weights artifact ({state_dict, meta}), and its meta."""
     meta = blob["meta"]
     model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
     model.load_state_dict(blob["state_dict"])
@@ -278,8 +282,8 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
     train_log.parquet."""
     method, seed, j = settings["method"], settings["seed"], settings["round"]
     out_dir = Path(out_dir)
-    train_s = _train_settings(settings).for_dataset(
-        load_pt(init_path if j == 0 else Path(prev_dir) / "weights.pt")["meta"]["dataset"])
+    start_blob = load_pt(init_path if j == 0 else Path(prev_dir) / "weights.pt")  # read once
+    train_s = _train_settings(settings).for_dataset(start_blob["meta"]["dataset"])
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
     spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
@@ -287,7 +291,7 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
     start = time.perf_counter()
     status, reason, extra = "ok", "", {}
     if j == 0:
-        model, meta = load_model(init_path)
+        model, meta = model_from(start_blob)
         prunable = meta["prunable"]
         params = dict(model.named_parameters())
         masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in prunable}
@@ -301,9 +305,9 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
         base_meta = {**meta, "init": meta}
     else:
         prev = load_pt(Path(prev_dir) / "mask.pt")
-        prev_w = load_pt(Path(prev_dir) / "weights.pt")
+        prev_w = start_blob
         base_meta = {k: v for k, v in prev_w["meta"].items() if k not in ("round", "status", "reason")}
-        model, _ = load_model(Path(prev_dir) / "weights.pt")
+        model, _ = model_from(prev_w)
         density = Fraction(settings["density"])
         prev_failed = prev_w["meta"].get("status", "ok") != "ok"
         weights = prev_w["state_dict"]

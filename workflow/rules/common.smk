@@ -113,6 +113,11 @@ def is_imp(w):
     return w.method in plconfig.IMP_METHODS
 
 
+def rewinds_weights(w):
+    """Whether the IMP method resets survivors to a stored step (else keeps trained weights)."""
+    return plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is not None
+
+
 def imp_round_of(w):
     return plconfig.imp_round_of(
         SETTINGS.grid.ratios, SETTINGS.iterative.round_factor, float(w.ratio)
@@ -165,7 +170,7 @@ def train_inputs(w):
             "init": f"{imp_round_dir(w, j)}/weights.pt",
             "reuse_log": f"{imp_round_dir(w, j)}/train_log.parquet",
         }
-    if plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is not None:
+    if rewinds_weights(w):
         return {**base, "init": f"{imp_round_dir(w, 0)}/rewind.pt"}
     # No rewinding: the round started from round j-1's trained weights, which are zero
     # wherever an earlier round pruned; a mask-level variant starts from the dense trained
@@ -197,7 +202,7 @@ def imp_round_inputs(w):
         "prev_mask": f"{prev}/mask.pt",
         "data": data_path(w),
     }
-    if plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is not None:
+    if rewinds_weights(w):
         out["rewind"] = f"{imp_round_dir(w, 0)}/rewind.pt"
     return out
 
