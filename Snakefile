@@ -1,7 +1,8 @@
 # The pruning grid: archs x datasets x methods x ratios x seeds, one job per stage.
 #   data -> init -> score -> mask -> train -> eval -> aggregate
 #   (iterative methods: data -> init -> imp rounds -> mask -> train -> eval -> aggregate)
-# Settings: config.yaml (over the preset it names); schema: workflow/schemas/.
+# Settings: config.yaml (over the preset it names); schema: workflow/schemas/;
+# methods, networks, datasets: prunelib/registry.py and the plugins config.yaml names.
 
 
 configfile: "config.yaml"
@@ -29,7 +30,7 @@ rule all:
 
 onstart:
     if USE_WORKER:
-        plworker.start(WORKER_SOCKET, "results/logs/worker.log", os.getpid())
+        plworker.start(WORKER_SOCKET, plpaths.WORKER_LOG, os.getpid())
 
 
 onsuccess:

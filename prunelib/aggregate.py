@@ -49,7 +49,10 @@ import pandas as pd
 
 from prunelib import datasets
 from prunelib.artifacts import atomic_path, write_text
-from prunelib.config import DENSE, VARIANTS, format_ratio
+from prunelib import registry
+from prunelib.grid import DENSE
+from prunelib.paths import CELL_FILES
+from prunelib.settings import format_ratio
 from prunelib.report_layout import (  # noqa: F401 - part of this module's interface
     caption_name,
     default_table_ratios,
@@ -393,15 +396,24 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
     _save(fig, out_png)
 
 
-def layer_densities(df: pd.DataFrame, ratio: float) -> pd.DataFrame:
-    """Methods x layers: mean over seeds of kept / numel at ``ratio``, read from the
-    ``mask.parquet`` beside each eval row (column ``cell_dir``).  Columns keep the
-    network's layer order; the numel of each layer is in ``attrs['numel']``."""
+def _declared(cell_dir: str, name: str, files: list | None) -> Path | None:
+    """The file ``name`` of a cell folder if it is among ``files`` (the inputs the
+    workflow declared), or, with ``files`` None, if it exists beside the eval row."""
+    path = Path(cell_dir) / name
+    if files is None:
+        return path if path.exists() else None
+    return path if str(path) in {str(Path(f)) for f in files} else None
+
+
+def layer_densities(df: pd.DataFrame, ratio: float, mask_tables: list | None = None) -> pd.DataFrame:
+    """Methods x layers: mean over seeds of kept / numel at ``ratio``, read from each eval
+    row's ``mask.parquet`` (column ``cell_dir``), among ``mask_tables`` when given.
+    Columns keep the network's layer order; the numel of each layer is in ``attrs['numel']``."""
     at = df[df["ratio"] == float(ratio)]
     frames = []
     for _, row in at.iterrows():
-        path = Path(row["cell_dir"]) / "mask.parquet"
-        if not path.exists():  # aggregate run by hand on eval rows alone
+        path = _declared(row["cell_dir"], CELL_FILES["mask_table"], mask_tables)
+        if path is None:  # aggregate run by hand on eval rows alone
             continue
         table = pd.read_parquet(path, columns=["name", "numel", "kept"])
         frames.append(table.assign(method=row["method"], seed=row["seed"]))
@@ -526,7 +538,7 @@ def variants_table(df: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     rows = df[pd.Series([b in with_variants for b in bases], index=df.index)
               & df["ratio"].isin(df[df["variant"] != "none"]["ratio"])]
     index = {(r["method"], r["ratio"]): r for _, r in cell_stats(rows, metric).iterrows()}
-    variants = [v for v in VARIANTS if v in set(rows["variant"])]
+    variants = [v for v in registry.VARIANTS if v in set(rows["variant"])]
     table = {}
     for ratio in sorted(rows["ratio"].unique()):
         for v in variants:
@@ -557,7 +569,7 @@ def plot_variants(df: pd.DataFrame, title: str, out_png: Path) -> None:
     dense = df[df["method"] == DENSE]["top1"].dropna()
     n = max(1, len(methods))
     fig, axes = plt.subplots(1, n, figsize=(max(7.0, 3.6 * n + 2.2), 4.2), squeeze=False, sharey=True)
-    order = [v for v in VARIANTS if v in set(data["variant"])]
+    order = [v for v in registry.VARIANTS if v in set(data["variant"])]
     for i, (ax, m) in enumerate(zip(axes[0], methods)):
         sub = data[data["base"] == m]
         sns.pointplot(data=sub, x="r", y="acc", hue="variant", hue_order=order, errorbar="sd", dodge=0.5,
@@ -619,11 +631,14 @@ def plot_imp_rounds(rounds: pd.DataFrame, title: str, out_png: Path) -> None:
 
 
 def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | None = None,
-        config: dict | None = None, imp_rounds: list[str] | None = None) -> list[Path]:
+        config: dict | None = None, imp_rounds: list[str] | None = None, mask_tables: list[str] | None = None,
+        train_logs: list[str] | None = None) -> list[Path]:
     """Collect eval rows into ``all_path`` and write every table and figure under
     ``reports_dir``.  ``report``: the ``report:`` settings (see ``report_choices``);
     ``config``: the resolved configuration, written to ``<reports_dir>/config.yaml`` for
-    the HTML report (its ``report`` section is used when ``report`` is not given)."""
+    the HTML report (its ``report`` section is used when ``report`` is not given).
+    ``mask_tables`` and ``train_logs``: the heat map's and the curves' files (the
+    workflow's declared inputs; None = whatever lies beside the eval rows)."""
     if config is not None:
         import yaml
 
@@ -674,15 +689,15 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         plot_accuracy(sub, f"{dataset} / {arch}", figures / f"{stem}_accuracy.png")
         plot_compression(sub, f"{dataset} / {arch}", figures / f"{stem}_compression.png")
         hr = choices["heatmap_ratio"]
-        dens = layer_densities(sub, hr)
+        dens = layer_densities(sub, hr, mask_tables)
         heat = figures / f"{stem}_density_r{format_ratio(hr)}.png"
         if dens.empty:  # the chosen ratio is not in this run: say so rather than fail
             dens = pd.DataFrame({"(no cell at this ratio)": [math.nan]}, index=["—"])
         plot_density_heatmap(dens, f"{dataset} / {arch}", hr, heat)
         cm, cr = choices["curves"]["method"], choices["curves"]["ratio"]
         cell = sub[(sub["method"] == cm) & (sub["ratio"] == cr)]
-        logs = [pd.read_parquet(Path(c) / "train_log.parquet").assign(seed=s)
-                for c, s in zip(cell["cell_dir"], cell["seed"]) if (Path(c) / "train_log.parquet").exists()]
+        found = [(_declared(c, CELL_FILES["train_log"], train_logs), s) for c, s in zip(cell["cell_dir"], cell["seed"])]
+        logs = [pd.read_parquet(p).assign(seed=s) for p, s in found if p is not None]
         plot_curves(pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(),
                     f"{dataset} / {arch}: training curves of {cm} at r = {format_ratio(cr)}, one line per seed",
                     figures / f"{stem}_curves.png")

@@ -21,6 +21,9 @@ def _settings(text: str) -> dict:
         raise SystemExit(f"prunelib: --settings is not valid JSON: {exc}")
     if not isinstance(value, dict):
         raise SystemExit("prunelib: --settings must be a JSON object")
+    from prunelib import plugins
+
+    plugins.load_records(value.get("plugins"))  # a plugin's method, network or dataset
     return value
 
 
@@ -34,6 +37,8 @@ def _threads(n: int | None) -> None:
 def cmd_data(a) -> None:
     from prunelib import datasets
 
+    if a.settings:  # (a plugin's dataset: its loader)
+        _settings(a.settings)
     datasets.prepare(a.dataset, a.root, a.out)
 
 
@@ -91,8 +96,13 @@ def cmd_imp_rounds(a) -> None:
 def cmd_aggregate(a) -> None:
     from prunelib import aggregate
 
-    aggregate.run(a.evals, a.all, a.reports, config=_settings(a.config_json) if a.config_json else None,
-                  imp_rounds=a.imp_rounds)
+    config = json.loads(a.config_json) if a.config_json else None
+    if config:  # (a plugin's entries: names, order and classes in the tables)
+        from prunelib import plugins
+
+        plugins.load(config.get("plugins") or [])
+    aggregate.run(a.evals, a.all, a.reports, config=config, imp_rounds=a.imp_rounds, mask_tables=a.masks,
+                  train_logs=a.curves)
 
 
 def _json_safe(obj):
@@ -151,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True)
     s.add_argument("--root", required=True, help="raw data folder (torchvision layout)")
     s.add_argument("--out", required=True)
+    s.add_argument("--settings", default="", help="stage_settings.data_settings as JSON (plugins)")
     s.set_defaults(func=cmd_data)
 
     s = sub.add_parser("init", help="build a network from the seed and save its initial weights")
@@ -192,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config-json", default="", help="the resolved config as JSON (its report: section "
                    "picks the heat-map ratio and curves cell; written to <reports>/config.yaml)")
     s.add_argument("--imp-rounds", nargs="*", default=[], help="rounds.parquet of every IMP chain")
+    s.add_argument("--masks", nargs="*", default=None, help="mask.parquet files of the density heat map")
+    s.add_argument("--curves", nargs="*", default=None, help="train_log.parquet files of the training curves")
     s.add_argument("evals", nargs="+", help="eval.parquet files")
     s.set_defaults(func=cmd_aggregate)
 

@@ -22,47 +22,21 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
+from prunelib import registry
 from prunelib.errors import PrunelibError
+from prunelib.registry import DatasetEntry
 
 log = logging.getLogger("prunelib.data")
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: int
-    mean: tuple
-    std: tuple
-    #: What ``train.augment: auto`` means for this dataset.
-    augment: str = "none"
+#: A dataset's shapes and normalisation: its entry in ``prunelib.registry.DATASETS``.
+DatasetInfo = DatasetEntry
 
 
-# mean/std: per channel over the training images scaled to [0, 1] (population std);
-# ``prepare`` recomputes them from the data, records them in the file's meta and warns
-# when they differ from these by more than 1e-3.
-DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,)),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,)),
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           augment="cifar"),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            augment="cifar"),
-    # Generated here, never downloaded: CIFAR-10's shapes for tests and quick runs.
-    "synthetic_cifar10": DatasetInfo("synthetic_cifar10", 10, 3, 32, (0.5024, 0.5025, 0.5024),
-                                     (0.1902, 0.1906, 0.1899), augment="cifar"),
-}
-
-
-def info(dataset: str) -> DatasetInfo:
-    try:
-        return DATASETS[dataset]
-    except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}") from None
+def info(dataset: str) -> DatasetEntry:
+    return registry.dataset(dataset)
 
 
 # --- MNIST sources ---------------------------------------------------------------------
@@ -345,32 +319,72 @@ def channel_stats(x_uint8) -> tuple[tuple, tuple]:
             tuple(round(v, 4) for v in x.std(1, unbiased=False).tolist()))
 
 
+def _torchvision_idx(cls_name: str, root: Path) -> dict:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    train, test = (cls(str(root), train=t, download=False) for t in (True, False))
+    return {"train_x": train.data, "train_y": train.targets, "test_x": test.data, "test_y": test.targets}
+
+
+def load_mnist(root) -> dict:
+    source = fetch_mnist(root)
+    return {**_torchvision_idx("MNIST", Path(root)), "source": source, "md5": dict(MNIST_MD5)}
+
+
+def load_fashion_mnist(root) -> dict:
+    source = fetch_fashion_mnist(root)
+    return {**_torchvision_idx("FashionMNIST", Path(root)), "source": source}
+
+
+def _load_cifar(dataset: str, root) -> dict:
+    import torch
+
+    (train, test), source = fetch_cifar(dataset, root)
+    # numpy [N, H, W, C] -> [N, C, H, W]
+    return {"train_x": torch.from_numpy(train.data).permute(0, 3, 1, 2), "train_y": torch.tensor(train.targets),
+            "test_x": torch.from_numpy(test.data).permute(0, 3, 1, 2), "test_y": torch.tensor(test.targets),
+            "source": source}
+
+
+def load_cifar10(root) -> dict:
+    return _load_cifar("cifar10", root)
+
+
+def load_cifar100(root) -> dict:
+    return _load_cifar("cifar100", root)
+
+
+def load_synthetic_cifar10(root) -> dict:
+    return {**synthetic_cifar10(), "source": f"generated (synthetic_cifar10, seed {SYNTHETIC_SEED})"}
+
+
+_SPLITS = ("train_x", "train_y", "test_x", "test_y")
+
+
 def prepare(dataset: str, root: str | Path, out: str | Path) -> dict:
-    """Fetch ``dataset`` into ``root`` and write the prepared tensor file ``out``."""
+    """Load ``dataset`` with its registry entry's loader (fetching into ``root``) and
+    write the prepared tensor file ``out``."""
     import torch
 
     from prunelib.artifacts import save_pt
 
     d = info(dataset)
-    extra = {}
-    if dataset == "synthetic_cifar10":
-        tensors = synthetic_cifar10()
-        source = f"generated (synthetic_cifar10, seed {SYNTHETIC_SEED})"
-    elif dataset in ("mnist", "fashion_mnist"):
-        from torchvision.datasets import MNIST, FashionMNIST
-
-        if dataset == "mnist":
-            source, cls, extra = fetch_mnist(root), MNIST, {"md5": dict(MNIST_MD5)}
-        else:
-            source, cls = fetch_fashion_mnist(root), FashionMNIST
-        train, test = (cls(str(root), train=t, download=False) for t in (True, False))
-        tensors = {"train_x": train.data, "train_y": train.targets, "test_x": test.data, "test_y": test.targets}
-    else:  # CIFAR: numpy [N, H, W, C] -> [N, C, H, W]
-        (train, test), source = fetch_cifar(dataset, root)
-        tensors = {"train_x": torch.from_numpy(train.data).permute(0, 3, 1, 2),
-                   "train_y": torch.tensor(train.targets),
-                   "test_x": torch.from_numpy(test.data).permute(0, 3, 1, 2),
-                   "test_y": torch.tensor(test.targets)}
+    loaded = dict(registry.resolve(d.loader)(Path(root)))
+    missing = [k for k in _SPLITS if k not in loaded]
+    if missing:
+        raise DataUnavailable(f"dataset {dataset}: its loader returned no {', '.join(missing)}; a loader returns "
+                              f"{', '.join(_SPLITS)} (uint8 images, integer labels)")
+    tensors = {k: torch.as_tensor(loaded[k]) for k in _SPLITS}
+    source = str(loaded.get("source", f"loader of {d.origin.name}"))
+    extra = {"md5": loaded["md5"]} if "md5" in loaded else {}
+    for split in ("train", "test"):
+        x = tensors[f"{split}_x"]
+        shape = (d.image_size, d.image_size) if d.in_channels == 1 and x.dim() == 3 else (
+            d.in_channels, d.image_size, d.image_size)
+        if x.dtype != torch.uint8 or tuple(x.shape[1:]) != shape:
+            raise DataUnavailable(f"dataset {dataset}: {split}_x is {x.dtype} {tuple(x.shape)}; its entry needs "
+                                  f"uint8 images of shape [N, {', '.join(map(str, shape))}]")
     payload = {k: v.to(torch.uint8 if k.endswith("_x") else torch.int64).contiguous() for k, v in tensors.items()}
     mean, std = channel_stats(payload["train_x"])
     if max(abs(a - b) for a, b in zip(mean + std, d.mean + d.std)) > 1e-3:

@@ -1,11 +1,11 @@
 """Generalised iterative magnitude pruning (IMP) and its named presets.
 
-One family, five parameters (``config.IMP_PRESETS`` names the presets, the
+One family, five parameters (the registry's iterative entries name the presets, the
 ``iterative:`` settings hold the rest):
 
 * ``train_steps`` T: optimizer steps of the first, dense training from theta_0.
 * ``round_factor`` K: each round keeps a fraction K of the remaining weights
-  (``config.imp_densities``: density K^j after round j, landing exactly on every
+  (``grid.imp_densities``: density K^j after round j, landing exactly on every
   requested ratio, the landing round's factor adjusted).
 * ``rewind_weights_to``: the step k whose weights theta_k the survivors are reset to
   after each pruning (0 = initialisation; ``None`` = keep the trained weights).
@@ -56,7 +56,7 @@ from typing import Callable
 
 import torch
 
-from prunelib.config import TrainSettings
+from prunelib.settings import TrainSettings
 from prunelib.masking import select_masks
 from prunelib.training import lr_at
 
@@ -82,7 +82,7 @@ class Plan:
 
 
 def resolve_plan(spec: dict, steps_per_epoch: int, epochs: int) -> Plan:
-    """``config.imp_spec`` resolved: T (null = ``epochs`` epochs), the rewind step (a
+    """``stage_settings.imp_spec`` resolved: T (null = ``epochs`` epochs), the rewind step (a
     fraction of T rounded half up), R (``"train_steps"`` = T, ``"after_rewind"`` = T - k)."""
     t = int(spec["train_steps"] or epochs * steps_per_epoch)
     rewind = spec["rewind_weights_to"]

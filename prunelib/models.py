@@ -1,4 +1,4 @@
-"""Network registry.
+"""The built-in networks (their facts: ``prunelib.registry.ARCHS``).
 
 Every builder takes ``(num_classes, in_channels, image_size)`` so that the dataset,
 not the network, decides the input and output shapes.
@@ -199,30 +199,19 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
     return builder
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "lenet300": LeNet300,
-    "lenet5": LeNet5,
-    "mlp400x3": MLP400x3,
-    "vgg16": VGG16,
-    "resnet20": _resnet(20),
-    "resnet32": _resnet(32),
-    "resnet56": _resnet(56),
-    "resnet110": _resnet(110),
-}
-
-#: Constructor options (``model.*`` settings) each network takes; the others take none.
-MODEL_OPTIONS: dict[str, tuple[str, ...]] = {name: ("shortcut",) for name in MODELS if name.startswith("resnet")}
+resnet20, resnet32, resnet56, resnet110 = (_resnet(d) for d in (20, 32, 56, 110))
 
 
 def build(arch: str, num_classes: int, in_channels: int, image_size: int, **options) -> nn.Module:
-    """Build ``arch``; ``options`` (e.g. ``shortcut``) are passed on where the network takes
-    them; ``bn_momentum`` and ``bn_eps`` are set on every BatchNorm layer."""
-    try:
-        builder = MODELS[arch]
-    except KeyError:
-        raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(MODELS)}") from None
-    kw = {k: v for k, v in options.items() if k in MODEL_OPTIONS.get(arch, ())}
-    model = builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
+    """Build ``arch`` (an entry of ``prunelib.registry.ARCHS``); ``options`` (e.g.
+    ``shortcut``) are passed on where the network takes them; ``bn_momentum`` and
+    ``bn_eps`` are set on every BatchNorm layer."""
+    from prunelib import registry
+
+    entry = registry.arch(arch)
+    kw = {k: v for k, v in options.items() if k in entry.options}
+    model = registry.resolve(entry.builder)(num_classes=num_classes, in_channels=in_channels,
+                                             image_size=image_size, **kw)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             if "bn_momentum" in options:

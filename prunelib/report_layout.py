@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prunelib.config import DENSE, VARIANTS, format_ratio, known
+from prunelib import registry
+from prunelib.grid import DENSE
+from prunelib.settings import format_ratio
 
 
 def method_label(method: str, variant: str = "none") -> str:
@@ -27,12 +29,12 @@ def split_label(label: str) -> tuple[str, str]:
 
 def method_order(methods) -> list[str]:
     """Dense first, then methods in registry order, each followed by its variants."""
-    order = [DENSE] + known("methods")
+    order, variants = list(registry.METHODS), list(registry.VARIANTS)  # (dense is the first entry)
 
     def key(label):
         m, v = split_label(label)
         return (order.index(m) if m in order else len(order), m,
-                VARIANTS.index(v) if v in VARIANTS else len(VARIANTS), v)
+                variants.index(v) if v in variants else len(variants), v)
 
     return sorted(set(methods), key=key)
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 import prunelib
-from prunelib import datasets, init_schemes, iterative, masking, models, scorers, variants
+from prunelib import datasets, init_schemes, iterative, masking, models, registry, variants
 from prunelib.artifacts import load_pt, read_parquet_rows, save_pt, write_parquet
-from prunelib.config import IMP_METHODS, IMP_PRESETS, PruneSettings, ScoreSettings, TrainSettings, settings_hash
+from prunelib.settings import PruneSettings, TrainSettings
+from prunelib.stage_settings import settings_hash
 from prunelib.seeding import seed_everything
 from prunelib.training import (TrainingDiverged, evaluate, progress_printer, resolve_device, run_steps,
                                steps_per_epoch, train, training_examples)
@@ -72,17 +73,19 @@ def run_init(settings: dict, out_weights, out_table) -> None:
 # --- score ----------------------------------------------------------------------------
 
 def compute_scores(model: torch.nn.Module, prunable: list[str], method: str, data: dict | None,
-                   dataset: str, seed: int, score: ScoreSettings, device: torch.device) -> tuple[dict, dict]:
+                   dataset: str, seed: int, data_settings: dict, knobs: dict,
+                   device: torch.device) -> tuple[dict, dict]:
     """Scores of ``method`` for the ``prunable`` parameters of ``model`` (on the CPU), and
-    what was used to compute them (scoring data, method knobs)."""
-    scorer = scorers.get(method).make_scorer(score)
+    what was used to compute them (scoring data, method settings).  ``data_settings``:
+    ``ScoreSettings.data_for(method)``; ``knobs``: ``ScoreSettings.knobs_for(method)``."""
+    scorer = registry.method(method).make_scorer(knobs)
     model.to(device)
     named = dict(model.named_parameters())
     params = {n: named[n] for n in prunable}
     batches = []
     used = {}
     if scorer.needs_data:
-        d = score.data_for(method)
+        d = data_settings
         batches = [(x.to(device), y.to(device)) for x, y in
                    datasets.scoring_batches(data, dataset, seed, d["batch_size"], d["num_batches"],
                                             d["class_balanced"])]
@@ -91,28 +94,17 @@ def compute_scores(model: torch.nn.Module, prunable: list[str], method: str, dat
     return scores, {**used, **scorer.describe()}
 
 
-def _score_settings(settings: dict) -> ScoreSettings:
-    """ScoreSettings from a stage's settings (data keys for this method, plus its knobs)."""
-    data, knobs = settings.get("data", {}), settings.get("knobs", {})
-    kw = {k: v for k, v in data.items() if k in ("batch_size", "num_batches", "class_balanced")}
-    if "rounds" in knobs:
-        kw["synflow_rounds"] = knobs["rounds"]
-    if "estimator" in knobs:
-        kw.update(obd_estimator=knobs["estimator"], obd_probes=knobs["probes"])
-    return ScoreSettings(per_method={}, **kw)
-
-
 def run_score(settings: dict, init_path, data_path, out) -> None:
-    """settings: ``config.score_settings`` (method, seed, data, knobs, device)."""
+    """settings: ``stage_settings.score_settings`` (method, seed, data, knobs, device)."""
     method, seed = settings["method"], settings["seed"]
-    score = _score_settings(settings)
-    m = scorers.get(method)
-    needs_data = m.make_scorer(score).needs_data
+    m = registry.method(method)
+    needs_data = m.make_scorer(settings["knobs"]).needs_data
     model, meta = load_model(init_path)
     data = datasets.load_prepared(data_path) if needs_data else None
     dev = resolve_device(settings["device"])
     start = time.perf_counter()
-    scores, used = compute_scores(model, meta["prunable"], method, data, meta["dataset"], seed, score, dev)
+    scores, used = compute_scores(model, meta["prunable"], method, data, meta["dataset"], seed, settings["data"],
+                                  settings["knobs"], dev)
     seconds = time.perf_counter() - start
     masking.check_finite(scores, method)
     save_pt({"scores": scores,
@@ -123,53 +115,89 @@ def run_score(settings: dict, init_path, data_path, out) -> None:
 
 # --- mask -----------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class _Selected:
+    """A mask before any sanity-check variant: masks, audit rows, the ranking that
+    ``invert`` reads (None where the method has none), the scope, and what to record."""
+
+    masks: dict
+    rows: list
+    ranking: dict | None
+    scope: str
+    extra: dict
+    score_seconds: float = 0.0
+
+
+def _mask_dense(settings: dict, init_path, _scores_path) -> _Selected:
+    """The dense control: every prunable weight kept."""
+    blob = load_pt(init_path)
+    scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
+    masks, rows = masking.select_masks(scores, settings["ratio"], "all", settings["seed"],
+                                       method=settings["method"])
+    return _Selected(masks, rows, None, "all", {})
+
+
+def _mask_from_scores(settings: dict, _init_path, scores_path) -> _Selected:
+    """A single-pass foresight method: the top-k of its stored scores."""
+    m = registry.method(settings["method"])
+    blob = load_pt(scores_path)
+    masks, rows = masking.select_masks(blob["scores"], settings["ratio"], m.scope, settings["seed"],
+                                       method=m.name)
+    return _Selected(masks, rows, blob["scores"], m.scope, {}, blob["meta"].get("seconds", 0.0))
+
+
+def _mask_rescoring(settings: dict, init_path, scores_path) -> _Selected:
+    """A method whose scores depend on the ratio (SynFlow): pruned by its scorer, which
+    scores again between rounds."""
+    m = registry.method(settings["method"])
+    scorer = m.make_scorer(settings["knobs"])
+    model, meta = load_model(init_path)
+    model.to(resolve_device(settings["device"]))
+    named = dict(model.named_parameters())
+    params = {n: named[n] for n in meta["prunable"]}
+    masks, rows, ranking = scorer.prune(model, params, settings["ratio"], m.scope, settings["seed"], method=m.name)
+    return _Selected({n: mk.cpu() for n, mk in masks.items()}, rows, {n: v.cpu() for n, v in ranking.items()},
+                     m.scope, scorer.describe(), load_pt(scores_path)["meta"].get("seconds", 0.0))
+
+
+def _mask_from_chain(settings: dict, _init_path, round_mask_path) -> _Selected:
+    """An iterative method: the mask of the chain round that lands on the ratio (the
+    chain's time is the cell's train time)."""
+    blob = load_pt(round_mask_path)
+    ranking = masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
+    return _Selected(blob["masks"], blob["rows"], ranking, settings["criterion"],
+                     {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]})
+
+
+def _mask_path(method: str):
+    entry = registry.method(method)
+    if entry.kind == "dense":
+        return _mask_dense
+    if entry.kind == "iterative":
+        return _mask_from_chain
+    return _mask_rescoring if entry.rescores else _mask_from_scores
+
+
 def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> None:
-    """settings: ``config.mask_settings`` (method, ratio, seed; knobs and device for
-    iterative methods; imp_round for IMP; variant). ``scores_path`` is unused for the
-    dense control and is the chain round's mask.pt for IMP methods."""
+    """settings: ``stage_settings.mask_settings`` (method, ratio, seed; knobs and device
+    for methods that re-score; imp_round for IMP; variant).  ``scores_path``: the
+    method's scores, the chain round's mask.pt for IMP methods, unused for the dense
+    control."""
     method, ratio, seed = settings["method"], settings["ratio"], settings["seed"]
-    extra, ranking_scores = {}, None
     start = time.perf_counter()
-    if method in IMP_METHODS:
-        blob = load_pt(scores_path)
-        masks, rows = blob["masks"], blob["rows"]
-        ranking_scores = masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
-        scope, score_meta = settings["criterion"], {}  # (the chain's time is the cell's train time)
-        extra = {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]}
-    else:
-        m = scorers.get(method)
-        scope = m.scope
-        if m.scope == "all":
-            blob = load_pt(init_path)
-            scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
-            score_meta = {}
-            masks, rows = masking.select_masks(scores, ratio, m.scope, seed, method=method)
-        else:
-            score_meta = load_pt(scores_path)["meta"]
-            scorer = m.make_scorer(_score_settings(settings))
-            if scorer.needs_ratio:
-                model, meta = load_model(init_path)
-                model.to(resolve_device(settings["device"]))
-                named = dict(model.named_parameters())
-                params = {n: named[n] for n in meta["prunable"]}
-                masks, rows, ranking_scores = scorer.prune(model, params, ratio, m.scope, seed, method=method)
-                masks = {n: mk.cpu() for n, mk in masks.items()}
-                ranking_scores = {n: v.cpu() for n, v in ranking_scores.items()}
-                extra = scorer.describe()
-            else:
-                ranking_scores = load_pt(scores_path)["scores"]
-                masks, rows = masking.select_masks(ranking_scores, ratio, m.scope, seed, method=method)
+    sel = _mask_path(method)(settings, init_path, scores_path)
+    masks, rows, extra = sel.masks, sel.rows, dict(sel.extra)
     if settings.get("variant"):
         v = settings["variant"]
-        masks, new_rows, record = variants.transform_mask(v["variant"], masks, v["seed"], ranking_scores,
-                                                          ratio, scope, method)
+        masks, new_rows, record = variants.transform_mask(v["variant"], masks, v["seed"], sel.ranking,
+                                                          ratio, sel.scope, method)
         rows = new_rows or _recount_rows(rows, masks)
         extra["variant"] = record
     seconds = time.perf_counter() - start
     summary = masking.mask_summary(rows)
-    target = _target_kept(rows, ratio, scope)
-    meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": scope, "target_kept": target,
-            **summary, **extra, "seconds": seconds, "score_seconds": score_meta.get("seconds", 0.0),
+    target = _target_kept(rows, ratio, sel.scope)
+    meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": sel.scope, "target_kept": target,
+            **summary, **extra, "seconds": seconds, "score_seconds": sel.score_seconds,
             "settings_hash": settings_hash(settings), **_provenance()}
     save_pt({"masks": masks, "meta": meta}, out_mask)
     write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
@@ -341,7 +369,7 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
                if status == "ok" else {})
     if metrics:
         progress(f"test top1 {100 * metrics['top1']:.2f}%")
-    paper = IMP_PRESETS[method]["paper"]
+    paper = registry.method(method).paper
     # the chain up to this round is what a cell at this round's ratio cost
     chain_seconds = seconds + (0.0 if j == 0 else base_meta.get("chain_seconds", base_meta["train_seconds"]))
     meta = {**base_meta, "method": method, "round": j, "plan": dataclasses.asdict(plan), "paper": paper,

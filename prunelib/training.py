@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from prunelib.config import TrainSettings
+from prunelib.settings import TrainSettings
 from prunelib.errors import PrunelibError
 from prunelib.datasets import to_float, train_subset_indices
 from prunelib.seeding import generator

@@ -30,14 +30,13 @@ from typing import Callable
 
 import torch
 
-from prunelib.config import VARIANTS
+from prunelib import registry
 from prunelib.masking import select_masks
 from prunelib.seeding import generator
 
 
 def _check(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    registry.get("variant", variant)
 
 
 def shuffle_layer(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:

@@ -3,7 +3,6 @@
 from prunelib import report_layout as plreport
 
 PAIRS = sorted({(c.dataset, c.arch) for c in CELLS})
-RESOLVED = plconfig.resolve(config)
 REPORT_CHOICES = plreport.report_choices(
     RESOLVED["report"],
     [plconfig.DENSE, *SETTINGS.grid.methods],
@@ -24,12 +23,12 @@ REPORT_FILES = {
 
 # per-layer densities of the heat map, and the training logs of the curves' cell
 HEATMAP_MASKS = [
-    f"{CELL}/mask.parquet".format(**c.wildcards())
+    plpaths.MASK_TABLE.format(**c.wildcards())
     for c in CELLS
     if float(c.ratio) == REPORT_CHOICES["heatmap_ratio"]
 ]
 CURVE_LOGS = [
-    f"{CELL}/train_log.parquet".format(**c.wildcards())
+    plpaths.TRAIN_LOG.format(**c.wildcards())
     for c in CELLS
     if c.method == REPORT_CHOICES["curves"]["method"]
     and c.variant == "none"
@@ -44,7 +43,7 @@ rule aggregate:
         curves=CURVE_LOGS,
         imp_rounds=imp_rounds_paths(),
     output:
-        all="results/all.parquet",
+        all=plpaths.ALL_ROWS,
         tables=REPORT_FILES["md"],
         html=[
             report(
@@ -76,7 +75,7 @@ rule aggregate:
             category="Configuration",
         ),
     log:
-        "results/logs/aggregate.log",
+        plpaths.AGGREGATE_LOG,
     localrule: True
     conda:
         ENV
@@ -84,4 +83,5 @@ rule aggregate:
         config=as_json(RESOLVED),
     shell:
         "python -m prunelib aggregate --all {output.all:q} --reports reports --config-json {params.config:q} "
-        "--imp-rounds {input.imp_rounds:q} -- {input.evals:q} 2>&1 | tee {log:q}"
+        "--imp-rounds {input.imp_rounds:q} --masks {input.masks:q} --curves {input.curves:q} "
+        "-- {input.evals:q} 2>&1 | tee {log:q}"

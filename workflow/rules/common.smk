@@ -7,15 +7,18 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # prunelib is importable without installation
 from prunelib import config as plconfig
+from prunelib import paths as plpaths
+from prunelib import registry as plregistry
 from prunelib import worker as plworker
+from prunelib.errors import PrunelibError
 
 try:
-    SETTINGS = plconfig.to_settings(plconfig.resolve(config))
-except plconfig.ConfigError as exc:
+    RESOLVED = plconfig.resolve(config)  # (imports the plugins it names)
+except PrunelibError as exc:
     sys.exit(str(exc))
+SETTINGS = plconfig.to_settings(RESOLVED)
 
 CELLS = plconfig.cells(SETTINGS)
-METHODS = [plconfig.DENSE, *plconfig.known("methods")]
 
 
 def _uses_conda():
@@ -46,71 +49,62 @@ shell.prefix(
     f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}{_worker_env}"
 )
 ENV = "../../envs/prunelib.yaml"
-# A cell's folder: r16 for the method itself, r16-<variant> for a sanity-check variant.
-CELL = "results/{dataset}/{arch}/seed{seed}/{method}/r{ratio}{variant}"
-CELL_LOG = "{dataset}/{arch}/seed{seed}/{method}/r{ratio}{variant}"
-# One round of an iterative-magnitude-pruning chain (round 0 = the dense training).
-IMP_ROUND = "results/{dataset}/{arch}/seed{seed}/{method}/imp/round{round}"
+# Every path comes from prunelib/paths.py (the one owner of file names).
+CELL = plpaths.CELL
+CELL_LOG = plpaths.CELL_ID
+IMP_ROUND = plpaths.IMP_ROUND
+
+
+def _alternatives(names):
+    return "|".join(sorted(names, key=len, reverse=True))  # longest first: no prefix wins early
 
 
 wildcard_constraints:
-    dataset="|".join(plconfig.known("datasets")),
-    arch="|".join(plconfig.known("archs")),
-    method="|".join(METHODS),
-    scheme="[a-z_]+",
+    dataset=_alternatives(plregistry.DATASETS),
+    arch=_alternatives(plregistry.ARCHS),
+    method=_alternatives(plregistry.METHODS),
+    scheme=_alternatives(plregistry.INITS),
     seed=r"\d+",
     ratio=r"[0-9]+(\.[0-9]+)?",
-    variant="|".join(plconfig.variant_suffix(v) for v in plconfig.VARIANTS),
+    variant="|".join(plpaths.variant_suffix(v) for v in plregistry.VARIANTS),
     round=r"[0-9]+",
 
 
-# Resources scale with the network (relative cost; unknown networks count as 4): memory
-# in MB and runtime in minutes per job, for cluster schedulers. Locally nothing is
-# limited unless you pass --resources. A profile's set-resources overrides them.
-NET_COST = {
-    "lenet300": 1,
-    "lenet5": 1,
-    "mlp400x3": 1,
-    "resnet20": 4,
-    "resnet32": 6,
-    "resnet56": 10,
-    "vgg16": 16,
-}
-
-
+# Resources scale with the network's relative cost (its registry entry): memory in MB
+# and runtime in minutes per job, for cluster schedulers. Locally nothing is limited
+# unless you pass --resources. A profile's set-resources overrides them.
 def _cost(w):
-    return NET_COST.get(w.arch, 4)
+    return plregistry.arch(w.arch).cost
 
 
 def mem_mb(w):
-    return 2000 * _cost(w)
+    return int(2000 * _cost(w))
 
 
 def train_runtime(w):
     epochs = SETTINGS.train.epochs_per_dataset.get(w.dataset, SETTINGS.train.epochs)
-    return 15 * _cost(w) * epochs
+    return int(15 * _cost(w) * epochs)
 
 
 def stage_runtime(w):
-    return 10 * _cost(w)
+    return int(10 * _cost(w))
 
 
 def as_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def init_path(w, ext="pt"):
-    scheme = SETTINGS.init.scheme_for(w.method)
-    return f"results/{w.dataset}/{w.arch}/seed{w.seed}/init_{scheme}.{ext}"
+def init_path(w):
+    return plpaths.INIT.format(**dict(w.items()), scheme=SETTINGS.init.scheme_for(w.method))
 
 
 def variant_of(w):
     """The cell's variant name (``none`` for the method itself)."""
-    return w.variant[1:] if w.variant else "none"
+    return plpaths.variant_from_suffix(w.variant)
 
 
 def is_imp(w):
-    return w.method in plconfig.IMP_METHODS
+    return plregistry.method(w.method).kind == "iterative"
 
 
 def rewinds_weights(w):
@@ -128,31 +122,38 @@ def imp_round_dir(w, round_):
     return IMP_ROUND.format(**{**dict(w.items()), "round": round_})
 
 
+def imp_round_file(w, round_, role):
+    """One file of an IMP round (``paths.IMP_FILES`` names the roles)."""
+    return f"{imp_round_dir(w, round_)}/{plpaths.IMP_FILES[role]}"
+
+
 def scores_path(w):
     """The mask stage's ranking input: the method's scores, or for an IMP method the
     mask.pt of the chain round that lands on the cell's ratio."""
     if is_imp(w):
-        return f"{imp_round_dir(w, imp_round_of(w))}/mask.pt"
-    return f"results/{w.dataset}/{w.arch}/seed{w.seed}/{w.method}/scores.pt"
+        return imp_round_file(w, imp_round_of(w), "mask")
+    return plpaths.SCORES.format(**dict(w.items()))
 
 
 def scores_arg(w):
     """The mask command's --scores option; the dense control has no scores file."""
     return (
-        "" if w.method == plconfig.DENSE else f"--scores {shlex.quote(scores_path(w))}"
+        ""
+        if plregistry.method(w.method).kind == "dense"
+        else f"--scores {shlex.quote(scores_path(w))}"
     )
 
 
 def data_path(w):
-    return f"results/data/{w.dataset}.pt"
+    return plpaths.DATA.format(dataset=w.dataset)
 
 
 def cell_label(w):
-    return f"{w.dataset}/{w.arch}/seed{w.seed}/{w.method}/r{w.ratio}{w.variant}"
+    return plpaths.CELL_ID.format(**dict(w.items()))
 
 
 def mask_inputs(w):
-    if w.method == plconfig.DENSE:
+    if plregistry.method(w.method).kind == "dense":
         return {"init": init_path(w)}
     return {"init": init_path(w), "scores": scores_path(w)}
 
@@ -160,24 +161,24 @@ def mask_inputs(w):
 def train_inputs(w):
     """Where a cell's training starts: the init; for an IMP cell, its chain round's
     result (nothing to train) or, for a variant, the weights that round started from."""
-    base = {"mask": f"{CELL}/mask.pt".format(**dict(w.items())), "data": data_path(w)}
+    base = {"mask": plpaths.MASK.format(**dict(w.items())), "data": data_path(w)}
     if not is_imp(w):
         return {**base, "init": init_path(w)}
     j = imp_round_of(w)
     if variant_of(w) == "none":
         return {
             **base,
-            "init": f"{imp_round_dir(w, j)}/weights.pt",
-            "reuse_log": f"{imp_round_dir(w, j)}/train_log.parquet",
+            "init": imp_round_file(w, j, "weights"),
+            "reuse_log": imp_round_file(w, j, "train_log"),
         }
     if rewinds_weights(w):
-        return {**base, "init": f"{imp_round_dir(w, 0)}/rewind.pt"}
+        return {**base, "init": imp_round_file(w, 0, "rewind")}
     # No rewinding: the round started from round j-1's trained weights, which are zero
     # wherever an earlier round pruned; a mask-level variant starts from the dense trained
     # weights (round 0) instead, so every position it keeps has a real value.
-    if variant_of(w) in plconfig.MASK_VARIANTS:
-        return {**base, "init": f"{imp_round_dir(w, 0)}/weights.pt"}
-    return {**base, "init": f"{imp_round_dir(w, j - 1)}/weights.pt"}
+    if variant_of(w) in plregistry.mask_variants():
+        return {**base, "init": imp_round_file(w, 0, "weights")}
+    return {**base, "init": imp_round_file(w, j - 1, "weights")}
 
 
 def reuse_arg(w):
@@ -187,23 +188,23 @@ def reuse_arg(w):
 
 
 def eval_paths():
-    return [f"{CELL}/eval.parquet".format(**c.wildcards()) for c in CELLS]
+    return [plpaths.EVAL.format(**c.wildcards()) for c in CELLS]
 
 
 # IMP chain rounds (workflow/rules/imp.smk)
 def imp_round_label(w):
-    return f"{w.dataset}/{w.arch}/seed{w.seed}/{w.method}"
+    return plpaths.CHAIN_ID.format(**dict(w.items()))
 
 
 def imp_round_inputs(w):
-    prev = imp_round_dir(w, int(w.round) - 1)
+    prev = int(w.round) - 1
     out = {
-        "prev_weights": f"{prev}/weights.pt",
-        "prev_mask": f"{prev}/mask.pt",
+        "prev_weights": imp_round_file(w, prev, "weights"),
+        "prev_mask": imp_round_file(w, prev, "mask"),
         "data": data_path(w),
     }
     if rewinds_weights(w):
-        out["rewind"] = f"{imp_round_dir(w, 0)}/rewind.pt"
+        out["rewind"] = imp_round_file(w, 0, "rewind")
     return out
 
 
@@ -216,11 +217,11 @@ def imp_chain_weights(w):
     n = len(
         plconfig.imp_densities(SETTINGS.grid.ratios, SETTINGS.iterative.round_factor)
     )
-    return [f"{imp_round_dir(w, j)}/weights.pt" for j in range(n + 1)]
+    return [imp_round_file(w, j, "weights") for j in range(n + 1)]
 
 
 def imp_rounds_paths():
     return [
-        f"results/{d}/{a}/seed{s}/{m}/imp/rounds.parquet"
+        plpaths.IMP_ROUNDS_TABLE.format(dataset=d, arch=a, seed=s, method=m)
         for d, a, s, m, _ in plconfig.imp_chains(SETTINGS)
     ]

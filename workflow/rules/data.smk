@@ -1,12 +1,14 @@
 rule data:
     output:
-        "results/data/{dataset}.pt",
+        plpaths.DATA,
     log:
-        "results/logs/data/{dataset}.log",
+        plpaths.log("data", "{dataset}"),
     localrule: True
     conda:
         ENV
     params:
         root=SETTINGS.data_dir,
+        settings=lambda w: as_json(plconfig.data_settings(w.dataset)),
     shell:
-        "python -m prunelib data --dataset {wildcards.dataset} --root {params.root:q} --out {output:q} 2> {log:q}"
+        "python -m prunelib data --dataset {wildcards.dataset} --root {params.root:q} --out {output:q} "
+        "--settings {params.settings:q} 2> {log:q}"

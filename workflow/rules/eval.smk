@@ -1,14 +1,14 @@
 rule eval:
     input:
-        final=f"{CELL}/final.pt",
-        mask=f"{CELL}/mask.pt",
+        final=plpaths.FINAL,
+        mask=plpaths.MASK,
         data=data_path,
     output:
-        f"{CELL}/eval.parquet",
+        plpaths.EVAL,
     log:
-        f"results/logs/eval/{CELL_LOG}.log",
+        plpaths.log("eval", CELL_LOG),
     benchmark:
-        f"results/benchmarks/eval/{CELL_LOG}.tsv"
+        plpaths.benchmark("eval", CELL_LOG)
     conda:
         ENV
     threads: SETTINGS.threads

@@ -2,6 +2,10 @@
 # Round 0 trains the dense network (and keeps the weights at the rewind step); round j
 # prunes round j-1's trained weights and retrains. Every round's mask and weights stay
 # under results/.../{method}/imp/round{j}/; the cells of the grid take theirs from it.
+ROUND0 = {
+    role: f"{plpaths.IMP_ROUND}/{name}".replace("{round}", "0")
+    for role, name in plpaths.IMP_FILES.items()
+}
 
 
 rule imp_dense:
@@ -9,15 +13,15 @@ rule imp_dense:
         init=init_path,
         data=data_path,
     output:
-        weights=f"{IMP_ROUND}/weights.pt".replace("{round}", "0"),
-        mask=f"{IMP_ROUND}/mask.pt".replace("{round}", "0"),
-        table=f"{IMP_ROUND}/mask.parquet".replace("{round}", "0"),
-        log_table=f"{IMP_ROUND}/train_log.parquet".replace("{round}", "0"),
-        rewind=f"{IMP_ROUND}/rewind.pt".replace("{round}", "0"),
+        weights=ROUND0["weights"],
+        mask=ROUND0["mask"],
+        table=ROUND0["mask_table"],
+        log_table=ROUND0["train_log"],
+        rewind=ROUND0["rewind"],
     log:
-        "results/logs/imp/{dataset}/{arch}/seed{seed}/{method}/round0.log",
+        plpaths.log("imp", plpaths.CHAIN_ID + "/round0"),
     benchmark:
-        "results/benchmarks/imp/{dataset}/{arch}/seed{seed}/{method}/round0.tsv"
+        plpaths.benchmark("imp", plpaths.CHAIN_ID + "/round0")
     wildcard_constraints:
         method="|".join(plconfig.IMP_METHODS),
     conda:
@@ -28,7 +32,9 @@ rule imp_dense:
         runtime=train_runtime,
     params:
         settings=lambda w: as_json(
-            plconfig.imp_round_settings(SETTINGS, w.method, int(w.seed), w.dataset, 0)
+            plconfig.imp_round_settings(
+                SETTINGS, w.method, int(w.seed), w.dataset, 0, w.arch
+            )
         ),
         out_dir=lambda w, output: str(Path(output.weights).parent),
         label=imp_round_label,
@@ -42,14 +48,14 @@ rule imp_round:
     input:
         unpack(imp_round_inputs),
     output:
-        weights=f"{IMP_ROUND}/weights.pt",
-        mask=f"{IMP_ROUND}/mask.pt",
-        table=f"{IMP_ROUND}/mask.parquet",
-        log_table=f"{IMP_ROUND}/train_log.parquet",
+        weights=plpaths.IMP_WEIGHTS,
+        mask=plpaths.IMP_MASK,
+        table=plpaths.IMP_MASK_TABLE,
+        log_table=plpaths.IMP_TRAIN_LOG,
     log:
-        "results/logs/imp/{dataset}/{arch}/seed{seed}/{method}/round{round}.log",
+        plpaths.log("imp", plpaths.CHAIN_ID + "/round{round}"),
     benchmark:
-        "results/benchmarks/imp/{dataset}/{arch}/seed{seed}/{method}/round{round}.tsv"
+        plpaths.benchmark("imp", plpaths.CHAIN_ID + "/round{round}")
     wildcard_constraints:
         method="|".join(plconfig.IMP_METHODS),
         round=r"[1-9][0-9]*",
@@ -62,7 +68,7 @@ rule imp_round:
     params:
         settings=lambda w: as_json(
             plconfig.imp_round_settings(
-                SETTINGS, w.method, int(w.seed), w.dataset, int(w.round)
+                SETTINGS, w.method, int(w.seed), w.dataset, int(w.round), w.arch
             )
         ),
         out_dir=lambda w, output: str(Path(output.weights).parent),
@@ -79,9 +85,9 @@ rule imp_rounds:
     input:
         imp_chain_weights,
     output:
-        "results/{dataset}/{arch}/seed{seed}/{method}/imp/rounds.parquet",
+        plpaths.IMP_ROUNDS_TABLE,
     log:
-        "results/logs/imp/{dataset}/{arch}/seed{seed}/{method}/rounds.log",
+        plpaths.log("imp", plpaths.CHAIN_ID + "/rounds"),
     wildcard_constraints:
         method="|".join(plconfig.IMP_METHODS),
     conda:

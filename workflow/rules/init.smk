@@ -1,11 +1,11 @@
 rule init:
     output:
-        weights="results/{dataset}/{arch}/seed{seed}/init_{scheme}.pt",
-        table="results/{dataset}/{arch}/seed{seed}/init_{scheme}.parquet",
+        weights=plpaths.INIT,
+        table=plpaths.INIT_TABLE,
     log:
-        "results/logs/init/{dataset}/{arch}/seed{seed}/init_{scheme}.log",
+        plpaths.log("init", "{dataset}/{arch}/seed{seed}/init_{scheme}"),
     benchmark:
-        "results/benchmarks/init/{dataset}/{arch}/seed{seed}/init_{scheme}.tsv"
+        plpaths.benchmark("init", "{dataset}/{arch}/seed{seed}/init_{scheme}")
     conda:
         ENV
     params:

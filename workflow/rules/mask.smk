@@ -2,12 +2,12 @@ rule mask:
     input:
         unpack(mask_inputs),
     output:
-        mask=f"{CELL}/mask.pt",
-        table=f"{CELL}/mask.parquet",
+        mask=plpaths.MASK,
+        table=plpaths.MASK_TABLE,
     log:
-        f"results/logs/mask/{CELL_LOG}.log",
+        plpaths.log("mask", CELL_LOG),
     benchmark:
-        f"results/benchmarks/mask/{CELL_LOG}.tsv"
+        plpaths.benchmark("mask", CELL_LOG)
     conda:
         ENV
     resources:
@@ -16,7 +16,13 @@ rule mask:
     params:
         settings=lambda w: as_json(
             plconfig.mask_settings(
-                SETTINGS, w.method, float(w.ratio), int(w.seed), variant_of(w)
+                SETTINGS,
+                w.method,
+                float(w.ratio),
+                int(w.seed),
+                variant_of(w),
+                w.arch,
+                w.dataset,
             )
         ),
         scores=scores_arg,

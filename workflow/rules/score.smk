@@ -3,11 +3,11 @@ rule score:
         init=init_path,
         data=data_path,
     output:
-        "results/{dataset}/{arch}/seed{seed}/{method}/scores.pt",
+        plpaths.SCORES,
     log:
-        "results/logs/score/{dataset}/{arch}/seed{seed}/{method}.log",
+        plpaths.log("score", "{dataset}/{arch}/seed{seed}/{method}"),
     benchmark:
-        "results/benchmarks/score/{dataset}/{arch}/seed{seed}/{method}.tsv"
+        plpaths.benchmark("score", "{dataset}/{arch}/seed{seed}/{method}")
     conda:
         ENV
     threads: SETTINGS.threads
@@ -16,7 +16,7 @@ rule score:
         runtime=stage_runtime,
     params:
         settings=lambda w: as_json(
-            plconfig.score_settings(SETTINGS, w.method, int(w.seed))
+            plconfig.score_settings(SETTINGS, w.method, int(w.seed), w.arch, w.dataset)
         ),
     shell:
         "python -m prunelib score --settings {params.settings:q} --init {input.init:q} "

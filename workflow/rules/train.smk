@@ -2,12 +2,12 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        weights=f"{CELL}/final.pt",
-        log_table=f"{CELL}/train_log.parquet",
+        weights=plpaths.FINAL,
+        log_table=plpaths.TRAIN_LOG,
     log:
-        f"results/logs/train/{CELL_LOG}.log",
+        plpaths.log("train", CELL_LOG),
     benchmark:
-        f"results/benchmarks/train/{CELL_LOG}.tsv"
+        plpaths.benchmark("train", CELL_LOG)
     conda:
         ENV
     threads: SETTINGS.threads
@@ -23,6 +23,7 @@ rule train:
                 int(w.seed),
                 w.dataset,
                 variant_of(w),
+                w.arch,
             )
         ),
         label=cell_label,

@@ -1,0 +1,257 @@
+"""Typed settings: one frozen dataclass per config section, and their defaults.
+
+The defaults here are the base of every config (``config.resolve`` merges the preset and
+the user's file over them); facts about methods, networks and datasets come from
+``prunelib.registry``.  No torch import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunelib import registry
+
+#: The scoring-data keys that ``score`` and ``score.per_method.<method>`` share.
+DATA_KEYS = ("batch_size", "num_batches", "class_balanced")
+
+
+@dataclass(frozen=True)
+class InitSettings:
+    scheme: str = "pytorch_default"
+    per_method: dict = field(default_factory=dict)
+
+    def scheme_for(self, method: str) -> str:
+        return self.per_method.get(method, self.scheme)
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    include_bias: bool = False
+    include_norm: bool = False
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """Scoring data, and each method's own settings.  ``per_method.<method>`` overrides
+    the data keys (``batch_size``, ``num_batches``, ``class_balanced``) and sets the
+    method's settings (its registry entry's ``settings``, e.g. SynFlow's ``rounds``);
+    a method's entry may prescribe its own data defaults (GraSP: 10 per class)."""
+
+    batch_size: int = 128
+    num_batches: int = 1
+    class_balanced: bool = False
+    per_method: dict = field(default_factory=dict)
+
+    def data_for(self, method: str) -> dict:
+        entry = registry.method(method)
+        base = {"batch_size": self.batch_size, "num_batches": self.num_batches,
+                "class_balanced": self.class_balanced, **entry.data}
+        over = self.per_method.get(method, {})
+        return {**base, **{k: v for k, v in over.items() if k in DATA_KEYS}}
+
+    def knobs_for(self, method: str) -> dict:
+        """The method's own settings: its entry's defaults < ``per_method.<method>``."""
+        entry = registry.method(method)
+        over = self.per_method.get(method, {})
+        return {**entry.setting_defaults(), **{k: v for k, v in over.items() if k in entry.settings}}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 1
+    train_subset: int | None = None
+    lr_schedule: str = "constant"
+    milestones: tuple = ()
+    gamma: float = 0.1
+    eval_batch_size: int = 256
+    #: Epochs per dataset, overriding ``epochs`` for that dataset (the study: 5 on MNIST,
+    #: 25 on CIFAR-10, 50 on CIFAR-100).
+    epochs_per_dataset: dict = field(default_factory=dict)
+    #: Training augmentation: ``cifar`` (random crop with 4-pixel zero padding, horizontal
+    #: flip), ``none``, or ``auto`` = the dataset's default (``cifar`` for the CIFAR sets).
+    augment: str = "auto"
+    #: ``bf16`` autocast on CUDA (ignored, with a log line, on the CPU).
+    amp: str = "none"
+    #: Fraction of the training split held out (drawn with the seed) and never trained on;
+    #: its accuracy and loss are logged per epoch.
+    val_fraction: float = 0.0
+
+    def for_dataset(self, dataset: str) -> "TrainSettings":
+        """These settings as they apply to ``dataset``: its epochs, ``auto`` augmentation
+        resolved, and no per-dataset mapping left."""
+        from prunelib.datasets import info
+
+        augment = info(dataset).augment if self.augment == "auto" else self.augment
+        epochs = int(self.epochs_per_dataset.get(dataset, self.epochs))
+        return dataclasses.replace(self, epochs=epochs, augment=augment, epochs_per_dataset={})
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Network options.  ``shortcut``: the CIFAR ResNets' shortcut, He et al.'s option
+    ``A`` (zero-padded identity, no parameters) or ``B`` (1x1 projection where the shape
+    changes)."""
+
+    shortcut: str = "A"
+    #: BatchNorm momentum and epsilon (PyTorch's defaults); at high sparsity they change
+    #: results, so networks with BatchNorm record them in every artifact.
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-5
+
+    def options_for(self, arch: str) -> dict:
+        """The options ``arch``'s constructor takes (none for the other networks, so their
+        init settings, and thus their artifacts, do not depend on these keys)."""
+        return {k: getattr(self, k) for k in registry.arch(arch).option_keys()}
+
+
+@dataclass(frozen=True)
+class IterativeSettings:
+    """Generalised iterative magnitude pruning (``iterative:``; prunelib/iterative.py).
+
+    ``train_steps`` T: optimizer steps of the first, dense training (null = train.epochs
+    epochs).  Each round keeps a fraction ``round_factor`` K of the remaining weights by
+    ``criterion`` (global or layer-wise magnitude); the rounds land exactly on every
+    ratio of the grid.  ``rewind_fraction`` is lth_rewind's rewind step and
+    ``gimp_fraction`` gimp's, as fractions of T.  ``per_method`` overrides the general
+    parameters of a named method: ``rewind_weights_to`` (a step, or null = keep the
+    trained weights), ``rewind_lr`` (restart the schedule each round) and
+    ``retrain_steps`` (steps per round).
+    """
+
+    round_factor: float = 0.8
+    criterion: str = "global"
+    train_steps: int | None = None
+    rewind_fraction: float = 0.05
+    gimp_fraction: float = 0.75
+    per_method: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    archs: tuple = ("lenet300",)
+    datasets: tuple = ("mnist",)
+    #: The default grid: every built-in foresight method (the iterative ones train ~15x
+    #: longer), from the registry.
+    methods: tuple = field(default_factory=lambda: tuple(registry.default_grid_methods()))
+    ratios: tuple = (1, 4, 16, 64)
+    seeds: tuple = (0, 1, 2)
+    #: Sanity-check variants of every pruned cell (``none`` = the method itself).
+    variants: tuple = ("none",)
+    #: [arch, dataset] pairs to run instead of the archs x datasets cross product.
+    pairs: tuple | None = None
+
+    def arch_dataset_pairs(self) -> list[tuple[str, str]]:
+        if self.pairs is not None:
+            return [(str(a), str(d)) for a, d in self.pairs]
+        return [(a, d) for d in self.datasets for a in self.archs]
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the aggregate stage's figures and study tables show (``report:`` section).
+
+    ``None`` picks a default from the grid: ``heatmap_ratio`` and ``curves.ratio`` the
+    largest pruned ratio; ``curves.method`` snip when in the grid, else the first method;
+    ``table_ratios`` r = 32 and 64 when present, else the two largest ratios.
+    """
+
+    heatmap_ratio: float | None = None
+    curves: dict = field(default_factory=lambda: {"method": None, "ratio": None})
+    table_ratios: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole resolved configuration."""
+
+    preset: str | None = None
+    #: Plugin files (relative to the working directory) or module names that register
+    #: methods, networks or datasets (prunelib/plugins.py); loaded before validation.
+    plugins: tuple = ()
+    data_dir: str = "data"
+    device: str = "auto"
+    threads: int = 1
+    worker: bool = True
+    grid: GridSettings = field(default_factory=GridSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    init: InitSettings = field(default_factory=InitSettings)
+    prune: PruneSettings = field(default_factory=PruneSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    iterative: IterativeSettings = field(default_factory=IterativeSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+
+
+SECTIONS = {
+    "grid": GridSettings,
+    "model": ModelSettings,
+    "init": InitSettings,
+    "prune": PruneSettings,
+    "score": ScoreSettings,
+    "train": TrainSettings,
+    "iterative": IterativeSettings,
+    "report": ReportSettings,
+}
+
+
+def defaults_dict() -> dict:
+    return _jsonable(dataclasses.asdict(Settings()))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """Recursive dict merge; lists and scalars in ``over`` replace those in ``base``."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def defaults_dict() -> dict:
+    return jsonable(dataclasses.asdict(Settings()))
+
+
+def jsonable(obj: Any) -> Any:
+    """Tuples as lists, recursively (what JSON and YAML hold)."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def to_settings(config: dict) -> Settings:
+    """Typed view of a resolved config dict."""
+    kwargs = {k: v for k, v in config.items() if k not in SECTIONS}
+    kwargs["plugins"] = tuple(kwargs.get("plugins") or ())
+    for name, cls in SECTIONS.items():
+        section = dict(config.get(name, {}))
+        for key, value in section.items():
+            if isinstance(value, list):  # (grid.pairs: a tuple of tuples)
+                section[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = cls(**section)
+    return Settings(**kwargs)
+
+
+def format_ratio(r: float) -> str:
+    """Ratio as it appears in paths and tables: 16 -> '16', 2.5 -> '2.5'."""
+    r = float(r)
+    return str(int(r)) if r.is_integer() else repr(r)
