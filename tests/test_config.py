@@ -3,22 +3,30 @@ import subprocess
 import pytest
 import yaml
 
-from prunelib import config, datasets, init_schemes, models, scorers
+from prunelib import config, registry
+from prunelib import validation
 from prunelib.config import ConfigError, resolve
 
 from conftest import REPO, SNAKEMAKE
 
 
-def test_schema_enums_match_the_registries():
-    assert config.known("archs") == list(models.MODELS)
-    assert config.known("datasets") == list(datasets.DATASETS)
-    assert config.known("methods") == [m for m in scorers.METHODS if m != config.DENSE] + list(config.IMP_METHODS)
-    grid = schema["properties"]["grid"]["properties"] if (schema := config._load_schema()) else None
-    assert grid["variants"]["items"]["enum"] == list(config.VARIANTS)
+def test_schema_names_come_from_the_registry_and_the_file_names_none():
+    schema = config.load_schema()
+    grid = schema["properties"]["grid"]["properties"]
+    assert grid["archs"]["items"]["enum"] == list(registry.ARCHS)
+    assert grid["datasets"]["items"]["enum"] == list(registry.DATASETS)
+    assert grid["methods"]["items"]["enum"] == [m for m in registry.METHODS if m != config.DENSE]
+    assert grid["variants"]["items"]["enum"] == list(registry.VARIANTS)
     assert schema["properties"]["iterative"]["properties"]["per_method"]["propertyNames"]["enum"] == \
-        list(config.IMP_PRESETS) == list(config.IMP_METHODS)
-    schema = config._load_schema()
-    assert schema["properties"]["init"]["properties"]["scheme"]["enum"] == list(init_schemes.SCHEMES)
+        registry.methods("iterative") == list(config.IMP_METHODS)
+    assert schema["properties"]["init"]["properties"]["scheme"]["enum"] == list(registry.INITS)
+    per_method = schema["properties"]["score"]["properties"]["per_method"]["properties"]
+    assert set(per_method) == set(registry.methods("foresight"))
+    assert set(per_method["synflow"]["properties"]) == {"batch_size", "num_batches", "class_balanced", "rounds"}
+    # the schema file itself lists no method, network or dataset: nothing there can drift
+    lists = [line for line in validation.schema_path().read_text().splitlines() if "enum:" in line]
+    names = {*registry.METHODS, *registry.ARCHS, *registry.DATASETS, *registry.INITS} - {"none"}
+    assert not [line for line in lists if names & set(line.replace(",", " ").replace("[", " ").split())]
 
 
 def test_default_config_resolves_to_the_fast_preset():
@@ -191,8 +199,8 @@ def test_batchnorm_settings_reach_every_batchnorm_layer_and_the_init_artifact(tm
     from prunelib import models, stages
     from prunelib.artifacts import load_pt
 
-    assert set(config.ARCHS_WITH_BATCHNORM) == {
-        a for a in models.MODELS
+    assert {a for a, e in registry.ARCHS.items() if e.batchnorm} == {
+        a for a in registry.ARCHS
         if any(isinstance(m, torch.nn.BatchNorm2d) for m in models.build(a, 10, 3, 32).modules())}
     s = config.to_settings(resolve({"model": {"bn_momentum": 0.01, "bn_eps": 1e-3}}))
     settings = config.init_settings(s, "resnet20", "synthetic_cifar10", 0, "pytorch_default")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from prunelib import init_schemes, models
+from prunelib import init_schemes, models, registry
 
 
 @pytest.mark.parametrize("arch, expected", [("lenet300", 266_610), ("lenet5", 431_080)])
@@ -41,7 +41,7 @@ def test_unknown_arch_names_allowed_values():
         models.build("vgg99", 10, 1, 28)
 
 
-@pytest.mark.parametrize("scheme", init_schemes.SCHEMES)
+@pytest.mark.parametrize("scheme", list(registry.INITS))
 def test_init_schemes_are_seeded(scheme):
     def make():
         torch.manual_seed(7)
@@ -105,10 +105,8 @@ def test_options_reach_only_networks_that_take_them():
 
 
 @pytest.mark.parametrize("arch", ["lenet300", "lenet5", "vgg16", "resnet20"])
-def test_minimum_image_sizes_in_config_match_the_networks(arch):
-    from prunelib.config import ARCH_MIN_IMAGE_SIZE
-
-    need = ARCH_MIN_IMAGE_SIZE[arch]
+def test_minimum_image_sizes_in_the_registry_match_the_networks(arch):
+    need = registry.arch(arch).min_image_size
     for channels in (1, 3):  # every network takes any channel count
         net = models.build(arch, 10, channels, max(need, 8))
         assert net(torch.zeros(2, channels, max(need, 8), max(need, 8))).shape == (2, 10)

@@ -17,18 +17,17 @@ def _tiny():
 
 
 def test_registry_has_the_study_methods_and_scopes():
-    assert {m: scorers.METHODS[m].scope for m in scorers.METHODS} == {
+    assert {m: e.scope for m, e in scorers.METHODS.items() if e.kind != "iterative"} == {
         "dense": "all", "random": "global", "global_magnitude": "global", "layer_magnitude": "layer",
         "global_gradient": "global", "layer_gradient": "layer", "global_activation": "global",
         "layer_activation": "layer", "global_lap": "global", "layer_lap": "layer", "lamp": "global",
         "snip": "global", "grasp": "global", "synflow": "global", "obd": "global"}
 
 
-def test_iterative_methods_are_declared_in_config():
-    from prunelib.config import ITERATIVE_METHODS
-
-    assert {m for m, meth in scorers.METHODS.items() if meth.build and meth.make_scorer().needs_ratio} \
-        == set(ITERATIVE_METHODS)
+def test_rescoring_methods_are_those_whose_scorer_needs_the_ratio():
+    with_scorer = {m: e for m, e in scorers.METHODS.items() if e.scorer is not None}
+    assert {m for m, e in with_scorer.items() if e.make_scorer().needs_ratio} \
+        == {m for m, e in with_scorer.items() if e.rescores} == {"synflow"}
 
 
 def test_magnitude_is_absolute_weight():
