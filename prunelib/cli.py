@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in STAGE_COMMANDS and os.environ.get("PRUNELIB_WORKER"):
-        from prunelib.worker import try_forward
+        from prunelib.worker_client import try_forward
 
         rc = try_forward(argv)
         if rc is not None:

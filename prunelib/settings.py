@@ -203,29 +203,6 @@ SECTIONS = {
 
 
 def defaults_dict() -> dict:
-    return _jsonable(dataclasses.asdict(Settings()))
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    """Recursive dict merge; lists and scalars in ``over`` replace those in ``base``."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def defaults_dict() -> dict:
     return jsonable(dataclasses.asdict(Settings()))
 
 

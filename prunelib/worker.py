@@ -24,54 +24,16 @@ could deadlock the child on a lock held by another thread.
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import select
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
 
-ENV_VAR = "PRUNELIB_WORKER"
-_HEADER = struct.Struct("!I")
-
-
-# --- client ---------------------------------------------------------------------------
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("worker closed the connection")
-        buf += chunk
-    return buf
-
-
-def try_forward(argv: list[str]) -> int | None:
-    """Run ``argv`` in the worker named by $PRUNELIB_WORKER; None when there is none."""
-    path = os.environ.get(ENV_VAR)
-    if not path or not os.path.exists(path):
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError:
-        sock.close()
-        return None
-    payload = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
-    try:
-        socket.send_fds(sock, [_HEADER.pack(len(payload)) + payload], [0, 1, 2])
-        (rc,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-    except (OSError, ConnectionError) as exc:
-        print(f"prunelib: lost the worker while running {' '.join(argv[:1])}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        sock.close()
-    return rc
+from prunelib.worker_client import ENV_VAR, HEADER, recv_exact, try_forward  # noqa: F401 (the client half)
 
 
 # --- server ---------------------------------------------------------------------------
@@ -96,9 +58,9 @@ def _run_child(conn: socket.socket, listener: socket.socket, others: list[socket
         listener.close()
         for s in others:
             s.close()
-        msg, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
-        (length,) = _HEADER.unpack(msg)
-        req = json.loads(_recv_exact(conn, length))
+        msg, fds, _, _ = socket.recv_fds(conn, HEADER.size, 3)
+        (length,) = HEADER.unpack(msg)
+        req = json.loads(recv_exact(conn, length))
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -123,7 +85,7 @@ def _run_child(conn: socket.socket, listener: socket.socket, others: list[socket
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-            conn.sendall(_HEADER.pack(code & 0xFF))
+            conn.sendall(HEADER.pack(code & 0xFF))
         finally:
             os._exit(code & 0xFF)
 
