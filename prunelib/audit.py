@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prunelib import paths
 from prunelib.artifacts import read_checksum, sha256_file
 from prunelib.errors import PrunelibError
 
@@ -37,7 +38,7 @@ class AuditError(PrunelibError):
     """One line naming the file and what is wrong with it."""
 
 
-CELL_FILES = ("mask.pt", "mask.parquet", "final.pt", "train_log.parquet", "eval.parquet")
+CELL_FILES = tuple(paths.CELL_FILES.values())
 
 
 # --- loading with one-line errors -------------------------------------------------------
@@ -285,18 +286,17 @@ def audit_grid(config_path="config.yaml", root=".") -> dict:
     if not config_path.is_file():
         raise AuditError(f"{config_path}: no such config file")
     s = plconfig.load(config_path)
-    results = root / "results"
+    results = root / paths.RESULTS
     if not results.is_dir():
         raise AuditError(f"{results}: no results folder (run the workflow first, or pass --root)")
     cells = []
     counts = {"complete": 0, "stale": 0, "failed": 0, "missing": 0}
     for c in plconfig.cells(s):
-        rel = f"{c.dataset}/{c.arch}/seed{c.seed}/{c.method}/r{c.ratio}{plconfig.variant_suffix(c.variant)}"
-        folder = results / rel
+        rel = paths.CELL_ID.format(**c.wildcards())
         expected = plconfig.eval_settings(s, c.arch, c.dataset, c.method, float(c.ratio), c.seed,
                                           c.variant)["cell_hash"]
         detail = ""
-        eval_path = folder / "eval.parquet"
+        eval_path = root / paths.EVAL.format(**c.wildcards())
         row = None
         if eval_path.exists():
             try:
@@ -311,7 +311,7 @@ def audit_grid(config_path="config.yaml", root=".") -> dict:
             else:
                 state = "complete"
         elif not detail:
-            logs = [results / "logs" / stage / f"{rel}.log" for stage in ("mask", "train", "eval")]
+            logs = [root / paths.log(stage, rel) for stage in ("mask", "train", "eval")]
             started = [p for p in logs if p.exists()]
             if started:
                 last = started[-1]
