@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.prunelib-installed
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup data run test lint report bench-startup clean-results
+.PHONY: setup data run test lint docs report bench-startup clean-results
 
 setup: $(STAMP)
 
@@ -34,9 +34,15 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+	$(BIN)/snakefmt --check .
 
 lint: setup
 	$(SNAKEMAKE) --lint
+	$(BIN)/snakefmt --check .
+
+# The generated part of the docs: the catalogue in docs/methods.md (tests fail when it drifts).
+docs: setup
+	$(BIN)/prunelib catalogue --write docs/methods.md
 
 # Whole default grid from scratch, timed, with the start-up overhead split out (see README).
 bench-startup: setup

@@ -144,6 +144,20 @@ def cmd_check_config(a) -> None:
     print(f"{a.config}: ok ({len(config.cells(s))} cells)")
 
 
+def cmd_catalogue(a) -> None:
+    from prunelib import catalogue
+
+    if a.config:  # its plugins' entries too
+        from prunelib import config
+
+        config.load(a.config)
+    if a.write:
+        changed = catalogue.write_docs(a.write)
+        print(f"{a.write}: {'updated' if changed else 'up to date'}")
+        return
+    print(catalogue.render(a.table) if a.table else catalogue.render_all())
+
+
 def cmd_worker(a) -> None:
     from prunelib import worker
 
@@ -212,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("weights", nargs="+", help="round0/weights.pt ... roundN/weights.pt")
     s.set_defaults(func=cmd_imp_rounds)
+
+    s = sub.add_parser("catalogue", help="list the methods, networks, datasets, init schemes and variants")
+    s.add_argument("table", nargs="?", choices=("methods", "archs", "datasets", "inits", "variants"))
+    s.add_argument("--config", default="", help="also list the plugins this config names")
+    s.add_argument("--write", default="", help="rewrite the generated section of this Markdown file")
+    s.set_defaults(func=cmd_catalogue)
 
     s = sub.add_parser("worker", help="serve stage commands from one pre-imported process (see prunelib.worker)")
     s.add_argument("--socket", required=True)

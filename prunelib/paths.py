@@ -43,6 +43,12 @@ WORKER_LOG = "results/logs/worker.log"
 #: A cell as it appears in log and benchmark paths and progress labels.
 CELL_ID = "{dataset}/{arch}/seed{seed}/{method}/r{ratio}{variant}"
 CHAIN_ID = "{dataset}/{arch}/seed{seed}/{method}"
+IMP_ROUNDS_ID = CHAIN_ID + "/rounds"
+
+
+def imp_round_id(round_="{round}") -> str:
+    """An IMP round in log and benchmark paths (``round_``: a number or the wildcard)."""
+    return f"{CHAIN_ID}/round{round_}"
 
 
 def log(stage: str, ident: str) -> str:

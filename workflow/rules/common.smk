@@ -56,7 +56,9 @@ IMP_ROUND = plpaths.IMP_ROUND
 
 
 def _alternatives(names):
-    return "|".join(sorted(names, key=len, reverse=True))  # longest first: no prefix wins early
+    return "|".join(
+        sorted(names, key=len, reverse=True)
+    )  # longest first: no prefix wins early
 
 
 wildcard_constraints:
@@ -95,7 +97,9 @@ def as_json(obj):
 
 
 def init_path(w):
-    return plpaths.INIT.format(**dict(w.items()), scheme=SETTINGS.init.scheme_for(w.method))
+    return plpaths.INIT.format(
+        **dict(w.items()), scheme=SETTINGS.init.scheme_for(w.method)
+    )
 
 
 def variant_of(w):

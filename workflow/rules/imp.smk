@@ -3,8 +3,8 @@
 # prunes round j-1's trained weights and retrains. Every round's mask and weights stay
 # under results/.../{method}/imp/round{j}/; the cells of the grid take theirs from it.
 ROUND0 = {
-    role: f"{plpaths.IMP_ROUND}/{name}".replace("{round}", "0")
-    for role, name in plpaths.IMP_FILES.items()
+    role: str(path).replace("{round}", "0")
+    for role, path in plpaths.imp_round_files(plpaths.IMP_ROUND).items()
 }
 
 
@@ -19,9 +19,9 @@ rule imp_dense:
         log_table=ROUND0["train_log"],
         rewind=ROUND0["rewind"],
     log:
-        plpaths.log("imp", plpaths.CHAIN_ID + "/round0"),
+        plpaths.log("imp", plpaths.imp_round_id(0)),
     benchmark:
-        plpaths.benchmark("imp", plpaths.CHAIN_ID + "/round0")
+        plpaths.benchmark("imp", plpaths.imp_round_id(0))
     wildcard_constraints:
         method="|".join(plconfig.IMP_METHODS),
     conda:
@@ -53,9 +53,9 @@ rule imp_round:
         table=plpaths.IMP_MASK_TABLE,
         log_table=plpaths.IMP_TRAIN_LOG,
     log:
-        plpaths.log("imp", plpaths.CHAIN_ID + "/round{round}"),
+        plpaths.log("imp", plpaths.imp_round_id()),
     benchmark:
-        plpaths.benchmark("imp", plpaths.CHAIN_ID + "/round{round}")
+        plpaths.benchmark("imp", plpaths.imp_round_id())
     wildcard_constraints:
         method="|".join(plconfig.IMP_METHODS),
         round=r"[1-9][0-9]*",
@@ -87,7 +87,7 @@ rule imp_rounds:
     output:
         plpaths.IMP_ROUNDS_TABLE,
     log:
-        plpaths.log("imp", plpaths.CHAIN_ID + "/rounds"),
+        plpaths.log("imp", plpaths.IMP_ROUNDS_ID),
     wildcard_constraints:
         method="|".join(plconfig.IMP_METHODS),
     conda:
