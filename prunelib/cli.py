@@ -74,8 +74,15 @@ def cmd_imp_round(a) -> None:
     _threads(a.threads)
     from prunelib import stages
 
-    stages.run_imp_round(_settings(a.settings), a.data, a.out_dir, init_path=a.init or None,
-                         prev_dir=a.prev or None, rewind_path=a.rewind or None, label=a.label)
+    from prunelib.paths import imp_round_files
+
+    out = imp_round_files(a.out_dir) if a.out_dir else {}
+    out.update({role: path for role in ("weights", "mask", "mask_table", "train_log", "rewind")
+                if (path := getattr(a, f"out_{role}"))})
+    prev = imp_round_files(a.prev) if a.prev else {}
+    stages.run_imp_round(_settings(a.settings), a.data, out, init_path=a.init or None,
+                         prev_weights=a.prev_weights or prev.get("weights"), prev_mask=a.prev_mask or prev.get("mask"),
+                         rewind_path=a.rewind or None, label=a.label)
 
 
 def cmd_eval(a) -> None:
@@ -203,9 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("imp-round", help="one round of an iterative-magnitude-pruning chain")
     s.add_argument("--settings", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--out-dir", required=True, help="the round's folder (weights.pt, mask.pt, ...)")
+    for role in ("weights", "mask", "mask_table", "train_log", "rewind"):
+        s.add_argument(f"--out-{role.replace('_', '-')}", default="",
+                       help=f"the round's {role.replace('_', ' ')} file" + (" (round 0 only)" if role == "rewind" else ""))
+    s.add_argument("--out-dir", default="", help="or: the round's folder (paths.IMP_FILES names its files)")
     s.add_argument("--init", default="", help="round 0: the init artifact")
-    s.add_argument("--prev", default="", help="round j >= 1: the previous round's folder")
+    s.add_argument("--prev-weights", default="", help="round j >= 1: the previous round's weights.pt")
+    s.add_argument("--prev-mask", default="", help="round j >= 1: the previous round's mask.pt")
+    s.add_argument("--prev", default="", help="or: the previous round's folder")
     s.add_argument("--rewind", default="", help="round j >= 1: round 0's rewind.pt")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--label", default="", help="prefix of progress lines")

@@ -299,18 +299,22 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
 
 # --- iterative magnitude pruning: one round of a chain ----------------------------------
 
-def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=None, rewind_path=None,
-                  label: str = "") -> None:
+def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_weights=None, prev_mask=None,
+                  rewind_path=None, label: str = "") -> None:
     """settings: ``config.imp_round_settings``.  Round 0 trains the dense network from
     ``init_path`` for T steps and writes ``rewind.pt`` (the weights at the rewind step;
     at step 0 when the method keeps trained weights).  Round j >= 1 prunes the previous
-    round's trained weights (``prev_dir``) to density d_j, resets the survivors to
-    ``rewind_path`` (or keeps them) and retrains.  Each round writes to ``out_dir``:
+    round's trained weights (``prev_weights``, with the chain's ranking in ``prev_mask``)
+    to density d_j, resets the survivors to ``rewind_path`` (or keeps them) and retrains.
+    ``out`` maps each output role (``paths.IMP_FILES``) to its path:
     weights.pt (trained), mask.pt (masks, ranking, audit rows), mask.parquet,
     train_log.parquet."""
     method, seed, j = settings["method"], settings["seed"], settings["round"]
-    out_dir = Path(out_dir)
-    start_blob = load_pt(init_path if j == 0 else Path(prev_dir) / "weights.pt")  # read once
+    missing = [r for r in ("weights", "mask", "mask_table", "train_log") + (("rewind",) if j == 0 else ())
+               if not out.get(r)]
+    if missing:
+        raise ValueError(f"imp round {j}: no output path for {', '.join(missing)}")
+    start_blob = load_pt(init_path if j == 0 else prev_weights)  # read once
     train_s = _train_settings(settings).for_dataset(start_blob["meta"]["dataset"])
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
@@ -332,7 +336,7 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
         ckpt = {rewind_step: None}
         base_meta = {**meta, "init": meta}
     else:
-        prev = load_pt(Path(prev_dir) / "mask.pt")
+        prev = load_pt(prev_mask)
         prev_w = start_blob
         base_meta = {k: v for k, v in prev_w["meta"].items() if k not in ("round", "status", "reason")}
         model, _ = model_from(prev_w)
@@ -377,21 +381,21 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
             "chain_seconds": chain_seconds,
             "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance()}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    save_pt({"state_dict": state, "meta": meta}, out_dir / "weights.pt")
+    save_pt({"state_dict": state, "meta": meta}, out["weights"])
     ratio = Fraction(1) if j == 0 else 1 / Fraction(settings["density"])
     mask_meta = {"method": method, "round": j, "seed": seed, "ratio": float(ratio), "scope": plan.criterion,
                  "target_kept": _target_kept(rows_mask, ratio, plan.criterion), "paper": paper,
                  "seconds": seconds, **masking.mask_summary(rows_mask), **extra,
                  "settings_hash": settings_hash(settings)}
     save_pt({"masks": masks, "rows": rows_mask, "pruned_round": pruned_round, "ranked_by": ranked_by,
-             "meta": mask_meta}, out_dir / "mask.pt")
-    write_parquet(rows_mask, out_dir / "mask.parquet", metadata={"method": method, "round": j, "seed": seed})
-    write_parquet(rows, out_dir / "train_log.parquet", metadata={"seed": seed, "device": str(dev), "round": j})
+             "meta": mask_meta}, out["mask"])
+    write_parquet(rows_mask, out["mask_table"], metadata={"method": method, "round": j, "seed": seed})
+    write_parquet(rows, out["train_log"], metadata={"seed": seed, "device": str(dev), "round": j})
     if j == 0:
         # (a run that diverged before the rewind step leaves its last weights, marked failed)
         rewind_meta = {**base_meta, "step": rewind_step, "status": status, "reason": reason,
                        "plan": dataclasses.asdict(plan)}
-        save_pt({"state_dict": ckpt[rewind_step] or state, "meta": rewind_meta}, out_dir / "rewind.pt")
+        save_pt({"state_dict": ckpt[rewind_step] or state, "meta": rewind_meta}, out["rewind"])
 
 
 # --- eval -----------------------------------------------------------------------------

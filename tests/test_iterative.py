@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prunelib import config, iterative, models, stages
+from prunelib.paths import imp_round_files
 from prunelib.artifacts import load_pt, read_parquet_rows
 from prunelib.masking import kept_count, removal_ranking
 from prunelib.training import run_steps
@@ -47,10 +48,11 @@ def chain(tmp_path_factory, mnist_pt):
                     root / "init.parquet")
     for method in config.IMP_METHODS:
         d = root / method
-        stages.run_imp_round(config.imp_round_settings(S, method, 0, "mnist", 0), mnist_pt, d / "round0",
+        r0, r1 = imp_round_files(d / "round0"), imp_round_files(d / "round1")
+        stages.run_imp_round(config.imp_round_settings(S, method, 0, "mnist", 0), mnist_pt, r0,
                              init_path=root / "init.pt")
-        stages.run_imp_round(config.imp_round_settings(S, method, 0, "mnist", 1), mnist_pt, d / "round1",
-                             prev_dir=d / "round0", rewind_path=d / "round0" / "rewind.pt")
+        stages.run_imp_round(config.imp_round_settings(S, method, 0, "mnist", 1), mnist_pt, r1,
+                             prev_weights=r0["weights"], prev_mask=r0["mask"], rewind_path=r0["rewind"])
     return root
 
 
@@ -189,8 +191,9 @@ def test_a_failed_round_fails_the_rest_of_the_chain_with_exact_masks(chain, mnis
     blob["state_dict"]["fc1.weight"][0, :5] = float("nan")
     blob["meta"].update(status="failed", reason="training loss became nan in epoch 2 (lr 0.05)")
     save_pt(blob, prev / "weights.pt")
-    stages.run_imp_round(config.imp_round_settings(S, "lth", 0, "mnist", 1), mnist_pt, tmp_path / "round1",
-                         prev_dir=prev, rewind_path=prev / "rewind.pt")
+    stages.run_imp_round(config.imp_round_settings(S, "lth", 0, "mnist", 1), mnist_pt,
+                         imp_round_files(tmp_path / "round1"), prev_weights=prev / "weights.pt",
+                         prev_mask=prev / "mask.pt", rewind_path=prev / "rewind.pt")
     out = load_pt(tmp_path / "round1" / "weights.pt")["meta"]
     assert out["status"] == "failed" and out["reason"].startswith("round 0 failed: training loss became nan")
     assert read_parquet_rows(tmp_path / "round1" / "train_log.parquet") == []

@@ -36,12 +36,12 @@ rule imp_dense:
                 SETTINGS, w.method, int(w.seed), w.dataset, 0, w.arch
             )
         ),
-        out_dir=lambda w, output: str(Path(output.weights).parent),
         label=imp_round_label,
     shell:
         "python -m prunelib imp-round --settings {params.settings:q} --init {input.init:q} "
-        "--data {input.data:q} --out-dir {params.out_dir:q} --threads {threads} "
-        "--label {params.label:q} 2>&1 | tee {log:q}"
+        "--data {input.data:q} --out-weights {output.weights:q} --out-mask {output.mask:q} "
+        "--out-mask-table {output.table:q} --out-train-log {output.log_table:q} "
+        "--out-rewind {output.rewind:q} --threads {threads} --label {params.label:q} 2>&1 | tee {log:q}"
 
 
 rule imp_round:
@@ -71,14 +71,13 @@ rule imp_round:
                 SETTINGS, w.method, int(w.seed), w.dataset, int(w.round), w.arch
             )
         ),
-        out_dir=lambda w, output: str(Path(output.weights).parent),
-        prev=lambda w, input: str(Path(input.prev_weights).parent),
         rewind=rewind_arg,
         label=imp_round_label,
     shell:
-        "python -m prunelib imp-round --settings {params.settings:q} --prev {params.prev:q} {params.rewind} "
-        "--data {input.data:q} --out-dir {params.out_dir:q} --threads {threads} "
-        "--label {params.label:q} 2>&1 | tee {log:q}"
+        "python -m prunelib imp-round --settings {params.settings:q} --prev-weights {input.prev_weights:q} "
+        "--prev-mask {input.prev_mask:q} {params.rewind} --data {input.data:q} "
+        "--out-weights {output.weights:q} --out-mask {output.mask:q} --out-mask-table {output.table:q} "
+        "--out-train-log {output.log_table:q} --threads {threads} --label {params.label:q} 2>&1 | tee {log:q}"
 
 
 rule imp_rounds:
