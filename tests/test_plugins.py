@@ -8,6 +8,8 @@ with ``plugins: [examples/plugins/study_snip.py]`` through Snakemake.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 
@@ -17,7 +19,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from prunelib import plugins, registry
+from prunelib import config, plugins, registry
+from prunelib.artifacts import load_pt
 
 from conftest import PYTHON, REPO, run
 
@@ -44,8 +47,6 @@ def test_the_example_registers_through_the_public_api(isolated_registry):
     assert entry.origin.sha256 == plugins.sha256_of(str(EXAMPLE))
     assert "Eq. 3.5" in entry.paper
     # its jobs carry the plugin (so they import it, and rerun when it changes); built-ins' do not
-    from prunelib import config
-
     s = config.to_settings(config.resolve({"plugins": [str(EXAMPLE)],
                                            "grid": {"archs": ["lenet300"], "datasets": ["mnist"],
                                                     "methods": ["snip", "snip_abs_grad"],
@@ -160,3 +161,54 @@ def test_a_plugin_method_runs_the_grid_beside_snip_and_edits_rerun_only_its_jobs
         if rule not in ("aggregate", "all"):
             assert "method=snip_abs_grad" in wildcards, (rule, wildcards)
     assert {rule for rule, _ in jobs} >= {"score", "mask", "train", "eval"}
+
+
+NET_AND_DATA = '''
+import torch
+from torch import nn
+from prunelib import register_arch, register_dataset
+
+@register_arch("tiny_mlp", description="784-32-10 MLP", cost=0.5)
+def tiny_mlp(num_classes, in_channels, image_size):
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size ** 2, 32), nn.ReLU(),
+                         nn.Linear(32, num_classes))
+
+@register_dataset("stripes", num_classes=2, in_channels=1, image_size=8, mean=(0.5,), std=(0.5,),
+                  description="horizontal vs vertical stripes")
+def stripes(root):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (64,), generator=g)
+    x = torch.zeros(64, 8, 8, dtype=torch.uint8)
+    x[y == 0, ::2, :] = 255
+    x[y == 1, :, ::2] = 255
+    return {"train_x": x[:48], "train_y": y[:48], "test_x": x[48:], "test_y": y[48:], "source": "made here"}
+'''
+
+
+def test_a_plugin_network_and_dataset_run_the_data_and_init_stages_in_fresh_processes(tmp_path, isolated_registry):
+    (tmp_path / "mine.py").write_text(NET_AND_DATA)
+    cfg = {"plugins": ["mine.py"], "grid": {"archs": ["tiny_mlp"], "datasets": ["stripes"], "methods": ["snip"],
+                                            "ratios": [1, 4], "seeds": [0]}}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        s = config.to_settings(config.resolve(cfg))
+        data = config.data_settings("stripes")
+        init = config.init_settings(s, "tiny_mlp", "stripes", 0, "pytorch_default")
+    finally:
+        os.chdir(cwd)
+    assert data["plugins"] == init["plugins"] and data["plugins"][0]["plugin"] == "mine.py"
+    assert registry.arch("tiny_mlp").cost == 0.5 and registry.dataset("stripes").image_size == 8
+    run([PYTHON, "-m", "prunelib", "data", "--dataset", "stripes", "--root", ".", "--out", "stripes.pt",
+         "--settings", json.dumps(data)], cwd=tmp_path)
+    run([PYTHON, "-m", "prunelib", "init", "--settings", json.dumps(init), "--out-weights", "init.pt",
+         "--out-table", "init.parquet"], cwd=tmp_path)
+    blob = load_pt(tmp_path / "init.pt")
+    assert blob["state_dict"]["1.weight"].shape == (32, 64) and blob["meta"]["arch"] == "tiny_mlp"
+    assert load_pt(tmp_path / "stripes.pt")["meta"]["source"] == "made here"
+    # the jobs refuse a plugin edited after the workflow was planned
+    (tmp_path / "mine.py").write_text(NET_AND_DATA + "\n# edited\n")
+    proc = run([PYTHON, "-m", "prunelib", "init", "--settings", json.dumps(init), "--out-weights", "x.pt",
+                "--out-table", "x.parquet"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "mine.py changed since the workflow was planned" in proc.stderr
+    assert not (tmp_path / "x.pt").exists()
