@@ -136,6 +136,11 @@ def cmd_audit(a) -> None:
         ok = rep["ok"]
     elif a.what == "compare":
         rep, text, ok = audit.audit_compare(a.mask_a, a.mask_b), audit.render_compare, True
+    elif a.what == "rows":
+        from prunelib import compare_rows
+
+        rep, text = compare_rows.compare(a.rows_a, a.rows_b), compare_rows.render
+        ok = rep["identical"]
     else:
         rep, text = audit.audit_grid(a.config, a.root), audit.render_grid
         ok = rep["counts"]["failed"] == 0
@@ -260,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = audit_sub.add_parser("compare", help="overlap of two masks (Jaccard, fraction of A kept by B)")
     a.add_argument("mask_a")
     a.add_argument("mask_b")
+    a = audit_sub.add_parser("rows", help="whether two runs' eval rows are identical, column by column")
+    a.add_argument("rows_a", help="results/all.parquet (or an eval.parquet) of run A")
+    a.add_argument("rows_b")
     a = audit_sub.add_parser("grid", help="which cells of the config are complete, stale, failed or missing")
     a.add_argument("--config", default="config.yaml")
     a.add_argument("--root", default=".", help="folder holding results/")
