@@ -45,6 +45,11 @@ def _preload() -> None:
 
     import prunelib.cli  # noqa: F401
     import prunelib.stages  # noqa: F401
+    from prunelib import registry
+
+    for entry in registry.METHODS.values():  # the built-in scorers' modules, resolved lazily elsewhere
+        if entry.scorer is not None:
+            entry.scorer_class()
     try:  # pyarrow imports pandas on first use; pay for it once, here
         import pandas  # noqa: F401
     except ImportError:

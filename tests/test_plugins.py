@@ -138,7 +138,7 @@ def test_a_plugin_method_runs_the_grid_beside_snip_and_edits_rerun_only_its_jobs
     cfg = {"preset": "fast", "device": "cpu", "data_dir": str(mnist_root),
            "plugins": ["examples/plugins/study_snip.py"],
            "grid": {"archs": ["lenet300"], "datasets": ["mnist"], "methods": ["snip", "snip_abs_grad"],
-                    "ratios": [1, 16], "seeds": [0, 1]},
+                    "ratios": [1, 16], "seeds": [0]},
            "train": {"epochs": 1, "train_subset": 1000, "batch_size": 100}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     smk = [snakemake_bin, "-s", REPO / "Snakefile", "--directory", tmp_path, "--cores", "2"]
@@ -146,7 +146,7 @@ def test_a_plugin_method_runs_the_grid_beside_snip_and_edits_rerun_only_its_jobs
     rows = pd.read_parquet(tmp_path / "results" / "all.parquet")
     for method in ("snip", "snip_abs_grad"):
         got = rows[(rows["method"] == method) & (rows["ratio"] == 16)]
-        assert len(got) == 2 and (got["status"] == "ok").all() and (got["n_kept"] == round(266_200 / 16)).all()
+        assert len(got) == 1 and (got["status"] == "ok").all() and (got["n_kept"] == round(266_200 / 16)).all()
     table = (tmp_path / "reports" / "tables" / "mnist_lenet300.md").read_text()
     assert re.search(r"^\| snip_abs_grad\b", table, re.M) and re.search(r"^\| snip\b", table, re.M)
     audit = run([PYTHON, "-m", "prunelib", "audit", "grid", "--config", "config.yaml"], cwd=tmp_path)
