@@ -36,6 +36,33 @@ def kaiming_normal(model: nn.Module) -> None:
     _redraw(model, lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
 
 
+#: The std of a standard normal truncated to [-2, 2] (TF's correction for truncation).
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def _tf_variance_scaling_(t) -> None:
+    """TF 1.x ``variance_scaling_initializer()`` with its defaults (scale 1, mode fan_in,
+    truncated normal): N(0, s^2) truncated at +-2 s, s = sqrt(1 / fan_in) / 0.8796, so
+    the drawn values have variance 1 / fan_in.  fan_in as TF computes it from the shape:
+    a 1-D tensor (a bias) counts its length; a Linear weight its in_features; a
+    convolution's kernel in_channels x kernel area."""
+    fan_in = t.shape[0] if t.dim() == 1 else t.shape[1] * (t[0, 0].numel() if t.dim() > 2 else 1)
+    s = (1.0 / fan_in) ** 0.5 / _TRUNCATED_STD
+    nn.init.trunc_normal_(t, mean=0.0, std=s, a=-2 * s, b=2 * s)
+
+
+def variance_scaling(model: nn.Module) -> None:
+    """The SNIP authors' initialiser (``namhoonlee/snip-public``, ``snip/network.py``:
+    ``get_initializer('vs')`` = ``tf.variance_scaling_initializer()``), drawn for the
+    weights *and* the biases, as their ``initializer_w_bp`` and ``initializer_b_bp``
+    default to it (``snip/main.py``)."""
+    for module in model.modules():
+        if isinstance(module, _LAYERS):
+            _tf_variance_scaling_(module.weight)
+            if module.bias is not None:
+                _tf_variance_scaling_(module.bias)
+
+
 def apply(model: nn.Module, scheme: str) -> nn.Module:
     fn = registry.resolve(registry.get("init scheme", scheme).fn)
     if fn is not None:

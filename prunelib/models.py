@@ -73,6 +73,21 @@ class LeNet5(nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
+class LeNet5Caffe(LeNet5):
+    """LeNet-5-Caffe as the SNIP authors ran it (``namhoonlee/snip-public``,
+    ``snip/network.py``): the same layers and 431,080 parameters as ``LeNet5``, but no
+    nonlinearity after the two convolutions:
+
+    Conv(1->20, 5x5), MaxPool 2, Conv(20->50, 5x5), MaxPool 2, Linear(800->500) ReLU,
+    Linear(500->10).
+    """
+
+    def forward(self, x):
+        x = torch.max_pool2d(self.conv1(x), 2)
+        x = torch.max_pool2d(self.conv2(x), 2)
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
 #: VGG-16's configuration "D" (Simonyan & Zisserman, ICLR 2015); "M" is a 2x2 max-pool.
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 

@@ -358,6 +358,8 @@ def _builtins() -> None:
         ("lenet300", "LeNet300", "LeNet-300-100 MLP (LeCun et al. 1998)", 1, False, (), 1),
         # two 5x5 valid convolutions and two 2x2 pools leave nothing below 16 pixels
         ("lenet5", "LeNet5", "the reproduction study's LeNet-5 CNN (its Table 4.1)", 16, False, (), 1),
+        ("lenet5_caffe", "LeNet5Caffe", "LeNet-5-Caffe as the SNIP code runs it (no nonlinearity after the "
+         "convolutions)", 16, False, (), 1),
         ("mlp400x3", "MLP400x3", "784-400-400-400-10 MLP (lottery-ticket sanity checks)", 1, False, (), 1),
         # five 2x2 pools
         ("vgg16", "VGG16", "VGG-16 with BatchNorm for CIFAR", 32, True, (), 16),
@@ -392,6 +394,8 @@ def _builtins() -> None:
         i + "xavier_normal")
     register_init("xavier_uniform", description="Glorot uniform weights, zero biases")(i + "xavier_uniform")
     register_init("kaiming_normal", description="He normal weights (ReLU gain), zero biases")(i + "kaiming_normal")
+    register_init("variance_scaling", description="TF's variance_scaling_initializer() (fan_in, scale 1, truncated "
+                  "normal) on weights and biases, as the SNIP code draws them before pruning")(i + "variance_scaling")
 
     for name, changes, desc in (
         ("none", None, "the method itself"),

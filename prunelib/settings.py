@@ -19,8 +19,14 @@ DATA_KEYS = ("batch_size", "num_batches", "class_balanced")
 
 @dataclass(frozen=True)
 class InitSettings:
+    """``after_pruning``: the weights training starts from, ``keep`` (the initial weights
+    that were scored, masked) or ``redraw`` (a fresh draw of the weights with the same
+    scheme and zero biases, masked), as the SNIP code trains ``weights_ap`` after
+    scoring ``weights_bp`` (``namhoonlee/snip-public``, ``snip/model.py``)."""
+
     scheme: str = "pytorch_default"
     per_method: dict = field(default_factory=dict)
+    after_pruning: str = "keep"
 
     def scheme_for(self, method: str) -> str:
         return self.per_method.get(method, self.scheme)

@@ -126,6 +126,8 @@ def cell_train_settings(s: Settings, method: str, ratio: float, seed: int, datas
     the dense control; for an IMP method, its chain round's result (variant none) or a
     retraining of the variant with the round's schedule."""
     out = train_settings(s, seed, dataset)
+    if s.init.after_pruning != "keep" and registry.method(method).kind != "iterative":
+        out["after_pruning"] = s.init.after_pruning  # (absent when keep: existing hashes unchanged)
     if registry.method(method).kind == "iterative":
         j = imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio)
         out["imp"] = imp_round_settings(s, method, seed, dataset, j, arch)

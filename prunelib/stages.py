@@ -237,6 +237,19 @@ def fresh_init_state(meta: dict, seed: int, stream: str) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def redrawn_state(meta: dict, seed: int) -> dict:
+    """``init.after_pruning: redraw``: a fresh draw of the init artifact's scheme (stream
+    ``init:after_pruning``) with the biases of Conv and Linear layers zero, as the SNIP
+    code's ``weights_ap`` (``initializer_w_ap = vs``, ``initializer_b_ap = zeros``).
+    Training masks it like any starting point."""
+    state = fresh_init_state(meta, seed, "init:after_pruning")
+    model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) and module.bias is not None:
+            state[f"{name}.bias" if name else "bias"].zero_()
+    return state
+
+
 def _label(meta: dict, seed: int, label: str) -> str:
     return label or f"{meta['dataset']}/{meta['arch']} seed{seed}"
 
@@ -266,6 +279,9 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
     extra = {}
+    if settings.get("after_pruning") == "redraw":
+        model.load_state_dict(redrawn_state(init_meta, seed))
+        extra["after_pruning"] = "redraw"
     if settings.get("variant"):
         v = settings["variant"]
         state = dict(model.state_dict())
