@@ -15,12 +15,12 @@ import pandas as pd
 
 from prunelib.artifacts import atomic_path, write_text
 from prunelib.paths import CELL_FILES
-from prunelib.report_figures import (plot_accuracy, plot_compression, plot_curves, plot_density_heatmap,
-                                     plot_imp_rounds, plot_variants)
+from prunelib.report_figures import (plot_accuracy, plot_calibration, plot_compression, plot_curves,
+                                     plot_density_heatmap, plot_imp_rounds, plot_variants)
 # (tables' and statistics' names re-exported: this module is the reports' one entry point)
 from prunelib.report_layout import default_table_ratios, method_label, output_names, report_choices  # noqa: F401
 from prunelib.report_stats import METRICS, cell_stats, declared, fmt_cell, layer_densities  # noqa: F401
-from prunelib.report_tables import (NOTE, VARIANTS_NOTE, blalock_table, collapse_table,  # noqa: F401
+from prunelib.report_tables import (NOTE, VARIANTS_NOTE, beyond_top1_table, blalock_table, collapse_table,  # noqa: F401
                                     compression_table, escape_plain, imp_rounds_table, render, study_table,
                                     to_html, to_markdown, variants_table, write_table_files)
 from prunelib.settings import format_ratio
@@ -98,6 +98,12 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         coll_title = f"Layer collapse on {dataset} / {arch}: layers whose mask kept no weight"
         md_parts += [to_markdown(comp, comp_title), to_markdown(coll, coll_title)]
         html_parts += [(comp_title, escape_plain(comp)), (coll_title, escape_plain(coll))]
+        beyond = beyond_top1_table(sub)
+        if not beyond.empty:
+            title = (f"Beyond top-1 on {dataset} / {arch}: balanced accuracy, worst-class recall (the class "
+                     "most often worst), expected calibration error (15 bins), NLL; means over seeds (n)")
+            md_parts.append(to_markdown(beyond, title))
+            html_parts.append((title, escape_plain(beyond)))
         write_text(NOTE + "\n\n" + "\n".join(md_parts), tables / f"{stem}.md")
         write_text(to_html(html_parts, NOTE), tables / f"{stem}.html")
         written += [tables / f"{stem}.md", tables / f"{stem}.html", tables / f"{stem}_cells.csv"]
@@ -117,7 +123,10 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         plot_curves(pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(),
                     f"{dataset} / {arch}: training curves of {cm} at r = {format_ratio(cr)}, one line per seed",
                     figures / f"{stem}_curves.png")
-        written += [figures / f"{stem}_{k}.png" for k in ("accuracy", "compression", "curves")] + [heat]
+        plot_calibration(sub, f"{dataset} / {arch}: reliability diagrams", cm, choices["heatmap_ratio"],
+                         figures / f"{stem}_calibration.png")
+        written += [figures / f"{stem}_{k}.png" for k in ("accuracy", "compression", "curves", "calibration")]
+        written.append(heat)
         if (sub["variant"] != "none").any():
             written += _write_variants(sub, dataset, arch, tables, figures)
         pair_rounds = rounds[(rounds["dataset"] == dataset) & (rounds["arch"] == arch)] if len(rounds) else rounds

@@ -75,6 +75,43 @@ def plot_accuracy(df: pd.DataFrame, title: str, out_png: Path) -> None:
     fig.tight_layout()
     _save(fig, out_png)
 
+def plot_calibration(df: pd.DataFrame, title: str, method: str, ratio: float, out_png: Path) -> None:
+    """Reliability diagrams of the dense control and of ``method`` at ``ratio``: accuracy
+    per confidence bin (bars) against the diagonal, bins pooled over seeds (the eval
+    rows' ``calibration_bins``); the panel title gives the pooled ECE."""
+    import json
+
+    from prunelib.metrics import N_BINS, ece_from_bins
+
+    plt = _pyplot()
+    cells = [("dense (r = 1)", df[df["method"] == DENSE]),
+             (f"{method} (r = {format_ratio(ratio)})", df[(df["method"] == method) & (df["ratio"] == ratio)])]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharey=True)
+    edges = [m / N_BINS for m in range(N_BINS + 1)]
+    for ax, (label, sub) in zip(axes, cells):
+        pooled = [[0, 0.0, 0] for _ in range(N_BINS)]
+        for text in (sub["calibration_bins"] if "calibration_bins" in sub else []):
+            for acc, b in zip(pooled, json.loads(text or "[]")):
+                acc[0] += b[0]
+                acc[1] += b[1]
+                acc[2] += b[2]
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
+        if any(c for c, _, _ in pooled):
+            acc = [h / c if c else 0.0 for c, _, h in pooled]
+            ax.bar(edges[:-1], acc, width=1 / N_BINS, align="edge", edgecolor="black", alpha=0.7,
+                   label="accuracy")
+            ax.set_title(f"{label}: ECE {100 * ece_from_bins(pooled):.2f}% ({len(sub)} seeds)")
+        else:
+            ax.set_title(f"{label}: no calibration data")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (max softmax probability)")
+    axes[0].set_ylabel("accuracy in the bin")
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
 def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
     """Left: compression error (r_e - r)/r in % vs r, one line per method.
     Right: theoretical speed-up (dense / kept MACs) vs r, with speed-up = r dashed."""

@@ -78,7 +78,7 @@ def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("
                        f"{stem}_compression.csv", f"{stem}_collapse.csv"]
         out["html"].append(f"{stem}.html")
         out["figures"] += [f"figures/{d}_{a}_{kind}.png" for kind in
-                           ("accuracy", "compression", f"density_r{hr}", "curves")]
+                           ("accuracy", "compression", f"density_r{hr}", "curves", "calibration")]
         if with_variants:
             out["md"].append(f"{stem}_variants.md")
             out["csv"].append(f"{stem}_variants.csv")
@@ -98,7 +98,7 @@ def caption_name(path) -> str:
     """The caption file (workflow/report/<name>.rst) of an output of ``run``."""
     name = Path(path).name
     if name.endswith(".png"):
-        for kind in ("accuracy", "compression", "density", "curves", "variants", "imp_rounds"):
+        for kind in ("accuracy", "compression", "density", "curves", "variants", "imp_rounds", "calibration"):
             if f"_{kind}" in name:
                 return kind
     for kind in ("compression", "collapse", "cells", "variants", "imp_rounds"):

@@ -104,6 +104,35 @@ def study_table(df: pd.DataFrame, ratios, style: str = "plain", stats: pd.DataFr
     table.index.name = "method"
     return table
 
+#: Columns of the beyond-top-1 table: eval-row column, label, and whether it is shown in %.
+BEYOND = (("balanced_accuracy", "balanced acc.", True), ("min_class_recall", "worst-class recall", True),
+          ("ece", "ECE", True), ("nll", "NLL", False))
+
+
+def beyond_top1_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows = methods, columns = r; a cell: balanced accuracy, worst-class recall (and
+    the class most often worst), ECE and NLL, means over seeds (prunelib/metrics.py).
+    Empty for eval rows made before these columns existed."""
+    if not set(c for c, _, _ in BEYOND) <= set(df.columns):
+        return pd.DataFrame()
+    rows = {}
+    for (method, ratio), sub in df.groupby(["method", "ratio"], sort=False):
+        ok = sub[sub["status"] == "ok"] if "status" in sub else sub
+        if ok.empty:
+            text = "—"
+        else:
+            parts = [f"{label} {100 * ok[col].mean():.2f}%" if pct else f"{label} {ok[col].mean():.3f}"
+                     for col, label, pct in BEYOND]
+            worst = ok["min_recall_class"].mode()
+            parts[1] += f" (class {int(worst.iloc[0])})" if len(worst) else ""
+            text = "; ".join(parts) + f" ({len(ok)})"
+        rows.setdefault(method, {})[f"r={format_ratio(ratio)}"] = text
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(method_order(rows))
+    table = table[sorted(table.columns, key=lambda c: float(c[2:]))].fillna("—")
+    table.index.name = "method"
+    return table
+
+
 def compression_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per method and requested r: empirical r_e (mean over seeds), compression error
     (r_e - r) / r in % (mean and max |.|), theoretical speed-up (dense / kept MACs)."""

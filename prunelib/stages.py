@@ -19,6 +19,8 @@ from prunelib import datasets, init_schemes, iterative, masking, models, registr
 from prunelib.artifacts import load_pt, read_parquet_rows, save_pt, write_parquet
 from prunelib.settings import PruneSettings, TrainSettings
 from prunelib.stage_settings import settings_hash
+from prunelib.metrics import MISSING as MISSING_METRICS
+from prunelib.metrics import beyond_top1
 from prunelib.seeding import seed_everything
 from prunelib.training import (TrainingDiverged, evaluate, progress_printer, resolve_device, run_steps,
                                steps_per_epoch, train, training_examples)
@@ -475,9 +477,11 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     start = time.perf_counter()
     status, reason = meta.get("status", "ok"), meta.get("reason", "")
     if status == "ok":
-        metrics = evaluate(model, data, meta["dataset"], settings["eval_batch_size"], dev)
+        logits = []
+        metrics = evaluate(model, data, meta["dataset"], settings["eval_batch_size"], dev, logits=logits)
+        metrics.update(beyond_top1(torch.cat(logits), data["test_y"], datasets.info(meta["dataset"]).num_classes))
     else:
-        metrics = {"top1": float("nan"), "top5": float("nan"), "test_loss": float("nan")}
+        metrics = {"top1": float("nan"), "top5": float("nan"), "test_loss": float("nan"), **MISSING_METRICS}
     eval_seconds = time.perf_counter() - start
     params = dict(model.named_parameters())
     n_prunable = sum(params[n].numel() for n in masks)

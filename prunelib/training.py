@@ -280,17 +280,18 @@ def _log_row(model, rows, epoch, p, lr, loss_sum, correct, seen, seg_start, val,
 
 
 def evaluate(model: torch.nn.Module, data: dict, dataset: str, batch_size: int,
-             device: torch.device, label: str = "") -> dict:
-    """Top-1, top-5 and mean cross-entropy on the test split, with the final weights."""
+             device: torch.device, label: str = "", logits: list | None = None) -> dict:
+    """Top-1, top-5 and mean cross-entropy on the test split, with the final weights.
+    With ``logits`` (a list), each batch's logits are appended to it, on the CPU."""
     try:
-        return _evaluate(model, data, dataset, batch_size, device)
+        return _evaluate(model, data, dataset, batch_size, device, logits)
     except torch.OutOfMemoryError:
         raise _oom("evaluating", label, batch_size, "train.eval_batch_size", device) from None
 
 
 @torch.no_grad()
 def _evaluate(model: torch.nn.Module, data: dict, dataset: str, batch_size: int,
-              device: torch.device) -> dict:
+              device: torch.device, logits: list | None = None) -> dict:
     was_training = model.training
     model.to(device).eval()
     x_all, y_all = data["test_x"], data["test_y"]
@@ -301,6 +302,8 @@ def _evaluate(model: torch.nn.Module, data: dict, dataset: str, batch_size: int,
         x = to_float(x_all[b:b + batch_size].to(device), dataset)
         y = y_all[b:b + batch_size].to(device)
         out = model(x)
+        if logits is not None:
+            logits.append(out.detach().cpu())
         loss += float(F.cross_entropy(out, y, reduction="sum"))
         k = min(5, out.shape[1])
         topk = out.topk(k, dim=1).indices

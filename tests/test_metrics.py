@@ -1,0 +1,76 @@
+"""Metrics beyond top-1 on hand-made logits, computed by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from prunelib import metrics
+
+
+def test_per_class_recall_balanced_accuracy_and_the_worst_class():
+    # 3 classes; class 0: 2 of 2 right, class 1: 1 of 3 right, class 2: 1 of 1 right
+    y = torch.tensor([0, 0, 1, 1, 1, 2])
+    pred = torch.tensor([0, 0, 1, 0, 2, 2])
+    logits = torch.nn.functional.one_hot(pred, 4).double() * 5  # a 4th class with no test example
+    out = metrics.beyond_top1(logits, y, 4)
+    assert out["min_class_recall"] == 1 / 3 and out["min_recall_class"] == 1
+    assert math.isclose(out["balanced_accuracy"], (1 + 1 / 3 + 1) / 3)  # the absent class does not count
+    recalls = metrics.class_recalls(pred, y, 4)
+    assert recalls[:3].tolist() == [1.0, 1 / 3, 1.0] and math.isnan(recalls[3])
+
+
+def test_ece_with_fifteen_equal_width_bins_by_hand():
+    # confidences 0.95 (right), 0.95 (wrong), 0.55 (right), 0.30 (wrong), on 4 classes
+    probs = torch.tensor([[0.95, 0.05 / 3, 0.05 / 3, 0.05 / 3],
+                          [0.95, 0.05 / 3, 0.05 / 3, 0.05 / 3],
+                          [0.55, 0.15, 0.15, 0.15],
+                          [0.30, 0.25, 0.25, 0.20]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 2])
+    out = metrics.beyond_top1(probs.log(), y, 4)
+    # bins of width 1/15: 0.95 -> bin 15 (14/15, 1]; 0.55 -> bin 9 (8/15, 9/15]; 0.30 -> bin 5 (4/15, 5/15]
+    expected = (2 / 4) * abs(0.5 - 0.95) + (1 / 4) * abs(1.0 - 0.55) + (1 / 4) * abs(0.0 - 0.30)
+    assert math.isclose(out["ece"], expected, rel_tol=1e-12)
+    bins = json.loads(out["calibration_bins"])
+    assert len(bins) == 15 and [i for i, b in enumerate(bins) if b[0]] == [4, 8, 14]
+    assert bins[14][0] == 2 and bins[14][2] == 1 and math.isclose(bins[14][1], 1.9)
+    nll = -(math.log(0.95) + math.log(0.05 / 3) + math.log(0.55) + math.log(0.25)) / 4
+    assert math.isclose(out["nll"], nll, rel_tol=1e-12)
+
+
+def test_a_bin_edge_belongs_to_the_lower_bin_and_zero_to_the_first():
+    bins = metrics.calibration_bins(torch.tensor([1 / 15, 0.0, 1.0], dtype=torch.float64),
+                                    torch.tensor([True, False, True]))
+    assert bins[0][0] == 2 and bins[14][0] == 1
+
+
+def test_perfectly_calibrated_predictions_have_zero_ece():
+    # in one bin, confidence 0.6 and 60% right
+    probs = torch.tensor([[0.6, 0.4]] * 5, dtype=torch.float64)
+    y = torch.tensor([0, 0, 0, 1, 1])
+    assert metrics.beyond_top1(probs.log(), y, 2)["ece"] < 1e-12
+
+
+def test_the_beyond_top1_table_and_the_reliability_figure_come_from_eval_rows(tmp_path):
+    import pandas as pd
+
+    from prunelib import report_figures, report_tables
+
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 1])
+    cell = metrics.beyond_top1(probs.log(), y, 2)
+    rows = [{"dataset": "mnist", "arch": "lenet300", "method": m, "ratio": r, "seed": s, "status": "ok", **cell}
+            for m, r in (("dense", 1.0), ("snip", 16.0)) for s in (0, 1)]
+    df = pd.DataFrame(rows)
+    table = report_tables.beyond_top1_table(df)
+    assert list(table.index) == ["dense", "snip"] and list(table.columns) == ["r=1", "r=16"]
+    text = table.loc["snip", "r=16"]
+    assert text == (f"balanced acc. {100 * cell['balanced_accuracy']:.2f}%; worst-class recall "
+                    f"{100 * cell['min_class_recall']:.2f}% (class 1); ECE {100 * cell['ece']:.2f}%; "
+                    f"NLL {cell['nll']:.3f} (2)")
+    assert table.loc["dense", "r=16"] == "—"
+    assert report_tables.beyond_top1_table(df.drop(columns=["ece"])).empty  # rows from before these columns
+    report_figures.plot_calibration(df, "t", "snip", 16.0, tmp_path / "cal.png")
+    assert (tmp_path / "cal.png").stat().st_size > 10_000 and (tmp_path / "cal.svg").exists()
