@@ -48,7 +48,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunelib import datasets
-from prunelib.artifacts import atomic_path, write_text
+from prunelib.artifacts import atomic_path, verified_bytes, write_text
 from prunelib.config import DENSE, VARIANTS, format_ratio
 from prunelib.report_layout import (  # noqa: F401 - part of this module's interface
     caption_name,
@@ -393,6 +393,13 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
     _save(fig, out_png)
 
 
+def _read_verified(path, **kw) -> pd.DataFrame:
+    """A Parquet artifact, read only after its bytes match their recorded SHA-256."""
+    import io
+
+    return pd.read_parquet(io.BytesIO(verified_bytes(path)), **kw)
+
+
 def layer_densities(df: pd.DataFrame, ratio: float) -> pd.DataFrame:
     """Methods x layers: mean over seeds of kept / numel at ``ratio``, read from the
     ``mask.parquet`` beside each eval row (column ``cell_dir``).  Columns keep the
@@ -403,7 +410,7 @@ def layer_densities(df: pd.DataFrame, ratio: float) -> pd.DataFrame:
         path = Path(row["cell_dir"]) / "mask.parquet"
         if not path.exists():  # aggregate run by hand on eval rows alone
             continue
-        table = pd.read_parquet(path, columns=["name", "numel", "kept"])
+        table = _read_verified(path, columns=["name", "numel", "kept"])
         frames.append(table.assign(method=row["method"], seed=row["seed"]))
     if not frames:
         return pd.DataFrame()
@@ -630,7 +637,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         report = report if report is not None else config.get("report")
         write_text("# The resolved configuration of this run (defaults < preset < config.yaml < overrides)\n"
                    + yaml.safe_dump(config, sort_keys=False), Path(reports_dir) / "config.yaml")
-    frames = [pd.read_parquet(p).assign(cell_dir=str(Path(p).parent)) for p in eval_paths]
+    frames = [_read_verified(p).assign(cell_dir=str(Path(p).parent)) for p in eval_paths]
     df = pd.concat(frames, ignore_index=True).sort_values(
         ["dataset", "arch", "method", "ratio", "seed"], kind="stable").reset_index(drop=True)
     df["variant"] = df["variant"].fillna("none") if "variant" in df.columns else "none"
@@ -639,7 +646,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
     # tables and figures name a sanity-check variant's row "method (variant)", next to the method
     df["method"] = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
     choices = report_choices(report, df["method"].unique(), df["ratio"].unique())
-    rounds = (pd.concat([pd.read_parquet(p) for p in imp_rounds], ignore_index=True) if imp_rounds
+    rounds = (pd.concat([_read_verified(p) for p in imp_rounds], ignore_index=True) if imp_rounds
               else pd.DataFrame())
     reports = Path(reports_dir)
     tables, figures = reports / "tables", reports / "figures"
@@ -681,7 +688,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         plot_density_heatmap(dens, f"{dataset} / {arch}", hr, heat)
         cm, cr = choices["curves"]["method"], choices["curves"]["ratio"]
         cell = sub[(sub["method"] == cm) & (sub["ratio"] == cr)]
-        logs = [pd.read_parquet(Path(c) / "train_log.parquet").assign(seed=s)
+        logs = [_read_verified(Path(c) / "train_log.parquet").assign(seed=s)
                 for c, s in zip(cell["cell_dir"], cell["seed"]) if (Path(c) / "train_log.parquet").exists()]
         plot_curves(pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(),
                     f"{dataset} / {arch}: training curves of {cm} at r = {format_ratio(cr)}, one line per seed",
