@@ -115,6 +115,9 @@ class TrainSettings:
     #: Fraction of the training split held out (drawn with the seed) and never trained on;
     #: its accuracy and loss are logged per epoch.
     val_fraction: float = 0.0
+    #: Minutes of training between resumable checkpoints (0 = none); see prunelib.resume.
+    #: It changes no result, so ``train_settings`` leaves it out of every stage's settings.
+    checkpoint_minutes: float = 5.0
 
     def for_dataset(self, dataset: str) -> "TrainSettings":
         """These settings as they apply to ``dataset``: its epochs, ``auto`` augmentation
@@ -575,6 +578,7 @@ def train_settings(s: Settings, seed: int, dataset: str | None = None) -> dict:
     out = _jsonable(dataclasses.asdict(train))
     if not out["epochs_per_dataset"]:
         del out["epochs_per_dataset"]
+    del out["checkpoint_minutes"]  # no result depends on it (jobs get it from the environment)
     return {"seed": int(seed), "train": out, "device": s.device}
 
 

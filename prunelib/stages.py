@@ -2,7 +2,9 @@
 
 Each reads its inputs from disk and writes its artifacts atomically; the Snakemake
 rules call them through ``python -m prunelib <stage>``, and a user can call them from
-Python.  Every artifact carries a ``meta`` dict with the settings that made it.
+Python.  Every artifact carries a ``meta`` dict with the settings that made it and, under
+``inputs``, the path and SHA-256 of every artifact it was made from (its lineage; each
+read is verified against that digest first, see ``prunelib.artifacts``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 import torch
 
 import prunelib
-from prunelib import datasets, init_schemes, iterative, masking, models, scorers, variants
-from prunelib.artifacts import load_pt, read_parquet_rows, save_pt, write_parquet
+from prunelib import datasets, init_schemes, iterative, masking, models, resume, scorers, variants
+from prunelib.artifacts import input_record, load_pt, read_parquet_rows, save_pt, write_parquet
 from prunelib.config import IMP_METHODS, IMP_PRESETS, PruneSettings, ScoreSettings, TrainSettings, settings_hash
 from prunelib.seeding import seed_everything
 from prunelib.training import (TrainingDiverged, evaluate, progress_printer, resolve_device, run_steps,
@@ -118,7 +120,9 @@ def run_score(settings: dict, init_path, data_path, out) -> None:
     save_pt({"scores": scores,
              "meta": {"method": method, "seed": seed, "scope": m.scope, "paper": m.paper, **used,
                       "n_examples": used.get("n_examples", 0), "seconds": seconds, "device": str(dev),
-                      "init": meta, "settings_hash": settings_hash(settings), **_provenance()}}, out)
+                      "init": meta, "settings_hash": settings_hash(settings), **_provenance(),
+                      "inputs": {"init": input_record(init_path),
+                                 **({"data": input_record(data_path)} if needs_data else {})}}}, out)
 
 
 # --- mask -----------------------------------------------------------------------------
@@ -128,10 +132,11 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
     iterative methods; imp_round for IMP; variant). ``scores_path`` is unused for the
     dense control and is the chain round's mask.pt for IMP methods."""
     method, ratio, seed = settings["method"], settings["ratio"], settings["seed"]
-    extra, ranking_scores = {}, None
+    extra, ranking_scores, inputs = {}, None, {}
     start = time.perf_counter()
     if method in IMP_METHODS:
         blob = load_pt(scores_path)
+        inputs["scores"] = input_record(scores_path)
         masks, rows = blob["masks"], blob["rows"]
         ranking_scores = masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
         scope, score_meta = settings["criterion"], {}  # (the chain's time is the cell's train time)
@@ -141,14 +146,18 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
         scope = m.scope
         if m.scope == "all":
             blob = load_pt(init_path)
+            inputs["init"] = input_record(init_path)
             scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
             score_meta = {}
             masks, rows = masking.select_masks(scores, ratio, m.scope, seed, method=method)
         else:
-            score_meta = load_pt(scores_path)["meta"]
+            score_blob = load_pt(scores_path)
+            score_meta = score_blob["meta"]
+            inputs["scores"] = input_record(scores_path)
             scorer = m.make_scorer(_score_settings(settings))
             if scorer.needs_ratio:
                 model, meta = load_model(init_path)
+                inputs["init"] = input_record(init_path)
                 model.to(resolve_device(settings["device"]))
                 named = dict(model.named_parameters())
                 params = {n: named[n] for n in meta["prunable"]}
@@ -157,7 +166,7 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
                 ranking_scores = {n: v.cpu() for n, v in ranking_scores.items()}
                 extra = scorer.describe()
             else:
-                ranking_scores = load_pt(scores_path)["scores"]
+                ranking_scores = score_blob["scores"]
                 masks, rows = masking.select_masks(ranking_scores, ratio, m.scope, seed, method=method)
     if settings.get("variant"):
         v = settings["variant"]
@@ -170,7 +179,7 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
     target = _target_kept(rows, ratio, scope)
     meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": scope, "target_kept": target,
             **summary, **extra, "seconds": seconds, "score_seconds": score_meta.get("seconds", 0.0),
-            "settings_hash": settings_hash(settings), **_provenance()}
+            "settings_hash": settings_hash(settings), **_provenance(), "inputs": inputs}
     save_pt({"masks": masks, "meta": meta}, out_mask)
     write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
                                                                   "target_kept", "n_kept", "n_prunable")})
@@ -224,18 +233,21 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     model, init_meta = load_model(init_path)
     mask_blob = load_pt(mask_path)
     masks = mask_blob["masks"]
+    inputs = {"init": input_record(init_path), "mask": input_record(mask_path)}
     if mode == "imp_result":
         rows = read_parquet_rows(reuse_log)
+        inputs["log"] = input_record(reuse_log)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         # the cell cost the whole chain up to its round (rounds before a chain_seconds record: this one)
         meta = {**init_meta, "mask": mask_blob["meta"], "settings_hash": settings_hash(settings),
                 "train_seconds": init_meta.get("chain_seconds", init_meta.get("train_seconds", 0.0)),
-                "reused_from": str(init_path), **_provenance()}
+                "reused_from": str(init_path), **_provenance(), "inputs": inputs}
         save_pt({"state_dict": state, "meta": meta}, out_weights)
         write_parquet(rows, out_log, metadata={"seed": seed, "device": init_meta.get("device", "")})
         return
     train_s = _train_settings(settings).for_dataset(init_meta["dataset"])
     data = datasets.load_prepared(data_path)
+    inputs["data"] = input_record(data_path)
     dev = resolve_device(settings["device"])
     extra = {}
     if settings.get("variant"):
@@ -247,26 +259,33 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     name = _label(init_meta, seed, label)
     progress = progress_printer(name)
     status, reason = "ok", ""
+    # a killed job's rerun resumes here (prunelib.resume); the file goes once outputs are written
+    ckpt_file = resume.for_job(out_weights, settings, inputs).catch_signals()
     try:
         if mode == "imp_retrain":
             spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
             plan = iterative.resolve_plan(settings["imp"]["imp"], spe, train_s.epochs)
             rows = run_steps(model, masks, data, init_meta["dataset"], train_s, seed, dev,
-                             plan.round_positions(), iterative.round_lr(train_s, plan, spe), progress)
+                             plan.round_positions(), iterative.round_lr(train_s, plan, spe), progress,
+                             resume=ckpt_file)
             extra["imp_plan"] = dataclasses.asdict(plan)
         else:
-            rows = train(model, masks, data, init_meta["dataset"], train_s, seed, dev, progress, label=name)
+            rows = train(model, masks, data, init_meta["dataset"], train_s, seed, dev, progress, label=name,
+                         resume=ckpt_file)
     except TrainingDiverged as exc:
         # A diverged cell is a result, not a crash: it is recorded as failed with its reason
         # and the grid goes on; eval and the tables show it as failed.
         status, reason, rows = "failed", str(exc), exc.rows
         progress(f"FAILED: {reason}")
+    finally:
+        ckpt_file.release_signals()
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     meta = {**init_meta, "mask": mask_blob["meta"], "device": str(dev), "status": status, "reason": reason,
             "train_seconds": sum(r["seconds"] for r in rows), **extra,
-            "settings_hash": settings_hash(settings), **_provenance()}
+            "settings_hash": settings_hash(settings), **_provenance(), "inputs": inputs}
     save_pt({"state_dict": state, "meta": meta}, out_weights)
     write_parquet(rows, out_log, metadata={"seed": seed, "device": str(dev)})
+    ckpt_file.remove()
 
 
 # --- iterative magnitude pruning: one round of a chain ----------------------------------
@@ -282,9 +301,11 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
     train_log.parquet."""
     method, seed, j = settings["method"], settings["seed"], settings["round"]
     out_dir = Path(out_dir)
-    start_blob = load_pt(init_path if j == 0 else Path(prev_dir) / "weights.pt")  # read once
+    start_path = init_path if j == 0 else Path(prev_dir) / "weights.pt"
+    start_blob = load_pt(start_path)  # read once
     train_s = _train_settings(settings).for_dataset(start_blob["meta"]["dataset"])
     data = datasets.load_prepared(data_path)
+    inputs = {"data": input_record(data_path), ("init" if j == 0 else "prev_weights"): input_record(start_path)}
     dev = resolve_device(settings["device"])
     spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
     plan = iterative.resolve_plan(settings["imp"], spe, train_s.epochs)
@@ -305,6 +326,7 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
         base_meta = {**meta, "init": meta}
     else:
         prev = load_pt(Path(prev_dir) / "mask.pt")
+        inputs["prev_mask"] = input_record(Path(prev_dir) / "mask.pt")
         prev_w = start_blob
         base_meta = {k: v for k, v in prev_w["meta"].items() if k not in ("round", "status", "reason")}
         model, _ = model_from(prev_w)
@@ -319,6 +341,7 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
                                                            prev["masks"], magnitude, j)
         if plan.rewind_step is not None:  # reset the survivors to theta_k
             model.load_state_dict(load_pt(rewind_path)["state_dict"])
+            inputs["rewind"] = input_record(rewind_path)
         positions, lr_of = plan.round_positions(), iterative.round_lr(train_s, plan, spe)
         ckpt = None
         extra["density"] = settings["density"]
@@ -329,13 +352,17 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
     what = "dense training" if j == 0 else f"density {float(Fraction(settings['density'])):.4f}"
     progress(f"{what}: steps {positions.start}..{positions.stop} (T = {plan.train_steps})")
     rows = []
+    ckpt_file = resume.for_job(out_dir / "weights.pt", settings, inputs)
     if status == "ok":
+        ckpt_file.catch_signals()
         try:
             rows = run_steps(model, masks, data, base_meta["dataset"], train_s, seed, dev, positions, lr_of,
-                             progress, checkpoints=ckpt)
+                             progress, checkpoints=ckpt, resume=ckpt_file)
         except TrainingDiverged as exc:
             status, reason, rows = "failed", str(exc), exc.rows
             progress(f"FAILED: {reason}")
+        finally:
+            ckpt_file.release_signals()
     seconds = time.perf_counter() - start
     metrics = (evaluate(model, data, base_meta["dataset"], train_s.eval_batch_size, dev)
                if status == "ok" else {})
@@ -347,14 +374,14 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
     meta = {**base_meta, "method": method, "round": j, "plan": dataclasses.asdict(plan), "paper": paper,
             "status": status, "reason": reason, "device": str(dev), "train_seconds": seconds,
             "chain_seconds": chain_seconds,
-            "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance()}
+            "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance(), "inputs": inputs}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     save_pt({"state_dict": state, "meta": meta}, out_dir / "weights.pt")
     ratio = Fraction(1) if j == 0 else 1 / Fraction(settings["density"])
     mask_meta = {"method": method, "round": j, "seed": seed, "ratio": float(ratio), "scope": plan.criterion,
                  "target_kept": _target_kept(rows_mask, ratio, plan.criterion), "paper": paper,
                  "seconds": seconds, **masking.mask_summary(rows_mask), **extra,
-                 "settings_hash": settings_hash(settings)}
+                 "settings_hash": settings_hash(settings), "inputs": inputs}
     save_pt({"masks": masks, "rows": rows_mask, "pruned_round": pruned_round, "ranked_by": ranked_by,
              "meta": mask_meta}, out_dir / "mask.pt")
     write_parquet(rows_mask, out_dir / "mask.parquet", metadata={"method": method, "round": j, "seed": seed})
@@ -362,8 +389,9 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
     if j == 0:
         # (a run that diverged before the rewind step leaves its last weights, marked failed)
         rewind_meta = {**base_meta, "step": rewind_step, "status": status, "reason": reason,
-                       "plan": dataclasses.asdict(plan)}
+                       "plan": dataclasses.asdict(plan), "inputs": inputs}
         save_pt({"state_dict": ckpt[rewind_step] or state, "meta": rewind_meta}, out_dir / "rewind.pt")
+    ckpt_file.remove()
 
 
 # --- eval -----------------------------------------------------------------------------
@@ -421,7 +449,8 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     """settings: ``config.eval_settings`` (method, ratio, seed, eval_batch_size, device, cell_hash)."""
     method, ratio, seed = settings["method"], float(settings["ratio"]), int(settings["seed"])
     model, meta = load_model(final_path)
-    masks = load_pt(mask_path)["masks"]
+    mask_blob = load_pt(mask_path)
+    masks = mask_blob["masks"]
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
     start = time.perf_counter()
@@ -455,9 +484,34 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
         "status": status, "reason": reason,
         "prunelib_version": prunelib.__version__, "torch_version": str(torch.__version__),
         "device": meta["device"], "settings_hash": settings["cell_hash"],
+        **lineage_columns(meta, mask_blob["meta"], input_record(data_path), input_record(mask_path),
+                          input_record(final_path)),
     }
     write_parquet([row], out)
     return row
+
+
+#: The eval row's lineage: the artifacts the cell was made from.  For an IMP cell ``init``
+#: is the weights its train stage started from (the chain round's trained weights) and
+#: ``scores`` the chain round's mask.pt, which its mask was cut from.
+LINEAGE_COLUMNS = ("data_sha256", "init_sha256", "scores_sha256", "mask_sha256", "final_sha256")
+
+
+def lineage_columns(final_meta: dict, mask_meta: dict, data: dict, mask: dict, final: dict) -> dict:
+    """SHA-256 of data, init, scores, mask and final for one eval row ('' where the cell
+    has no such artifact, e.g. no scores for the dense control or random pruning)."""
+    def digest(rec):
+        return (rec or {}).get("sha256") or ""
+
+    upstream = final_meta.get("inputs", {})
+    return {"data_sha256": digest(data), "init_sha256": digest(upstream.get("init")),
+            "scores_sha256": digest(mask_meta.get("inputs", {}).get("scores")),
+            "mask_sha256": digest(mask), "final_sha256": digest(final)}
+
+
+#: Eval-row columns that differ between two runs of the same config on CPU: the times,
+#: and the digests of artifacts whose meta records how long they took to make.
+RERUN_VARYING_COLUMNS = TIMING_COLUMNS + LINEAGE_COLUMNS
 
 
 def run_imp_rounds(weights_paths: list, out) -> list[dict]:
