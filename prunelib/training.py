@@ -354,6 +354,9 @@ def _set_rng_states(states: dict) -> None:
 
 def progress_printer(prefix: str) -> Callable[[str], None]:
     def emit(msg: str) -> None:
-        print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
+        try:
+            print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
+        except OSError:  # the log pipe is gone (`tee` stopped with the job): still checkpoint and stop
+            pass
 
     return emit
