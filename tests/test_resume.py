@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -262,3 +263,43 @@ def _position(ckpt) -> int:
         return resume.read_checkpoint(ckpt)["position"]
     except Exception:  # noqa: BLE001 - being replaced right now
         return -1
+
+
+# --- through Snakemake ------------------------------------------------------------------
+
+@pytest.mark.e2e
+def test_a_snakemake_run_killed_mid_training_resumes_with_rerun_incomplete(tmp_path, mnist_root, snakemake_bin):
+    """kill -9 on Snakemake's whole process group (a node failure): the job's worker fork
+    checkpoints on its client's death, Snakemake's rerun (--rerun-incomplete) deletes the
+    train job's outputs but not the checkpoint, and the job finishes bit-identical."""
+    import yaml
+
+    from conftest import run
+
+    target = "results/mnist/lenet300/seed0/global_magnitude/r4/final.pt"
+    dirs = {}
+    for name, minutes in (("ref", 0), ("killed", float(TINY))):
+        wd = dirs[name] = tmp_path / name
+        wd.mkdir()
+        (wd / "config.yaml").write_text(yaml.safe_dump({
+            "preset": "fast", "data_dir": str(mnist_root),
+            "grid": {"archs": ["lenet300"], "datasets": ["mnist"], "methods": ["global_magnitude"],
+                     "ratios": [4], "seeds": [0]},
+            "train": {"epochs": 3, "train_subset": 6400, "batch_size": 32, "checkpoint_minutes": minutes}}))
+    base = [snakemake_bin, "-s", REPO / "Snakefile", "--cores", "1"]
+    run(base + ["--directory", dirs["ref"], target])
+    wd = dirs["killed"]
+    ckpt = wd / (target + resume.SUFFIX)
+    proc = subprocess.Popen([str(c) for c in base + ["--directory", wd, target]], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(ckpt, proc, past=100, timeout=300)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # the worker's fork saves on SIGTERM
+    assert ckpt.exists() and not (wd / target).exists()
+    run(base + ["--directory", wd, "--unlock"])
+    run(base + ["--directory", wd, "--rerun-incomplete", target])
+    log = (wd / "results/logs/train/mnist/lenet300/seed0/global_magnitude/r4.log").read_text()
+    assert "resuming from" in log
+    _same_result(wd / Path(target).parent, dirs["ref"] / Path(target).parent)
+    assert not ckpt.exists()
