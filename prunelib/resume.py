@@ -108,6 +108,10 @@ class Checkpointer:
         self.last = time.monotonic()
         self.signalled: int | None = None
         self._previous: dict = {}
+        self._born = time.perf_counter()
+        #: Seconds the job had run before the checkpoint it resumed from (0 when fresh), so
+        #: that a resumed job reports the time it cost in all.
+        self.seconds_before = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -159,7 +163,8 @@ class Checkpointer:
         from prunelib.artifacts import atomic_path
 
         buf = io.BytesIO()
-        torch.save({"key": self.key, **state}, buf)
+        job_seconds = self.seconds_before + time.perf_counter() - self._born
+        torch.save({"key": self.key, "job_seconds": job_seconds, **state}, buf)
         body = buf.getvalue()
         # the digest travels inside the file: one rename replaces both at once, so a job
         # killed while saving leaves the previous checkpoint whole (a sidecar written
@@ -186,6 +191,7 @@ class Checkpointer:
         if not isinstance(blob, dict) or blob.get("key") != self.key:
             return self._discard("made by other settings, inputs or torch version")
         log.info("resuming from %s at step %d", self.path, blob["position"])
+        self.seconds_before, self._born = float(blob.get("job_seconds", 0.0)), time.perf_counter()
         return blob
 
     def _discard(self, why: str) -> None:

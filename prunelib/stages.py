@@ -363,7 +363,7 @@ def run_imp_round(settings: dict, data_path, out_dir, init_path=None, prev_dir=N
             progress(f"FAILED: {reason}")
         finally:
             ckpt_file.release_signals()
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + ckpt_file.seconds_before  # (a resumed round: both runs)
     metrics = (evaluate(model, data, base_meta["dataset"], train_s.eval_batch_size, dev)
                if status == "ok" else {})
     if metrics:
