@@ -25,8 +25,9 @@
 
 Problems the user can fix (bad path, wrong file type, truncated or changed file) are
 ``AuditError``: the command line prints one line and exits 2; a finished audit that
-found a failed check exits 1.  Nothing here runs during the stage jobs, so auditing
-costs them nothing but the checksum sidecars the artifacts module writes.
+found a failed check exits 1.  Nothing here runs during the stage jobs; they verify
+each artifact they read themselves (``prunelib.artifacts.load_pt``), and the audit
+reports what they would refuse.
 """
 
 from __future__ import annotations
