@@ -10,7 +10,9 @@ the difference is the hashing itself.
     python benchmarks/verify_cost.py                     # lenet300/mnist and vgg16/cifar10
     python benchmarks/verify_cost.py --repeats 9 --threads 1
 
-Prints one Markdown table per network: per file, then per stage (the files it reads).
+Prints one Markdown table per network: per file, then per stage (the files it reads),
+and what one resumable-training checkpoint costs (prunelib.resume: weights, SGD momentum,
+RNG states; written every ``train.checkpoint_minutes``, default 5).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from prunelib import datasets, models  # noqa: E402
+from prunelib import resume  # noqa: E402
 from prunelib.artifacts import load_pt, save_pt  # noqa: E402
+from prunelib.training import _rng_states  # noqa: E402
 
 #: The artifacts each stage reads (IMP rounds read like train: weights, mask, data).
 STAGE_READS = {"score": ("init", "data"), "mask": ("init", "scores"), "train": ("init", "mask", "data"),
@@ -93,6 +97,22 @@ def main() -> None:
             print("\n| stage | reads | hashing per job (s) |\n|---|---|---|")
             for stage, reads in STAGE_READS.items():
                 print(f"| {stage} | {', '.join(reads)} | {sum(cost[r] for r in reads):.4f} |")
+            print("\n" + checkpoint_cost(Path(tmp), arch, dataset, a.repeats))
+
+
+def checkpoint_cost(folder: Path, arch: str, dataset: str, repeats: int) -> str:
+    d = datasets.info(dataset)
+    model = models.build(arch, d.num_classes, d.in_channels, d.image_size)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, d.in_channels, d.image_size, d.image_size)).sum().backward()
+    opt.step()  # momentum buffers exist, as in any checkpoint after step 0
+    ck = resume.Checkpointer(folder / f"{arch}_final.pt", {"bench": arch}, 5.0)
+    state = {"position": 1, "rows": [], "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "rng": _rng_states(), "snapshots": {}, "partial": None}
+    save = median_seconds(lambda: ck.save(state), repeats)
+    load = median_seconds(ck.load, repeats)
+    return (f"checkpoint: {ck.path.stat().st_size / 1e6:.1f} MB, save {save:.3f} s, verified load {load:.3f} s "
+            f"({100 * save / 300:.2f}% of a 5-minute interval)")
 
 
 if __name__ == "__main__":
