@@ -27,7 +27,7 @@ inputs changed), a damaged one (checksum) or an unreadable one is deleted with a
 line and training starts from step 0 -- it costs time, never correctness.
 
 The interval is not part of any settings hash: it cannot change a result, so changing it
-reruns nothing.  It comes from the job's environment ``PRUNELIB_CHECKPOINT_MINUTES``
+reruns no stage job (only ``aggregate``, which records the resolved config).  It comes from the job's environment ``PRUNELIB_CHECKPOINT_MINUTES``
 (the workflow exports ``train.checkpoint_minutes`` there), else the settings' own
 ``train.checkpoint_minutes``, else ``DEFAULT_MINUTES``; 0 turns checkpoints off.  A job
 shorter than the interval never writes one.
