@@ -235,12 +235,18 @@ def _round_cmd(cell, mnist_pt, out):
             str(cell / "init.pt"), "--data", str(mnist_pt), "--out-dir", str(out)]
 
 
-def test_an_imp_round_killed_after_its_rewind_step_resumes_bit_identical(cell, mnist_pt, tmp_path):
+@pytest.fixture(scope="module")
+def round0(cell, mnist_pt, tmp_path_factory):
+    """Round 0 of an lth_rewind chain, uninterrupted (the reference)."""
+    out = tmp_path_factory.mktemp("chain") / "round0"
+    ref = subprocess.run(_round_cmd(cell, mnist_pt, out), env=_env("0"), capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    return out
+
+
+def test_an_imp_round_killed_after_its_rewind_step_resumes_bit_identical(cell, mnist_pt, round0, tmp_path):
     """Round 0 of lth_rewind keeps the weights at step 150 of 300 (rewind.pt): killed
     after that, the snapshot must come back from the checkpoint."""
-    ref = subprocess.run(_round_cmd(cell, mnist_pt, tmp_path / "ref"), env=_env("0"), capture_output=True,
-                         text=True)
-    assert ref.returncode == 0, ref.stderr
     out = tmp_path / "round0"
     ckpt = resume.checkpoint_path(out / "weights.pt")
     proc = subprocess.Popen(_round_cmd(cell, mnist_pt, out), env=_env(TINY), stderr=subprocess.DEVNULL)
@@ -253,9 +259,35 @@ def test_an_imp_round_killed_after_its_rewind_step_resumes_bit_identical(cell, m
     assert _resumed_step(rerun.stderr) > 150
     for name in ("weights.pt", "rewind.pt", "mask.pt"):
         key = "masks" if name == "mask.pt" else "state_dict"
-        assert tensor_dict_digest(load_pt(out / name)[key]) == tensor_dict_digest(load_pt(tmp_path / "ref" / name)[key])
-    _same_result(out, tmp_path / "ref", weights="weights.pt")
+        assert tensor_dict_digest(load_pt(out / name)[key]) == tensor_dict_digest(load_pt(round0 / name)[key])
+    _same_result(out, round0, weights="weights.pt")
     assert not ckpt.exists()
+
+
+def test_a_pruning_round_resumed_mid_retraining_is_bit_identical(round0, mnist_pt, tmp_path, monkeypatch,
+                                                                 one_thread):
+    """Round 1 (prune to 80 %, rewind to step 150, retrain steps 150..300) 'killed' before
+    step 222 and rerun, against the same round uninterrupted."""
+    monkeypatch.setenv(resume.ENV_VAR, "60")
+    settings = config.imp_round_settings(S, "lth_rewind", 0, "mnist", 1)
+
+    def round1(out):
+        stages.run_imp_round(settings, mnist_pt, out, prev_dir=round0, rewind_path=round0 / "rewind.pt")
+
+    round1(tmp_path / "ref")
+    real = resume.for_job
+    monkeypatch.setattr(resume, "for_job", lambda o, st, i: _KillAt(o, real(o, st, i).key, 222))
+    with pytest.raises(_KilledAt):
+        round1(tmp_path / "round1")
+    monkeypatch.setattr(resume, "for_job", real)
+    assert not (tmp_path / "round1" / "weights.pt").exists()
+    round1(tmp_path / "round1")
+    for name, key in (("weights.pt", "state_dict"), ("mask.pt", "masks")):
+        assert tensor_dict_digest(load_pt(tmp_path / "round1" / name)[key]) == \
+            tensor_dict_digest(load_pt(tmp_path / "ref" / name)[key])
+    _same_result(tmp_path / "round1", tmp_path / "ref", weights="weights.pt")
+    assert load_pt(tmp_path / "round1" / "weights.pt")["meta"]["inputs"]["rewind"]["sha256"] == \
+        load_pt(tmp_path / "ref" / "weights.pt")["meta"]["inputs"]["rewind"]["sha256"]
 
 
 def _position(ckpt) -> int:
