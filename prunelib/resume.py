@@ -29,8 +29,9 @@ line and training starts from step 0 -- it costs time, never correctness.
 The interval is not part of any settings hash: it cannot change a result, so changing it
 reruns no stage job (only ``aggregate``, which records the resolved config).  It comes from the job's environment ``PRUNELIB_CHECKPOINT_MINUTES``
 (the workflow exports ``train.checkpoint_minutes`` there), else the settings' own
-``train.checkpoint_minutes``, else ``DEFAULT_MINUTES``; 0 turns checkpoints off.  A job
-shorter than the interval never writes one.
+``train.checkpoint_minutes``, else ``DEFAULT_MINUTES``; 0 turns writing them off (one
+already on disk for the same job is still resumed).  A job shorter than the interval
+never writes one.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def job_key(settings: dict, inputs: dict) -> dict:
 
 class Checkpointer:
     """The checkpoint of one job: ``load`` at the start, ``due``/``save`` between steps,
-    ``remove`` once the job's outputs are written.  Used as a context manager around the
-    loop, it turns SIGTERM/SIGUSR1 into "checkpoint at the next step, then stop"."""
+    ``remove`` once the job's outputs are written.  Between ``catch_signals`` and
+    ``release_signals`` (or as a context manager) SIGTERM/SIGUSR1 mean "checkpoint at
+    the next step, then stop"."""
 
     def __init__(self, output, key: dict, minutes: float):
         self.path = checkpoint_path(output)
@@ -181,8 +183,9 @@ class Checkpointer:
 
     def load(self) -> dict | None:
         """The checkpoint's state if it belongs to this job, else None (a stale or damaged
-        one is removed, with a log line saying why)."""
-        if not self.enabled or not self.path.exists():
+        one is removed, with a log line saying why).  Read even with checkpoints turned
+        off: an earlier attempt's checkpoint of this very job is as good as the steps it saves."""
+        if not self.path.exists():
             return None
         try:
             blob = read_checkpoint(self.path)
