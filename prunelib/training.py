@@ -226,6 +226,7 @@ def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, posit
     rows = []
     epoch = order = aug = None
     first, partial = positions.start, None
+    loss_sum = correct = seen = lr_first = seg_start = None  # an epoch's running sums, set on entering it
     if resume is not None:
         resume.bind(positions)
         state = resume.load()
