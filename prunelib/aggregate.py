@@ -19,7 +19,7 @@ from prunelib.report_figures import (plot_accuracy, plot_calibration, plot_compr
                                      plot_density_heatmap, plot_imp_rounds, plot_variants)
 # (tables' and statistics' names re-exported: this module is the reports' one entry point)
 from prunelib.report_layout import default_table_ratios, method_label, output_names, report_choices  # noqa: F401
-from prunelib.report_stats import METRICS, cell_stats, declared, fmt_cell, layer_densities  # noqa: F401
+from prunelib.report_stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
 from prunelib.report_tables import (NOTE, VARIANTS_NOTE, beyond_top1_table, blalock_table, collapse_table,  # noqa: F401
                                     compression_table, escape_plain, imp_rounds_table, render, study_table,
                                     to_html, to_markdown, variants_table, write_table_files)
@@ -57,7 +57,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         report = report if report is not None else config.get("report")
         write_text("# The resolved configuration of this run (defaults < preset < config.yaml < overrides)\n"
                    + yaml.safe_dump(config, sort_keys=False), Path(reports_dir) / "config.yaml")
-    frames = [pd.read_parquet(p).assign(cell_dir=str(Path(p).parent)) for p in eval_paths]
+    frames = [read_verified(p).assign(cell_dir=str(Path(p).parent)) for p in eval_paths]
     df = pd.concat(frames, ignore_index=True).sort_values(
         ["dataset", "arch", "method", "ratio", "seed"], kind="stable").reset_index(drop=True)
     df["variant"] = df["variant"].fillna("none") if "variant" in df.columns else "none"
@@ -66,7 +66,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
     # tables and figures name a sanity-check variant's row "method (variant)", next to the method
     df["method"] = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
     choices = report_choices(report, df["method"].unique(), df["ratio"].unique())
-    rounds = (pd.concat([pd.read_parquet(p) for p in imp_rounds], ignore_index=True) if imp_rounds
+    rounds = (pd.concat([read_verified(p) for p in imp_rounds], ignore_index=True) if imp_rounds
               else pd.DataFrame())
     reports = Path(reports_dir)
     tables, figures = reports / "tables", reports / "figures"
@@ -119,7 +119,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         cm, cr = choices["curves"]["method"], choices["curves"]["ratio"]
         cell = sub[(sub["method"] == cm) & (sub["ratio"] == cr)]
         found = [(declared(c, CELL_FILES["train_log"], train_logs), s) for c, s in zip(cell["cell_dir"], cell["seed"])]
-        logs = [pd.read_parquet(p).assign(seed=s) for p, s in found if p is not None]
+        logs = [read_verified(p).assign(seed=s) for p, s in found if p is not None]
         plot_curves(pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(),
                     f"{dataset} / {arch}: training curves of {cm} at r = {format_ratio(cr)}, one line per seed",
                     figures / f"{stem}_curves.png")

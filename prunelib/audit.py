@@ -7,7 +7,11 @@
 ``prunelib audit run CELL``       provenance of one cell folder and a check that every
                                   artifact is present, unchanged since written (SHA-256
                                   sidecar, see ``prunelib.artifacts``), loads, and agrees
-                                  with the others.
+                                  with the others; and its lineage: every input an
+                                  artifact records (``meta["inputs"]``: path and SHA-256)
+                                  still hashes to that digest on disk, back through init,
+                                  scores and an IMP chain's rounds, and the eval row's
+                                  digests are those of the files.
 ``prunelib audit compare A B``    overlap of two masks per tensor and overall:
                                   Jaccard J = |A ∩ B| / |A ∪ B| and |A ∩ B| / |A| (the
                                   fraction of A's kept weights that B also keeps).
@@ -15,12 +19,15 @@
                                   row's settings hash differs from what the current config
                                   gives), failed (a job of the cell started, its log
                                   exists, but the eval row is absent or not ok; also what
-                                  a running job looks like), or missing.
+                                  a running job looks like), corrupted (a file of the cell
+                                  or one it was made from fails its checksum; ``--fast``
+                                  skips this hashing), or missing.
 
 Problems the user can fix (bad path, wrong file type, truncated or changed file) are
 ``AuditError``: the command line prints one line and exits 2; a finished audit that
-found a failed check exits 1.  Nothing here runs during the stage jobs, so auditing
-costs them nothing but the checksum sidecars the artifacts module writes.
+found a failed check exits 1.  Nothing here runs during the stage jobs; they verify
+each artifact they read themselves (``prunelib.artifacts.load_pt``), and the audit
+reports what they would refuse.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prunelib import paths
+from prunelib import paths, registry
 from prunelib.artifacts import read_checksum, sha256_file
 from prunelib.errors import PrunelibError
 
@@ -71,7 +78,7 @@ def load_pt_checked(path) -> dict:
     from prunelib.artifacts import load_pt
 
     try:
-        blob = load_pt(path)
+        blob = load_pt(path, verify=False)  # verified above, with the audit's own wording
     except Exception as exc:  # torch raises many types for non-torch or cut files
         size = path.stat().st_size
         with open(path, "rb") as fh:
@@ -97,7 +104,7 @@ def read_table(path) -> list[dict]:
     from prunelib.artifacts import read_parquet_rows
 
     try:
-        return read_parquet_rows(path)
+        return read_parquet_rows(path, verify=False)
     except Exception as exc:
         raise AuditError(f"{path}: not a readable Parquet file (truncated or wrong type: {type(exc).__name__})") \
             from None
@@ -252,6 +259,7 @@ def audit_run(cell) -> dict:
             nz = sum(int((final["state_dict"][n] != 0).sum()) for n in mask["masks"] if n in final["state_dict"])
             checks.add("eval row n_nonzero_prunable matches final.pt", row.get("n_nonzero_prunable") == nz,
                        f"{row.get('n_nonzero_prunable')} vs {nz}")
+    _lineage_checks(checks, cell, loaded, row)
     if row and "train_log.parquet" in loaded:
         log = loaded["train_log.parquet"]
         checks.add("train_log.parquet has one row per epoch", bool(log) and
@@ -276,10 +284,94 @@ def audit_run(cell) -> dict:
     return {"cell": str(cell), "provenance": provenance, "checks": checks.rows, "ok": not checks.failed}
 
 
+def _lineage_checks(checks: Checks, cell: Path, loaded: dict, row: dict | None) -> None:
+    """Each recorded input of final.pt and mask.pt, and of their inputs in turn, against
+    the file on disk; the eval row's digests against the files they name."""
+    digests: dict[Path, str] = {}
+
+    def on_disk(path: Path) -> str:
+        if path not in digests:
+            digests[path] = sha256_file(path)
+        return digests[path]
+
+    todo = [(name, cell / name, loaded[name]["meta"]) for name in ("final.pt", "mask.pt") if name in loaded]
+    if todo and not any("inputs" in meta for _, _, meta in todo):
+        checks.add("lineage recorded", None, "artifacts made before lineage was recorded")
+        return
+    visited = {path.resolve() for _, path, _ in todo}
+    # recorded paths are relative to the workflow's folder: the one holding results/
+    base = next((p.parent for p in cell.resolve().parents if p.name == "results"), Path.cwd())
+    while todo:
+        label, _, meta = todo.pop(0)
+        for role, rec in (meta.get("inputs") or {}).items():
+            path = Path(rec["path"])
+            if not path.is_absolute() and not path.is_file():
+                path = base / path
+            what = f"lineage: {label} <- {role}"
+            if not path.is_file():
+                checks.add(what, None, f"{path}: not on disk")
+                continue
+            actual = on_disk(path)
+            ok = actual == rec.get("sha256")
+            checks.add(what, ok, str(path) if ok else f"{path}: recorded sha256 {str(rec.get('sha256'))[:12]}…, "
+                       f"on disk {actual[:12]}… (changed or rebuilt since {label} was made from it)")
+            # walk up the chain (init, scores, IMP rounds); the prepared data records no inputs
+            if ok and role != "data" and path.suffix == ".pt" and path.resolve() not in visited:
+                visited.add(path.resolve())
+                try:
+                    todo.append((str(path), path, load_pt_checked(path)["meta"]))
+                except AuditError as exc:
+                    checks.add(f"lineage: {path} loads", False, str(exc))
+    if row and "mask_sha256" in row:
+        inputs = (loaded.get("final.pt") or {}).get("meta", {}).get("inputs", {})
+        expected = {"mask_sha256": cell / "mask.pt", "final_sha256": cell / "final.pt",
+                    **{f"{k}_sha256": base / inputs[k]["path"] for k in ("data", "init") if k in inputs}}
+        for col, path in expected.items():
+            if path.is_file():
+                ok = row.get(col) == on_disk(path)
+                checks.add(f"eval row {col} is {path.name} on disk", ok,
+                           "" if ok else f"row {str(row.get(col))[:12]}…, on disk {on_disk(path)[:12]}…")
+
+
 # --- audit grid -------------------------------------------------------------------------
 
-def audit_grid(config_path="config.yaml", root=".") -> dict:
-    """State of every cell of ``config_path``'s grid under ``root``/results."""
+def _grid_files(plconfig, s, root: Path, c) -> list[Path]:
+    """The files a cell was made from: its own, its data, init and scores, and for an IMP
+    method every round of its chain up to the cell's (``prunelib.paths`` names them)."""
+    w = c.wildcards()
+    files = [root / p for p in paths.cell_files(**vars(c)).values()]
+    files += [root / paths.DATA.format(**w), root / paths.INIT.format(**w, scheme=s.init.scheme_for(c.method)),
+              root / paths.SCORES.format(**w)]
+    if registry.method(c.method).kind == "iterative" and float(c.ratio) > 1:
+        last = plconfig.imp_round_of(s.grid.ratios, s.iterative.round_factor, float(c.ratio))
+        for j in range(last + 1):
+            files += paths.imp_round_files(root / paths.IMP_ROUND.format(**w, round=j)).values()
+    return [f for f in files if f.is_file()]
+
+
+def _corruption(files: list[Path], cache: dict) -> str:
+    """'' when every file matches its recorded SHA-256, else what is wrong with the first
+    that does not (digests cached across cells: a seed's init is shared by many)."""
+    for f in files:
+        if f not in cache:
+            recorded = read_checksum(f)
+            if recorded is None:
+                cache[f] = "no checksum recorded"
+            else:
+                actual = sha256_file(f)
+                cache[f] = "" if actual == recorded else \
+                    f"checksum mismatch (recorded {recorded[:12]}…, actual {actual[:12]}…)"
+        if cache[f]:
+            from prunelib.paths import producing_rule
+
+            return f"{f}: {cache[f]}; rebuild: snakemake --cores 1 --force {f} (rule {producing_rule(f)})"
+    return ""
+
+
+def audit_grid(config_path="config.yaml", root=".", fast: bool = False) -> dict:
+    """State of every cell of ``config_path``'s grid under ``root``/results.  Unless
+    ``fast``, every file of each cell and every file it was made from is hashed against
+    its recorded SHA-256 (each shared file once)."""
     from prunelib import config as plconfig
 
     config_path, root = Path(config_path), Path(root)
@@ -290,7 +382,8 @@ def audit_grid(config_path="config.yaml", root=".") -> dict:
     if not results.is_dir():
         raise AuditError(f"{results}: no results folder (run the workflow first, or pass --root)")
     cells = []
-    counts = {"complete": 0, "stale": 0, "failed": 0, "missing": 0}
+    counts = {"complete": 0, "stale": 0, "failed": 0, "corrupted": 0, "missing": 0}
+    hashed: dict = {}
     for c in plconfig.cells(s):
         rel = paths.CELL_ID.format(**c.wildcards())
         expected = plconfig.eval_settings(s, c.arch, c.dataset, c.method, float(c.ratio), c.seed,
@@ -320,9 +413,14 @@ def audit_grid(config_path="config.yaml", root=".") -> dict:
                                                                                          else "")
             else:
                 state = "missing"
+        if not fast and state != "missing":
+            bad = _corruption(_grid_files(plconfig, s, root, c), hashed)
+            if bad:
+                state, detail = "corrupted", bad
         counts[state] += 1
         cells.append({"cell": rel, "state": state, "detail": detail})
-    return {"config": str(config_path), "results": str(results), "counts": counts, "cells": cells}
+    return {"config": str(config_path), "results": str(results), "counts": counts, "cells": cells,
+            "checksums": "skipped (--fast)" if fast else f"{len(hashed)} files verified"}
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -370,6 +468,7 @@ def render_run(rep: dict) -> str:
 def render_grid(rep: dict) -> str:
     c = rep["counts"]
     summary = (f"{rep['config']} -> {rep['results']}: {sum(c.values())} cells: {c['complete']} complete, "
-               f"{c['stale']} stale, {c['failed']} failed, {c['missing']} missing")
+               f"{c['stale']} stale, {c['failed']} failed, {c['missing']} missing, {c.get('corrupted', 0)} corrupted"
+               + (f"; checksums: {rep['checksums']}" if "checksums" in rep else ""))
     not_done = [r for r in rep["cells"] if r["state"] != "complete"]
     return summary + ("\n\n" + format_table(not_done) if not_done else "")

@@ -15,8 +15,13 @@ import math
 from prunelib.artifacts import read_parquet_rows
 
 KEY = ("dataset", "arch", "method", "ratio", "seed", "variant")
-TIMING = ("train_seconds", "score_seconds", "eval_seconds")
-PROVENANCE = ("prunelib_version", "torch_version", "device", "settings_hash")
+#: Eval-row columns that measure time; everything else is identical between reruns on CPU
+#: but the lineage digests of artifacts whose meta records how long they took to make.
+TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds")
+#: The eval row's lineage: the SHA-256 of the artifacts the cell was made from.
+LINEAGE_COLUMNS = ("data_sha256", "init_sha256", "scores_sha256", "mask_sha256", "final_sha256")
+RERUN_VARYING_COLUMNS = TIMING_COLUMNS + LINEAGE_COLUMNS
+PROVENANCE = ("prunelib_version", "torch_version", "device", "settings_hash", *LINEAGE_COLUMNS)
 
 
 def _same(x, y) -> bool:
@@ -26,13 +31,14 @@ def _same(x, y) -> bool:
 
 
 def compare(path_a, path_b) -> dict:
-    rows_a, rows_b = read_parquet_rows(path_a), read_parquet_rows(path_b)
+    # (a comparison of any two tables, e.g. an old run's copy: no sidecar needed)
+    rows_a, rows_b = read_parquet_rows(path_a, verify=False), read_parquet_rows(path_b, verify=False)
 
     def keyed(rows):
         return {tuple(r.get(k, "none") for k in KEY): r for r in rows}
 
     a, b = keyed(rows_a), keyed(rows_b)
-    columns = sorted(({c for r in rows_a for c in r} & {c for r in rows_b for c in r}) - set(TIMING))
+    columns = sorted(({c for r in rows_a for c in r} & {c for r in rows_b for c in r}) - set(TIMING_COLUMNS))
     differing: dict[str, int] = {}
     for key in sorted(set(a) & set(b), key=str):
         for c in columns:

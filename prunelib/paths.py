@@ -71,6 +71,27 @@ def variant_from_suffix(suffix: str) -> str:
     return suffix[1:] if suffix else "none"
 
 
+#: The rule that writes each file of a cell (``CELL_FILES`` roles).
+CELL_RULES = {"mask": "mask", "mask_table": "mask", "final": "train", "train_log": "train", "eval": "eval"}
+
+
+def producing_rule(path) -> str:
+    """The Snakemake rule that writes ``path`` (workflow/rules), from its name and folder
+    ('' for a file the workflow does not write)."""
+    p = Path(path)
+    name, parent = p.name, (p.parts[-2] if len(p.parts) >= 2 else "")
+    if parent.startswith("round") and len(p.parts) >= 3 and p.parts[-3] == "imp":
+        return "imp_dense" if parent == "round0" else "imp_round"
+    if parent == Path(DATA).parent.name and name.endswith(".pt"):
+        return "data"
+    if name.startswith("init_"):
+        return "init"
+    by_name = {CELL_FILES[role]: rule for role, rule in CELL_RULES.items()}
+    by_name.update({Path(SCORES).name: "score", Path(IMP_ROUNDS_TABLE).name: "imp_rounds",
+                    Path(ALL_ROWS).name: "aggregate"})
+    return by_name.get(name, "")
+
+
 def parse_cell(path) -> dict | None:
     """The wildcards of a cell folder ``.../<dataset>/<arch>/seed<s>/<method>/r<ratio>[-<variant>]``
     (its last five parts), or None if ``path`` is not shaped like one."""

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunelib.artifacts import verified_bytes
 from prunelib.grid import DENSE
 from prunelib.paths import CELL_FILES
 from prunelib.report_layout import method_order, split_label
@@ -94,6 +95,13 @@ def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) ->
         stats.loc[near.index, "within_one_std"] = True
     return stats
 
+def read_verified(path, **kw) -> pd.DataFrame:
+    """A Parquet artifact, read only after its bytes match their recorded SHA-256."""
+    import io
+
+    return pd.read_parquet(io.BytesIO(verified_bytes(path)), **kw)
+
+
 def declared(cell_dir: str, name: str, files: list | None) -> Path | None:
     """The file ``name`` of a cell folder if it is among ``files`` (the inputs the
     workflow declared), or, with ``files`` None, if it exists beside the eval row."""
@@ -112,7 +120,7 @@ def layer_densities(df: pd.DataFrame, ratio: float, mask_tables: list | None = N
         path = declared(row["cell_dir"], CELL_FILES["mask_table"], mask_tables)
         if path is None:  # aggregate run by hand on eval rows alone
             continue
-        table = pd.read_parquet(path, columns=["name", "numel", "kept"])
+        table = read_verified(path, columns=["name", "numel", "kept"])
         frames.append(table.assign(method=row["method"], seed=row["seed"]))
     if not frames:
         return pd.DataFrame()

@@ -89,6 +89,9 @@ class TrainSettings:
     #: Fraction of the training split held out (drawn with the seed) and never trained on;
     #: its accuracy and loss are logged per epoch.
     val_fraction: float = 0.0
+    #: Minutes of training between resumable checkpoints (0 = none); see prunelib.resume.
+    #: It changes no result, so ``train_settings`` leaves it out of every stage's settings.
+    checkpoint_minutes: float = 5.0
 
     def for_dataset(self, dataset: str) -> "TrainSettings":
         """These settings as they apply to ``dataset``: its epochs, ``auto`` augmentation

@@ -117,6 +117,7 @@ def train_settings(s: Settings, seed: int, dataset: str | None = None) -> dict:
     out = jsonable(dataclasses.asdict(train))
     if not out["epochs_per_dataset"]:
         del out["epochs_per_dataset"]
+    del out["checkpoint_minutes"]  # no result depends on it (jobs get it from the environment)
     return {"seed": int(seed), "train": out, "device": s.device}
 
 

@@ -2,7 +2,9 @@
 
 Each reads its inputs from disk and writes its artifacts atomically; the Snakemake
 rules call them through ``python -m prunelib <stage>``, and a user can call them from
-Python.  Every artifact carries a ``meta`` dict with the settings that made it.
+Python.  Every artifact carries a ``meta`` dict with the settings that made it and, under
+``inputs``, the path and SHA-256 of every artifact it was made from (its lineage; each
+read is verified against that digest first, see ``prunelib.artifacts``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 import torch
 
 import prunelib
-from prunelib import datasets, init_schemes, iterative, masking, models, registry, variants
-from prunelib.artifacts import load_pt, read_parquet_rows, save_pt, write_parquet
+from prunelib import datasets, init_schemes, iterative, masking, models, registry, resume, variants
+from prunelib.artifacts import input_record, load_pt, read_parquet_rows, save_pt, write_parquet
+from prunelib.compare_rows import LINEAGE_COLUMNS, RERUN_VARYING_COLUMNS, TIMING_COLUMNS  # noqa: F401
 from prunelib.settings import PruneSettings, TrainSettings
 from prunelib.stage_settings import settings_hash
 from prunelib.metrics import MISSING as MISSING_METRICS
@@ -112,7 +115,9 @@ def run_score(settings: dict, init_path, data_path, out) -> None:
     save_pt({"scores": scores,
              "meta": {"method": method, "seed": seed, "scope": m.scope, "paper": m.paper, **used,
                       "n_examples": used.get("n_examples", 0), "seconds": seconds, "device": str(dev),
-                      "init": meta, "settings_hash": settings_hash(settings), **_provenance()}}, out)
+                      "init": meta, "settings_hash": settings_hash(settings), **_provenance(),
+                      "inputs": {"init": input_record(init_path),
+                                 **({"data": input_record(data_path)} if needs_data else {})}}}, out)
 
 
 # --- mask -----------------------------------------------------------------------------
@@ -128,6 +133,8 @@ class _Selected:
     scope: str
     extra: dict
     score_seconds: float = 0.0
+    #: The lineage of what was read: {role: {path, sha256}}.
+    inputs: dict = dataclasses.field(default_factory=dict)
 
 
 def _mask_dense(settings: dict, init_path, _scores_path) -> _Selected:
@@ -136,7 +143,7 @@ def _mask_dense(settings: dict, init_path, _scores_path) -> _Selected:
     scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
     masks, rows = masking.select_masks(scores, settings["ratio"], "all", settings["seed"],
                                        method=settings["method"])
-    return _Selected(masks, rows, None, "all", {})
+    return _Selected(masks, rows, None, "all", {}, inputs={"init": input_record(init_path)})
 
 
 def _mask_from_scores(settings: dict, _init_path, scores_path) -> _Selected:
@@ -145,7 +152,8 @@ def _mask_from_scores(settings: dict, _init_path, scores_path) -> _Selected:
     blob = load_pt(scores_path)
     masks, rows = masking.select_masks(blob["scores"], settings["ratio"], m.scope, settings["seed"],
                                        method=m.name)
-    return _Selected(masks, rows, blob["scores"], m.scope, {}, blob["meta"].get("seconds", 0.0))
+    return _Selected(masks, rows, blob["scores"], m.scope, {}, blob["meta"].get("seconds", 0.0),
+                     {"scores": input_record(scores_path)})
 
 
 def _mask_rescoring(settings: dict, init_path, scores_path) -> _Selected:
@@ -159,7 +167,8 @@ def _mask_rescoring(settings: dict, init_path, scores_path) -> _Selected:
     params = {n: named[n] for n in meta["prunable"]}
     masks, rows, ranking = scorer.prune(model, params, settings["ratio"], m.scope, settings["seed"], method=m.name)
     return _Selected({n: mk.cpu() for n, mk in masks.items()}, rows, {n: v.cpu() for n, v in ranking.items()},
-                     m.scope, scorer.describe(), load_pt(scores_path)["meta"].get("seconds", 0.0))
+                     m.scope, scorer.describe(), load_pt(scores_path)["meta"].get("seconds", 0.0),
+                     {"scores": input_record(scores_path), "init": input_record(init_path)})
 
 
 def _mask_from_chain(settings: dict, _init_path, round_mask_path) -> _Selected:
@@ -168,7 +177,8 @@ def _mask_from_chain(settings: dict, _init_path, round_mask_path) -> _Selected:
     blob = load_pt(round_mask_path)
     ranking = masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
     return _Selected(blob["masks"], blob["rows"], ranking, settings["criterion"],
-                     {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]})
+                     {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]},
+                     inputs={"scores": input_record(round_mask_path)})
 
 
 def _mask_path(method: str):
@@ -200,7 +210,7 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
     target = _target_kept(rows, ratio, sel.scope)
     meta = {"method": method, "ratio": float(ratio), "seed": seed, "scope": sel.scope, "target_kept": target,
             **summary, **extra, "seconds": seconds, "score_seconds": sel.score_seconds,
-            "settings_hash": settings_hash(settings), **_provenance()}
+            "settings_hash": settings_hash(settings), **_provenance(), "inputs": sel.inputs}
     save_pt({"masks": masks, "meta": meta}, out_mask)
     write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
                                                                   "target_kept", "n_kept", "n_prunable")})
@@ -267,18 +277,21 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     model, init_meta = load_model(init_path)
     mask_blob = load_pt(mask_path)
     masks = mask_blob["masks"]
+    inputs = {"init": input_record(init_path), "mask": input_record(mask_path)}
     if mode == "imp_result":
         rows = read_parquet_rows(reuse_log)
+        inputs["log"] = input_record(reuse_log)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         # the cell cost the whole chain up to its round (rounds before a chain_seconds record: this one)
         meta = {**init_meta, "mask": mask_blob["meta"], "settings_hash": settings_hash(settings),
                 "train_seconds": init_meta.get("chain_seconds", init_meta.get("train_seconds", 0.0)),
-                "reused_from": str(init_path), **_provenance()}
+                "reused_from": str(init_path), **_provenance(), "inputs": inputs}
         save_pt({"state_dict": state, "meta": meta}, out_weights)
         write_parquet(rows, out_log, metadata={"seed": seed, "device": init_meta.get("device", "")})
         return
     train_s = _train_settings(settings).for_dataset(init_meta["dataset"])
     data = datasets.load_prepared(data_path)
+    inputs["data"] = input_record(data_path)
     dev = resolve_device(settings["device"])
     extra = {}
     if settings.get("after_pruning") == "redraw":
@@ -293,26 +306,33 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     name = _label(init_meta, seed, label)
     progress = progress_printer(name)
     status, reason = "ok", ""
+    # a killed job's rerun resumes here (prunelib.resume); the file goes once outputs are written
+    ckpt_file = resume.for_job(out_weights, settings, inputs).catch_signals()
     try:
         if mode == "imp_retrain":
             spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
             plan = iterative.resolve_plan(settings["imp"]["imp"], spe, train_s.epochs)
             rows = run_steps(model, masks, data, init_meta["dataset"], train_s, seed, dev,
-                             plan.round_positions(), iterative.round_lr(train_s, plan, spe), progress)
+                             plan.round_positions(), iterative.round_lr(train_s, plan, spe), progress,
+                             resume=ckpt_file)
             extra["imp_plan"] = dataclasses.asdict(plan)
         else:
-            rows = train(model, masks, data, init_meta["dataset"], train_s, seed, dev, progress, label=name)
+            rows = train(model, masks, data, init_meta["dataset"], train_s, seed, dev, progress, label=name,
+                         resume=ckpt_file)
     except TrainingDiverged as exc:
         # A diverged cell is a result, not a crash: it is recorded as failed with its reason
         # and the grid goes on; eval and the tables show it as failed.
         status, reason, rows = "failed", str(exc), exc.rows
         progress(f"FAILED: {reason}")
+    finally:
+        ckpt_file.release_signals()
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     meta = {**init_meta, "mask": mask_blob["meta"], "device": str(dev), "status": status, "reason": reason,
             "train_seconds": sum(r["seconds"] for r in rows), **extra,
-            "settings_hash": settings_hash(settings), **_provenance()}
+            "settings_hash": settings_hash(settings), **_provenance(), "inputs": inputs}
     save_pt({"state_dict": state, "meta": meta}, out_weights)
     write_parquet(rows, out_log, metadata={"seed": seed, "device": str(dev)})
+    ckpt_file.remove()
 
 
 # --- iterative magnitude pruning: one round of a chain ----------------------------------
@@ -332,9 +352,11 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
                if not out.get(r)]
     if missing:
         raise ValueError(f"imp round {j}: no output path for {', '.join(missing)}")
-    start_blob = load_pt(init_path if j == 0 else prev_weights)  # read once
+    start_path = init_path if j == 0 else prev_weights
+    start_blob = load_pt(start_path)  # read once
     train_s = _train_settings(settings).for_dataset(start_blob["meta"]["dataset"])
     data = datasets.load_prepared(data_path)
+    inputs = {"data": input_record(data_path), ("init" if j == 0 else "prev_weights"): input_record(start_path)}
     dev = resolve_device(settings["device"])
     spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
     plan = iterative.resolve_plan(settings["imp"], spe, train_s.epochs)
@@ -355,6 +377,7 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
         base_meta = {**meta, "init": meta}
     else:
         prev = load_pt(prev_mask)
+        inputs["prev_mask"] = input_record(prev_mask)
         prev_w = start_blob
         base_meta = {k: v for k, v in prev_w["meta"].items() if k not in ("round", "status", "reason")}
         model, _ = model_from(prev_w)
@@ -369,6 +392,7 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
                                                            prev["masks"], magnitude, j)
         if plan.rewind_step is not None:  # reset the survivors to theta_k
             model.load_state_dict(load_pt(rewind_path)["state_dict"])
+            inputs["rewind"] = input_record(rewind_path)
         positions, lr_of = plan.round_positions(), iterative.round_lr(train_s, plan, spe)
         ckpt = None
         extra["density"] = settings["density"]
@@ -379,14 +403,18 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
     what = "dense training" if j == 0 else f"density {float(Fraction(settings['density'])):.4f}"
     progress(f"{what}: steps {positions.start}..{positions.stop} (T = {plan.train_steps})")
     rows = []
+    ckpt_file = resume.for_job(out["weights"], settings, inputs)
     if status == "ok":
+        ckpt_file.catch_signals()
         try:
             rows = run_steps(model, masks, data, base_meta["dataset"], train_s, seed, dev, positions, lr_of,
-                             progress, checkpoints=ckpt)
+                             progress, checkpoints=ckpt, resume=ckpt_file)
         except TrainingDiverged as exc:
             status, reason, rows = "failed", str(exc), exc.rows
             progress(f"FAILED: {reason}")
-    seconds = time.perf_counter() - start
+        finally:
+            ckpt_file.release_signals()
+    seconds = time.perf_counter() - start + ckpt_file.seconds_before  # (a resumed round: both runs)
     metrics = (evaluate(model, data, base_meta["dataset"], train_s.eval_batch_size, dev)
                if status == "ok" else {})
     if metrics:
@@ -397,14 +425,14 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
     meta = {**base_meta, "method": method, "round": j, "plan": dataclasses.asdict(plan), "paper": paper,
             "status": status, "reason": reason, "device": str(dev), "train_seconds": seconds,
             "chain_seconds": chain_seconds,
-            "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance()}
+            "test": metrics, **extra, "settings_hash": settings_hash(settings), **_provenance(), "inputs": inputs}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     save_pt({"state_dict": state, "meta": meta}, out["weights"])
     ratio = Fraction(1) if j == 0 else 1 / Fraction(settings["density"])
     mask_meta = {"method": method, "round": j, "seed": seed, "ratio": float(ratio), "scope": plan.criterion,
                  "target_kept": _target_kept(rows_mask, ratio, plan.criterion), "paper": paper,
                  "seconds": seconds, **masking.mask_summary(rows_mask), **extra,
-                 "settings_hash": settings_hash(settings)}
+                 "settings_hash": settings_hash(settings), "inputs": inputs}
     save_pt({"masks": masks, "rows": rows_mask, "pruned_round": pruned_round, "ranked_by": ranked_by,
              "meta": mask_meta}, out["mask"])
     write_parquet(rows_mask, out["mask_table"], metadata={"method": method, "round": j, "seed": seed})
@@ -412,14 +440,14 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
     if j == 0:
         # (a run that diverged before the rewind step leaves its last weights, marked failed)
         rewind_meta = {**base_meta, "step": rewind_step, "status": status, "reason": reason,
-                       "plan": dataclasses.asdict(plan)}
+                       "plan": dataclasses.asdict(plan), "inputs": inputs}
         save_pt({"state_dict": ckpt[rewind_step] or state, "meta": rewind_meta}, out["rewind"])
+    ckpt_file.remove()
 
 
 # --- eval -----------------------------------------------------------------------------
 
-#: Eval-row columns that measure time; everything else is identical between reruns on CPU.
-TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds")
+# (which eval-row columns vary between reruns is compare_rows's to say)
 
 
 def multiply_accumulates(model: torch.nn.Module, masks: dict[str, torch.Tensor],
@@ -471,7 +499,8 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     """settings: ``config.eval_settings`` (method, ratio, seed, eval_batch_size, device, cell_hash)."""
     method, ratio, seed = settings["method"], float(settings["ratio"]), int(settings["seed"])
     model, meta = load_model(final_path)
-    masks = load_pt(mask_path)["masks"]
+    mask_blob = load_pt(mask_path)
+    masks = mask_blob["masks"]
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
     start = time.perf_counter()
@@ -507,9 +536,25 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
         "status": status, "reason": reason,
         "prunelib_version": prunelib.__version__, "torch_version": str(torch.__version__),
         "device": meta["device"], "settings_hash": settings["cell_hash"],
+        **lineage_columns(meta, mask_blob["meta"], input_record(data_path), input_record(mask_path),
+                          input_record(final_path)),
     }
     write_parquet([row], out)
     return row
+
+
+def lineage_columns(final_meta: dict, mask_meta: dict, data: dict, mask: dict, final: dict) -> dict:
+    """SHA-256 of data, init, scores, mask and final for one eval row ('' where the cell
+    has no such artifact, e.g. no scores for the dense control or random pruning).  For an
+    IMP cell ``init`` is the weights its train stage started from (the chain round's
+    trained weights) and ``scores`` the chain round's mask.pt, which its mask was cut from."""
+    def digest(rec):
+        return (rec or {}).get("sha256") or ""
+
+    upstream = final_meta.get("inputs", {})
+    return {"data_sha256": digest(data), "init_sha256": digest(upstream.get("init")),
+            "scores_sha256": digest(mask_meta.get("inputs", {}).get("scores")),
+            "mask_sha256": digest(mask), "final_sha256": digest(final)}
 
 
 def run_imp_rounds(weights_paths: list, out) -> list[dict]:

@@ -153,7 +153,7 @@ def _autocast(s: TrainSettings, device: torch.device):
 
 def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, dataset: str,
           s: TrainSettings, seed: int, device: torch.device,
-          progress: Callable[[str], None] | None = None, label: str = "") -> list[dict]:
+          progress: Callable[[str], None] | None = None, label: str = "", resume=None) -> list[dict]:
     """Train the masked ``model`` in place; return one log row per epoch.
 
     ``s`` is first resolved for ``dataset`` (``epochs_per_dataset``, ``augment: auto``).
@@ -167,7 +167,7 @@ def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, da
         if progress:
             progress(msg)
     try:
-        return _train(model, masks, data, dataset, s, seed, device, progress)
+        return _train(model, masks, data, dataset, s, seed, device, progress, resume)
     except torch.OutOfMemoryError:
         raise _oom("training", label, s.batch_size, "train.batch_size", device) from None
 
@@ -182,14 +182,15 @@ def training_examples(data: dict, s: TrainSettings, seed: int) -> int:
     return split_indices(data["train_y"].numel(), s, seed)[0].numel()
 
 
-def _train(model, masks, data, dataset, s: TrainSettings, seed, device, progress) -> list[dict]:
+def _train(model, masks, data, dataset, s: TrainSettings, seed, device, progress, resume=None) -> list[dict]:
     spe = steps_per_epoch(training_examples(data, s, seed), s.batch_size)
     return run_steps(model, masks, data, dataset, s, seed, device, range(0, s.epochs * spe),
-                     lambda p: lr_at(p // spe, s), progress)
+                     lambda p: lr_at(p // spe, s), progress, resume=resume)
 
 
 def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, positions: range,
-              lr_of: Callable[[int], float], progress=None, checkpoints: dict | None = None) -> list[dict]:
+              lr_of: Callable[[int], float], progress=None, checkpoints: dict | None = None,
+              resume=None) -> list[dict]:
     """Masked training over the schedule ``positions`` (optimizer steps, 0-based).
 
     Position p is batch p mod S of epoch p div S (S = steps per epoch), so the data a
@@ -199,6 +200,10 @@ def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, posit
     state is not rewound with the weights).  ``checkpoints``: {position: None}, filled in
     place with copies of the weights *before* the step at that position (the end of
     ``positions`` = the final weights).  One log row per epoch (or part of one).
+    ``resume``: a ``prunelib.resume.Checkpointer``; the loop starts from its checkpoint
+    when it has one for this job and writes one between steps when due (and, when the
+    caller holds it as a context manager, on SIGTERM/SIGUSR1, then stops), so a killed
+    job rerun finishes bit-identical on the CPU to an uninterrupted one.
     """
     model.to(device)
     fmasks = apply_masks(model, masks)
@@ -220,7 +225,26 @@ def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, posit
 
     rows = []
     epoch = order = aug = None
-    for p in positions:
+    first, partial = positions.start, None
+    loss_sum = correct = seen = lr_first = seg_start = None  # an epoch's running sums, set on entering it
+    if resume is not None:
+        resume.bind(positions)
+        state = resume.load()
+        if state is not None:
+            first, rows, partial = state["position"], list(state["rows"]), state["partial"]
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            _set_rng_states(state["rng"])
+            checkpoints.update(state["snapshots"])
+    for p in range(first, positions.stop):
+        if resume is not None and resume.due():
+            resume.save({"position": p, "rows": rows, "model": model.state_dict(),
+                         "optimizer": opt.state_dict(), "rng": _rng_states(),
+                         "snapshots": {k: v for k, v in checkpoints.items() if v is not None},
+                         "partial": None if epoch is None else
+                         {"epoch": epoch, "loss_sum": float(loss_sum), "correct": int(correct), "seen": seen,
+                          "lr_first": lr_first, "seconds": time.perf_counter() - seg_start}})
+            resume.stop_if_signalled(p, positions)
         snapshot(p)
         if p // spe != epoch:  # entering an epoch (or starting mid-epoch)
             epoch = p // spe
@@ -230,6 +254,12 @@ def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, posit
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
             seen = 0
+            if partial is not None and partial["epoch"] == epoch:  # resumed mid-epoch: its sums so far
+                seg_start, lr_first = time.perf_counter() - partial["seconds"], partial["lr_first"]
+                loss_sum.fill_(partial["loss_sum"])
+                correct.fill_(partial["correct"])
+                seen = partial["seen"]
+            partial = None
             model.train()
         lr = lr_of(p)
         for group in opt.param_groups:
@@ -314,8 +344,23 @@ def _evaluate(model: torch.nn.Module, data: dict, dataset: str, batch_size: int,
     return {"top1": top1 / n, "top5": top5 / n, "test_loss": loss / n}
 
 
+def _rng_states() -> dict:
+    """The global torch generators (dropout and anything else not drawn from a named stream)."""
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["cpu"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 def progress_printer(prefix: str) -> Callable[[str], None]:
     def emit(msg: str) -> None:
-        print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
+        try:
+            print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
+        except OSError:  # the log pipe is gone (`tee` stopped with the job): still checkpoint and stop
+            pass
 
     return emit

@@ -14,8 +14,10 @@ shared.
 Robustness:
 * no worker, a refused connection, or ``PRUNELIB_WORKER`` unset: the command runs the stage
   itself, so the worker is purely an optimisation (and clusters and conda never use it);
-* the client dying (Snakemake cancelling a job) closes the connection and the worker kills
-  that child at once; artifacts are written atomically, so nothing partial remains;
+* the client dying (Snakemake cancelling a job) closes the connection and the worker sends
+  that child SIGTERM, which a training child answers by writing its checkpoint before it
+  exits (prunelib.resume), and SIGKILL ``KILL_GRACE_SECONDS`` later if it is still there;
+  artifacts are written atomically, so nothing partial remains;
 * the worker exits when the Snakemake process that started it is gone, or when idle.
 
 The server is single-threaded (``select`` + ``fork``): forking from a multi-threaded process
@@ -34,6 +36,10 @@ import time
 import traceback
 
 from prunelib.worker_client import ENV_VAR, HEADER, recv_exact, try_forward  # noqa: F401 (the client half)
+
+#: Seconds a cancelled child gets between SIGTERM and SIGKILL (a checkpoint is written
+#: between two training steps, well within this).
+KILL_GRACE_SECONDS = 30.0
 
 
 # --- server ---------------------------------------------------------------------------
@@ -103,6 +109,7 @@ def serve(path: str, parent_pid: int | None = None, idle_seconds: float = 600.0)
     listener.bind(path)
     listener.listen(128)
     children: dict[int, socket.socket] = {}   # pid -> connection of its client
+    dying: dict[int, float] = {}   # pid -> when to SIGKILL it (its client is gone)
     last_active = time.monotonic()
     stop = False
 
@@ -116,7 +123,8 @@ def serve(path: str, parent_pid: int | None = None, idle_seconds: float = 600.0)
     try:
         while not stop:
             conns = list(children.values())
-            ready, _, _ = select.select([listener, *conns], [], [], 0.05)
+            watched = [c for p, c in children.items() if p not in dying]  # a dead client's EOF stays readable
+            ready, _, _ = select.select([listener, *watched], [], [], 0.05)
             if listener in ready:
                 conn, _ = listener.accept()
                 pid = os.fork()
@@ -136,15 +144,19 @@ def serve(path: str, parent_pid: int | None = None, idle_seconds: float = 600.0)
                     eof = True
                 if eof:
                     pid = next(p for p, c in children.items() if c is conn)
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                    if pid not in dying:
+                        _signal(pid, signal.SIGTERM)
+                        dying[pid] = time.monotonic() + KILL_GRACE_SECONDS
+            for pid, deadline in list(dying.items()):
+                if time.monotonic() > deadline:
+                    _signal(pid, signal.SIGKILL)
+                    dying[pid] = float("inf")
             while children:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
                     break
                 conn = children.pop(pid, None)
+                dying.pop(pid, None)
                 if conn is not None:
                     conn.close()
                 last_active = time.monotonic()
@@ -163,6 +175,13 @@ def serve(path: str, parent_pid: int | None = None, idle_seconds: float = 600.0)
         listener.close()
         if os.path.exists(path):
             os.unlink(path)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _alive(pid: int) -> bool:

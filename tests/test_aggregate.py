@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from prunelib import aggregate
+from prunelib.artifacts import record_checksum
 
 
 def _rows():
@@ -44,6 +45,7 @@ def test_run_writes_tables_and_figures(tmp_path):
     for i, row in _rows().iterrows():
         p = tmp_path / f"e{i}.parquet"
         pd.DataFrame([row]).to_parquet(p)
+        record_checksum(p)
         paths.append(str(p))
     aggregate.run(paths, str(tmp_path / "all.parquet"), str(tmp_path / "reports"))
     assert len(pd.read_parquet(tmp_path / "all.parquet")) == 10
@@ -162,6 +164,8 @@ def test_run_writes_exactly_the_declared_outputs(tmp_path):
                       "kept": [25, kept]}).to_parquet(cell / "mask.parquet")
         pd.DataFrame({"epoch": [1, 2], "train_loss": [0.5, 0.3], "train_top1": [0.8, 0.9]}).to_parquet(
             cell / "train_log.parquet")
+        for name in ("eval.parquet", "mask.parquet", "train_log.parquet"):  # aggregate reads only verified bytes
+            record_checksum(cell / name)
         paths.append(str(cell / "eval.parquet"))
     aggregate.run(paths, str(tmp_path / "all.parquet"), str(tmp_path / "reports"), config={"report": {}})
     expected = aggregate.output_names([("mnist", "lenet5")], ["lenet5"], {},

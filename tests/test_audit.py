@@ -94,7 +94,7 @@ def test_audit_grid_complete_then_stale(small_run, capsys, monkeypatch):
     (small_run / "other.yaml").write_text(yaml.safe_dump(changed))
     rc, out, _ = audit(capsys, "grid", "--config", small_run / "other.yaml", "--root", small_run, "--json")
     rep = json.loads(out)
-    assert rep["counts"] == {"complete": 0, "stale": 2, "failed": 0, "missing": 1}
+    assert rep["counts"] == {"complete": 0, "stale": 2, "failed": 0, "corrupted": 0, "missing": 1}
     assert {c["cell"]: c["state"] for c in rep["cells"]}["mnist/lenet300/seed0/snip/r64"] == "missing"
 
 

@@ -34,7 +34,8 @@ KINDS = [
      "grid.seeds = [0, 0] is not allowed; allowed: a list without repeated entries"),
     ("minLength", {"data_dir": ""}, 'data_dir = "" is not allowed; allowed: strings of at least 1 characters'),
     ("additionalProperties", {"train": {"epoch": 3}},
-     "unknown key train.epoch; allowed keys amp, augment, batch_size, epochs, epochs_per_dataset, eval_batch_size, "
+     "unknown key train.epoch; allowed keys amp, augment, batch_size, checkpoint_minutes, epochs, epochs_per_dataset, "
+     "eval_batch_size, "
      "gamma, lr, lr_schedule, milestones, momentum, nesterov, optimizer, train_subset, val_fraction, weight_decay"),
     ("a method's own setting", {"score": {"per_method": {"synflow": {"rounds": 0}}}},
      "score.per_method.synflow.rounds = 0 is not allowed; allowed: integers >= 1"),

@@ -44,9 +44,12 @@ _worker_env = (
     if USE_WORKER
     else ""
 )
+# Train and IMP-round jobs checkpoint every train.checkpoint_minutes (prunelib/resume.py);
+# passed in the environment, not as a param, so that changing it reruns no job.
+_checkpoint_env = f"export PRUNELIB_CHECKPOINT_MINUTES={SETTINGS.train.checkpoint_minutes:g}; "
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}"
-    f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}{_worker_env}"
+    f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}{_worker_env}{_checkpoint_env}"
 )
 ENV = "../../envs/prunelib.yaml"
 # Every path comes from prunelib/paths.py (the one owner of file names).
