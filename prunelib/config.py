@@ -282,8 +282,16 @@ def available_presets() -> list[str]:
 def _load_yaml(path: Path) -> dict:
     import yaml
 
-    with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
+    if not path.is_file():
+        raise ConfigError(f"config error: {path}: no such config file")
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:  # one line, with where the syntax broke
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"config error: {path}: not valid YAML{where}: "
+                          f"{getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config error: {path} must hold a mapping of settings, not {type(data).__name__}")
     return data
