@@ -123,6 +123,26 @@ def test_lap_on_constant_weights(constant_init, mnist_pt, tmp_path, method, scop
             [(235_200, kept_count(N, 4) - 31_000), (0, 0), (0, 0)]
 
 
+def test_synflow_single_shot_on_constant_weights_splits_one_layers_tie(base_init, mnist_pt, tmp_path):
+    """One round, so the stored scores are the ranked ones.  Constant weights and biases
+    (powers of two: every flow is an exact dyadic number) make each layer's scores equal."""
+    def change(state):
+        for n, v in state.items():
+            v.fill_(C)
+
+    init = _derived_init(base_init, "constant_all", change)
+    s = config.to_settings(config.resolve({"score": {"synflow_rounds": 1}}))
+    stages.run_score(config.score_settings(s, "synflow", 0), init, mnist_pt, tmp_path / "scores.pt")
+    stages.run_mask(config.mask_settings(s, "synflow", 4, 0), init, tmp_path / "scores.pt", tmp_path / "mask.pt",
+                    tmp_path / "mask.parquet")
+    scores = {n: v.to(torch.float64) for n, v in load_pt(tmp_path / "scores.pt")["scores"].items()}
+    assert all(int(torch.unique(v).numel()) == 1 for v in scores.values())
+    rows = read_parquet_rows(tmp_path / "mask.parquet")
+    check_exact_with_recorded_ties(rows, load_pt(tmp_path / "mask.pt"), scores, 4, "global")
+    assert sorted(r["tied_at_threshold"] for r in rows) == [0, 0, next(r["numel"] for r in rows
+                                                                       if 0 < r["kept"] < r["numel"])]
+
+
 @pytest.mark.parametrize("method, scope", [
     ("global_gradient", "global"), ("layer_gradient", "layer"), ("snip", "global"), ("grasp", "global"),
     ("obd", "global"), ("global_activation", "global"), ("layer_activation", "layer"),
