@@ -3,7 +3,8 @@
 ``prunelib audit mask PATH``      per tensor: shape, numel, kept, density = kept / numel,
                                   collapsed (kept = 0); totals n_prunable, kept,
                                   r_e = n_prunable / kept, error (r_e - r) / r; cross-checked
-                                  against the ``mask.parquet`` beside it and its checksum.
+                                  against the ``mask.parquet`` beside it and its checksum,
+                                  and kept = round(n / r) (per tensor for layer scope).
 ``prunelib audit run CELL``       provenance of one cell folder and a check that every
                                   artifact is present, unchanged since written (SHA-256
                                   sidecar, see ``prunelib.artifacts``), loads, and agrees
@@ -121,6 +122,23 @@ def mask_rows(masks: dict) -> list[dict]:
     return rows
 
 
+def kept_count_problems(masks: dict, meta: dict) -> list[str]:
+    """Where the masks do not keep round(n / r) of the mask's ratio: over all its weights
+    (global scope), per tensor (layer), or everything (the dense control, r = 1).
+    Recomputed from the masks and the ratio, not read from the recorded target."""
+    from prunelib.masking import kept_count
+
+    if meta.get("ratio") is None:
+        return []
+    ratio, scope = float(meta["ratio"]), meta.get("scope", "global")
+    if scope == "layer":
+        return [f"{n} keeps {int(m.sum())} of {m.numel()}, round(n / r) = {kept_count(m.numel(), ratio)}"
+                for n, m in masks.items() if int(m.sum()) != kept_count(m.numel(), ratio)]
+    n, kept = sum(m.numel() for m in masks.values()), sum(int(m.sum()) for m in masks.values())
+    want = kept_count(n, ratio)
+    return [] if kept == want else [f"keeps {kept} of {n}, round(n / r) = {want} at r = {ratio:g}"]
+
+
 def audit_mask(path) -> dict:
     """Per-tensor and total counts of a mask.pt, cross-checked against its mask.parquet."""
     path = Path(path)
@@ -147,6 +165,7 @@ def audit_mask(path) -> dict:
         cross = "no mask.parquet beside it"
     if "n_kept" in meta and meta["n_kept"] != kept:
         problems.append(f"{path}: meta n_kept {meta['n_kept']} but the masks keep {kept}")
+    problems += [f"{path}: {p}" for p in kept_count_problems(blob["masks"], meta)]
     return {"path": str(path), "method": meta.get("method"), "ratio": ratio, "seed": meta.get("seed"),
             "tensors": rows, "n_prunable": n, "kept": kept, "r_e": r_e,
             "compression_error": (r_e - ratio) / ratio if ratio and not math.isnan(ratio) else math.nan,
@@ -224,6 +243,10 @@ def audit_run(cell) -> dict:
     mask = loaded.get("mask.pt")
     final = loaded.get("final.pt")
     row = (loaded.get("eval.parquet") or [None])[0]
+    if mask:
+        bad_count = kept_count_problems(mask["masks"], mask["meta"])
+        checks.add("mask.pt keeps round(n / r)", not bad_count,
+                   "; ".join(bad_count) or f"{mask['meta'].get('scope', 'global')} scope")
     if mask and "mask.parquet" in loaded:
         table = {r["name"]: r for r in loaded["mask.parquet"]}
         bad = [r["name"] for r in mask_rows(mask["masks"]) if table.get(r["name"], {}).get("kept") != r["kept"]]
@@ -409,8 +432,8 @@ def audit_grid(config_path="config.yaml", root=".", fast: bool = False) -> dict:
             if started:
                 last = started[-1]
                 tail = [ln for ln in last.read_text(errors="replace").splitlines() if ln.strip()][-1:]
-                state, detail = "failed", f"{last.parent.name} job left no output" + (f": {tail[0][:120]}" if tail
-                                                                                         else "")
+                stage = last.relative_to(results / "logs").parts[0]  # (parent.name is the method folder)
+                state, detail = "failed", f"{stage} job left no output" + (f": {tail[0][:120]}" if tail else "")
             else:
                 state = "missing"
         if not fast and state != "missing":

@@ -44,14 +44,16 @@ def schema_path() -> Path:
 def load_yaml(path: Path) -> dict:
     import yaml
 
+    if not Path(path).is_file():
+        raise ConfigError(f"config error: {path}: no such config file")
     try:
         with open(path) as fh:
             data = yaml.safe_load(fh) or {}
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # one line, with where the syntax broke
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"config error: {path}{where} is not valid YAML: {problem}") from None
+        raise ConfigError(f"config error: {path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config error: {path} must hold a mapping of settings, not {type(data).__name__}")
     return data

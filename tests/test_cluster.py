@@ -38,7 +38,10 @@ def cluster_run(tmp_path_factory, mnist_root):
     run(base + ["--cores", "2", f"{BROKEN}/mask.pt"])
     with open(wd / BROKEN / "mask.pt", "r+b") as fh:   # a corrupted artifact: its train job fails
         fh.truncate(100)
-    out = run(base + ["--profile", REPO / "workflow/profiles/test-cluster"], check=False, timeout=900)
+    # status.sh is a file check, so poll it every second, not every 10 s (Snakemake's default
+    # for real schedulers), which left both slots idle most of the run
+    out = run(base + ["--profile", REPO / "workflow/profiles/test-cluster", "--seconds-between-status-checks", "1"],
+              check=False, timeout=900)
     return wd, out
 
 

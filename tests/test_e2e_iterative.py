@@ -111,13 +111,16 @@ def test_nothing_left_to_do_and_the_grid_audits_clean(done):
     rep = run([__import__("conftest").PYTHON, "-m", "prunelib", "audit", "grid", "--config",
                done / "config.yaml", "--root", done], check=False)
     assert rep.returncode == 0, rep.stdout + rep.stderr
-    assert "31 complete" in rep.stdout or "complete" in rep.stdout
+    n = len(config.cells(config.load(done / "config.yaml")))
+    assert n == 1 + 3 * 2 * len(config.VARIANTS)
+    assert f"{n} cells: {n} complete, 0 stale, 0 failed, 0 missing" in rep.stdout
 
 
-def test_a_chain_killed_in_round_5_resumes_at_round_5(done, tmp_path):
-    """Rounds are separate jobs: a run killed while lth's chain was in round 5 left rounds
-    0..4 on disk and nothing after; the rerun does rounds 5..n of that chain and the cells
-    that use them, nothing else."""
+def test_a_chain_missing_rounds_5_on_schedules_only_those_rounds(done, tmp_path):
+    """Rounds are separate jobs: with rounds 0..4 of lth's chain on disk and nothing after
+    (what a run killed in round 5 leaves), a dry run schedules rounds 5..n of that chain
+    and the cells that use them, nothing else.  (A real kill and resume, compared with
+    an uninterrupted chain, is test_e2e_resume.py.)"""
     import shutil
 
     n = len(config.imp_densities([1, 2, 4], 0.8))
@@ -134,3 +137,78 @@ def test_a_chain_killed_in_round_5_resumes_at_round_5(done, tmp_path):
     jobs = jobs_by_rule(out)
     assert jobs["imp_round"] == n - 4 and "imp_dense" not in jobs and "init" not in jobs
     assert jobs["train"] == jobs["mask"] == jobs["eval"] == len(config.VARIANTS)
+
+
+# --- a chain killed during a round, resumed, against the uninterrupted chain of `done` ---
+
+KILL_ROUND = 3
+
+
+def _artifact_fingerprints(folder) -> dict:
+    """Every .pt (tensors by hash, meta) and Parquet table (rows) under ``folder``, timings aside."""
+    import json
+
+    from conftest import tensor_dict_digest
+    from test_determinism import without_timings
+
+    out = {}
+    for p in sorted(folder.rglob("*.pt")):
+        blob = load_pt(p)
+        tensors = {f"{k}/{n}": t for k, v in blob.items() if isinstance(v, dict) and k != "meta"
+                   for n, t in v.items() if isinstance(t, torch.Tensor)}
+        out[str(p.relative_to(folder))] = (tensor_dict_digest(tensors),
+                                           json.dumps(without_timings(blob["meta"]), sort_keys=True, default=str))
+    for p in sorted(folder.rglob("*.parquet")):
+        out[str(p.relative_to(folder))] = json.dumps(without_timings(read_parquet_rows(p)), sort_keys=True,
+                                                     default=str)
+    return out
+
+
+@pytest.fixture(scope="module")
+def killed_chain(tmp_path_factory, mnist_root, snakemake_bin_module):
+    """lth's chain alone, the whole Snakemake process group SIGKILLed while round
+    KILL_ROUND runs (its log exists, so its job has started), then unlocked and rerun."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    wd = tmp_path_factory.mktemp("e2e_imp_killed")
+    cfg = {**CFG, "grid": {**GRID, "methods": ["lth"], "variants": ["none"]}, "data_dir": str(mnist_root)}
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    base = [snakemake_bin_module, "-s", REPO / "Snakefile", "--directory", wd]
+    proc = subprocess.Popen([str(c) for c in base + ["--cores", "2"]], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    started = wd / f"results/logs/imp/mnist/lenet300/seed0/lth/round{KILL_ROUND}.log"
+    deadline = time.time() + 600
+    while time.time() < deadline and not started.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert started.exists(), "round %d never started" % KILL_ROUND
+    chain = wd / SEED / "lth/imp"
+    n = len(config.imp_densities([1, 2, 4], 0.8))
+    assert not (chain / f"round{n}" / "weights.pt").exists(), "the chain finished before the kill"
+    before = {p.parent.name: p.stat().st_mtime_ns for p in chain.glob("round*/weights.pt")}
+    assert set(before) >= {f"round{j}" for j in range(KILL_ROUND)}
+    run(base + ["--unlock"])
+    run(base + ["--cores", "2", "--rerun-incomplete"])
+    return wd, before
+
+
+def test_a_chain_killed_during_a_round_resumes_there_and_matches_the_uninterrupted_chain(killed_chain, done):
+    wd, before = killed_chain
+    # the rounds finished before the kill were not redone
+    for name, mtime in before.items():
+        if name != f"round{KILL_ROUND}":
+            assert (wd / SEED / "lth/imp" / name / "weights.pt").stat().st_mtime_ns == mtime, name
+    # every round's artifacts (rounds >= 2 rewound to round0/rewind.pt) equal the uninterrupted chain's
+    resumed = _artifact_fingerprints(wd / SEED / "lth/imp")
+    uninterrupted = _artifact_fingerprints(done / SEED / "lth/imp")
+    n = len(config.imp_densities([1, 2, 4], 0.8))
+    assert sum(k.endswith("weights.pt") for k in resumed) == n + 1
+    assert resumed.keys() == uninterrupted.keys()
+    for key in resumed:
+        assert resumed[key] == uninterrupted[key], key
+    for r in (2, 4):  # and so do the cells built on them
+        assert _artifact_fingerprints(wd / SEED / f"lth/r{r}") == _artifact_fingerprints(done / SEED / f"lth/r{r}")

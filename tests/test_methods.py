@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunelib.masking import kept_count, select_masks
+from prunelib.masking import kept_count
 from prunelib.scorers.activation import ActivationScorer
-from prunelib.scorers.grasp import GraspScorer, hessian_gradient_product
+from prunelib.scorers.grasp import hessian_gradient_product
 from prunelib.scorers.lamp import lamp_scores
 from prunelib.scorers.lap import LapScorer
 from prunelib.scorers.obd import ObdScorer, hessian_diagonal_exact, hessian_diagonal_hutchinson
@@ -78,17 +78,7 @@ def test_hessian_gradient_product_matches_finite_differences():
         torch.testing.assert_close(hg[n], (g_plus[n] - g_minus[n]) / (2 * eps), rtol=1e-5, atol=1e-8)
 
 
-def test_grasp_removes_the_weights_with_the_largest_minus_theta_hg():
-    net, params, batches = setup(TinyConv())
-    hg = hessian_gradient_product(net, params, batches)
-    s_minus = torch.cat([(-p.detach() * hg[n]).flatten() for n, p in params.items()])  # GraSP's S(-theta)
-    scores = GraspScorer().score(net, params, batches, 0)
-    masks, _ = select_masks(scores, 4, "global", seed=0)
-    removed = torch.cat([(~masks[n]).flatten() for n in params])
-    n_removed = int(removed.sum())
-    assert n_removed == s_minus.numel() - kept_count(s_minus.numel(), 4)
-    largest = torch.topk(s_minus, n_removed).indices
-    assert set(largest.tolist()) == set(torch.nonzero(removed).flatten().tolist())
+# (GraSP's score and sign against an autograd Hessian: tests/test_formulas.py)
 
 
 # --- OBD --------------------------------------------------------------------------------
@@ -125,7 +115,9 @@ def test_obd_exact_diagonal_equals_the_autograd_hessian(make):
 def test_obd_hutchinson_estimate_is_close_to_the_exact_diagonal():
     net, params, batches = setup(mlp([5, 4, 3]), classes=3)
     exact = hessian_diagonal_exact(net, params, batches)
-    est = hessian_diagonal_hutchinson(net, params, batches, probes=3000, seed=0)
+    # seeded, so the error is fixed (0.09 with 200 probes); the estimator's formula itself is
+    # checked exactly in test_formulas.py
+    est = hessian_diagonal_hutchinson(net, params, batches, probes=200, seed=0)
     e = torch.cat([exact[n].flatten() for n in params])
     h = torch.cat([est[n].flatten() for n in params])
     assert torch.linalg.norm(h - e) / torch.linalg.norm(e) < 0.15

@@ -41,15 +41,48 @@ def test_unknown_arch_names_allowed_values():
         models.build("vgg99", 10, 1, 28)
 
 
-@pytest.mark.parametrize("scheme", list(registry.INITS))
-def test_init_schemes_are_seeded(scheme):
-    def make():
-        torch.manual_seed(7)
+# Expected fc1 weight law per scheme (fan_in 784, fan_out 300): (distribution, std).
+# pytorch_default is U(-1/sqrt(784), 1/sqrt(784)); the others also zero the biases.
+_SCHEME_LAW = {
+    "pytorch_default": ("uniform", (1 / 784) ** 0.5 / 3 ** 0.5),
+    "xavier_normal": ("normal", (2.0 / (784 + 300)) ** 0.5),
+    "xavier_uniform": ("uniform", (2.0 / (784 + 300)) ** 0.5),
+    "kaiming_normal": ("normal", (2.0 / 784) ** 0.5),
+    # TF's variance scaling: N(0, s^2) truncated at +-2 s, std 1/sqrt(fan_in) after truncation
+    "variance_scaling": ("normal", (1 / 784) ** 0.5),
+}
+#: Schemes that draw the biases too (the others zero them).
+_DRAW_BIASES = ("pytorch_default", "variance_scaling")
+
+
+def test_every_init_scheme_of_the_registry_has_its_law_tested():
+    assert set(_SCHEME_LAW) == set(registry.INITS)
+
+
+@pytest.mark.parametrize("scheme", list(_SCHEME_LAW))
+def test_init_schemes_are_seeded_and_draw_their_own_law(scheme):
+    def make(seed):
+        torch.manual_seed(seed)
         return init_schemes.apply(models.build("lenet300", 10, 1, 28), scheme)
 
-    a, b = make(), make()
+    a, b, c = make(7), make(7), make(8)
     for (n, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q), n
+    assert not torch.equal(a.fc1.weight, c.fc1.weight)  # the draw follows the seed
+    # a scheme that did nothing would leave PyTorch's default law, which differs from
+    # every other scheme's in std or shape (uniform: |w| <= sqrt(3) std; normal: tails)
+    law, std = _SCHEME_LAW[scheme]
+    w = a.fc1.weight.detach().double()
+    assert abs(w.std().item() - std) / std < 0.02, (scheme, w.std().item(), std)
+    bound = 3 ** 0.5 * std
+    if law == "uniform":
+        assert w.abs().max().item() <= bound * (1 + 1e-6)
+    else:
+        assert (w.abs() > bound).double().mean().item() > 0.05  # N(0, s): P(|w| > 1.73 s) = 8%
+    if scheme not in _DRAW_BIASES:
+        assert torch.count_nonzero(a.fc1.bias) == 0
+    else:
+        assert torch.count_nonzero(a.fc1.bias) == 300
 
 
 def test_xavier_normal_has_glorot_variance_and_zero_bias():

@@ -36,16 +36,16 @@ def _init_cmd(out_dir, seed=3):
             "--out-weights", str(out_dir / "init.pt"), "--out-table", str(out_dir / "init.parquet")]
 
 
-def test_worker_and_cold_start_write_identical_artifacts(running_worker, tmp_path):
+def test_worker_and_cold_start_write_identical_init_weights(running_worker, tmp_path):
+    """The init stage only; score, mask, train and eval are compared in
+    test_determinism.py.  (The worker's saving is measured by benchmarks/startup_overhead.py,
+    not asserted here.)"""
     cold, warm = tmp_path / "cold", tmp_path / "warm"
     subprocess.run(_init_cmd(cold), check=True, env={k: v for k, v in os.environ.items()
                                                      if k != worker.ENV_VAR})
-    t = time.perf_counter()
     subprocess.run(_init_cmd(warm), check=True, env={**os.environ, worker.ENV_VAR: running_worker.sock})
-    warm_seconds = time.perf_counter() - t
     a, b = load_pt(cold / "init.pt")["state_dict"], load_pt(warm / "init.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert warm_seconds < 1.5  # no torch import in the job (a cold start takes ~2 s here)
 
 
 def test_errors_and_exit_codes_come_back_through_the_worker(running_worker, tmp_path):
