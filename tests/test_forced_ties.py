@@ -11,6 +11,8 @@ wrong tie fails the per-tensor records.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -32,7 +34,7 @@ def base_init(tmp_path_factory):
     return d
 
 
-def _derived_init(base, name, change) -> "Path":
+def _derived_init(base, name, change) -> Path:
     blob = load_pt(base / "init.pt")
     change(blob["state_dict"])
     save_pt(blob, base / f"{name}.pt")
