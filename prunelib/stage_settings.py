@@ -37,6 +37,13 @@ def _with_plugins(out: dict, *entries) -> dict:
     return out
 
 
+def _compute(s: Settings) -> dict:
+    """Where a stage computes: the device and, when not 1, the CPU threads (torch's CPU
+    kernels reduce in a thread-count-dependent order, so 2 threads give results that
+    differ from 1 thread's in the last bits: a changed ``threads`` must rerun the jobs)."""
+    return {"device": s.device, **({"threads": int(s.threads)} if int(s.threads) != 1 else {})}
+
+
 def _network(arch: str, dataset: str) -> tuple:
     return registry.arch(arch), registry.dataset(dataset)
 
@@ -71,7 +78,7 @@ def imp_round_settings(s: Settings, method: str, seed: int, dataset: str, round_
     """What round ``round_`` of ``method``'s chain depends on besides its inputs (round 0
     is the dense training; round j >= 1 prunes to ``density`` and retrains)."""
     out = {"method": method, "seed": int(seed), "round": int(round_), "imp": imp_spec(s, method),
-           "train": train_settings(s, seed, dataset)["train"], "device": s.device}
+           "train": train_settings(s, seed, dataset)["train"], **_compute(s)}
     if round_ > 0:
         d = imp_densities(s.grid.ratios, s.iterative.round_factor)[round_ - 1]
         out["density"] = f"{d.numerator}/{d.denominator}"
@@ -88,7 +95,7 @@ def score_settings(s: Settings, method: str, seed: int, arch: str | None = None,
     """Only what this method's scores depend on, so other methods' knobs never rerun it
     (``arch`` and ``dataset`` only add the plugins they come from, if any)."""
     out = {"method": method, "seed": int(seed), "data": s.score.data_for(method),
-           "knobs": s.score.knobs_for(method), "device": s.device}
+           "knobs": s.score.knobs_for(method), **_compute(s)}
     net = _network(arch, dataset) if arch else ()
     return _with_plugins(out, registry.method(method), *net)
 
@@ -98,7 +105,7 @@ def mask_settings(s: Settings, method: str, ratio: float, seed: int, variant: st
     entry = registry.method(method)
     out = {"method": method, "ratio": float(ratio), "seed": int(seed)}
     if entry.rescores:  # these re-score while pruning
-        out.update({"knobs": s.score.knobs_for(method), "device": s.device})
+        out.update({"knobs": s.score.knobs_for(method), **_compute(s)})
     if entry.kind == "iterative":  # the mask is a round of the chain
         out.update({"imp_round": imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio),
                     "criterion": s.iterative.criterion})
@@ -118,7 +125,7 @@ def train_settings(s: Settings, seed: int, dataset: str | None = None) -> dict:
     if not out["epochs_per_dataset"]:
         del out["epochs_per_dataset"]
     del out["checkpoint_minutes"]  # no result depends on it (jobs get it from the environment)
-    return {"seed": int(seed), "train": out, "device": s.device}
+    return {"seed": int(seed), "train": out, **_compute(s)}
 
 
 def cell_train_settings(s: Settings, method: str, ratio: float, seed: int, dataset: str,
@@ -152,7 +159,7 @@ def eval_settings(s: Settings, arch: str, dataset: str, method: str, ratio: floa
         j = imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio)
         upstream["chain"] = [imp_round_settings(s, method, seed, dataset, i, arch) for i in range(j + 1)]
     out = {"method": method, "ratio": float(ratio), "seed": int(seed),
-           "eval_batch_size": s.train.eval_batch_size, "device": s.device,
+           "eval_batch_size": s.train.eval_batch_size, **_compute(s),
            "cell_hash": settings_hash(upstream)}
     if variant != "none":
         out["variant"] = variant

@@ -235,3 +235,13 @@ def test_imp_mnist_preset_has_every_iterative_method():
     s = config.load(REPO / "workflow/presets/imp_mnist.yaml")
     assert set(config.IMP_METHODS) <= set(s.grid.methods)
     assert s.train.lr_schedule == "step" and s.train.milestones == (2,)
+
+
+def test_a_thread_count_other_than_one_enters_every_computing_jobs_settings():
+    one, two = (config.to_settings(resolve({"threads": t})) for t in (1, 2))
+    for make in (lambda s: config.score_settings(s, "snip", 0), lambda s: config.train_settings(s, 0, "mnist"),
+                 lambda s: config.mask_settings(s, "synflow", 4, 0),
+                 lambda s: config.imp_round_settings(s, "lth", 0, "mnist", 0)):
+        assert "threads" not in make(one) and make(two)["threads"] == 2
+    cell = ("lenet300", "mnist", "snip", 4, 0)
+    assert config.eval_settings(one, *cell)["cell_hash"] != config.eval_settings(two, *cell)["cell_hash"]
