@@ -124,13 +124,15 @@ def test_a_final_pt_trained_with_another_mask_is_found(cell, cells):
     blob = load_pt(cell / "final.pt")
     blob["meta"]["mask"] = load_pt(cells / "r4" / "mask.pt")["meta"]
     save_pt(blob, cell / "final.pt")
-    assert list(failed_checks(cell)) == ["final.pt was trained with this mask.pt (meta)"]
+    # (the eval row's lineage no longer matches the rewritten final.pt either)
+    assert list(failed_checks(cell)) == ["final.pt was trained with this mask.pt (meta)",
+                                         "eval row final_sha256 is final.pt on disk"]
     # the other cell's final.pt itself: its extra weights are non-zero too
     shutil.copy(cells / "r4" / "final.pt", cell / "final.pt")
     shutil.copy(cells / "r4" / "final.pt.sha256", cell / "final.pt.sha256")
     failed = failed_checks(cell)
     assert {"final.pt was trained with this mask.pt (meta)", "every pruned weight of final.pt is exactly zero",
-            "eval row n_nonzero_prunable matches final.pt"} == set(failed)
+            "eval row n_nonzero_prunable matches final.pt", "eval row final_sha256 is final.pt on disk"} == set(failed)
 
 
 @pytest.mark.parametrize("change, check", [
@@ -186,9 +188,10 @@ def test_audit_grid_tells_complete_stale_failed_and_missing_apart(tmp_path):
     log.write_text("epoch 1\nRuntimeError: out of memory\n")  # failed: started, no eval row
     (res / rels[(1, "snip", "4")][0]).mkdir(parents=True)
     (res / rels[(1, "snip", "4")][0] / "eval.parquet").write_bytes(b"PAR1 cut")  # failed: unreadable
-    rep = audit.audit_grid(tmp_path / "config.yaml", tmp_path)
+    # (fast: the states alone; checksums of the grid are tests/test_verified_reads.py's)
+    rep = audit.audit_grid(tmp_path / "config.yaml", tmp_path, fast=True)
     states = {c["cell"]: (c["state"], c["detail"]) for c in rep["cells"]}
-    assert rep["counts"] == {"complete": 1, "stale": 1, "failed": 3, "missing": 1}
+    assert rep["counts"] == {"complete": 1, "stale": 1, "failed": 3, "missing": 1, "corrupted": 0}
     assert states[rels[(0, "snip", "4")][0]][0] == "stale"
     assert states[rels[(0, "snip", "16")][0]] == ("failed", "status failed")
     assert states[rels[(1, "dense", "1")][0]] == ("failed", "train job left no output: RuntimeError: out of memory")
