@@ -46,9 +46,12 @@ def stage_argvs(init, data, out, threads) -> list[list[str]]:
 
 
 def without_timings(obj):
-    """``obj`` with every field that measures time (``*seconds*``) removed, recursively."""
+    """``obj`` with every field that measures time (``*seconds*``) removed, recursively,
+    and the lineage (``inputs``, ``*_sha256``: each run's own paths, and digests of
+    artifacts whose meta records timings; the tensors themselves are compared by hash)."""
     if isinstance(obj, dict):
-        return {k: without_timings(v) for k, v in obj.items() if "seconds" not in k}
+        return {k: without_timings(v) for k, v in obj.items()
+                if "seconds" not in k and k != "inputs" and not k.endswith("_sha256")}
     if isinstance(obj, list):
         return [without_timings(v) for v in obj]
     return obj
