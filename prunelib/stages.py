@@ -171,10 +171,26 @@ def _mask_from_chain(settings: dict, _init_path, round_mask_path) -> _Selected:
                      {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]})
 
 
+def _mask_structured(settings: dict, init_path, scores_path) -> _Selected:
+    """A structured method: whole filters chosen by their summed scores, the input
+    channels they fed removed with them (prunelib/structured.py); the record of pruned
+    filters per layer and of the deviation from the target goes into the mask's meta."""
+    from prunelib import structured
+
+    m = registry.method(settings["method"])
+    model, meta = load_model(init_path)
+    blob = load_pt(scores_path)
+    masks, rows, record = structured.select_filters(model, blob["scores"], meta["prunable"], settings["ratio"],
+                                                    m.scope, settings["seed"])
+    return _Selected(masks, rows, None, m.scope, {"structured": record}, blob["meta"].get("seconds", 0.0))
+
+
 def _mask_path(method: str):
     entry = registry.method(method)
     if entry.kind == "dense":
         return _mask_dense
+    if entry.structured:
+        return _mask_structured
     if entry.kind == "iterative":
         return _mask_from_chain
     return _mask_rescoring if entry.rescores else _mask_from_scores
@@ -419,7 +435,8 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
 # --- eval -----------------------------------------------------------------------------
 
 #: Eval-row columns that measure time; everything else is identical between reruns on CPU.
-TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds")
+TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds", "measured_speedup_infer_b1",
+                  "measured_speedup_infer_b256", "measured_speedup_train", "measured_speedup_infer_sparse")
 
 
 def multiply_accumulates(model: torch.nn.Module, masks: dict[str, torch.Tensor],
@@ -471,7 +488,8 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     """settings: ``config.eval_settings`` (method, ratio, seed, eval_batch_size, device, cell_hash)."""
     method, ratio, seed = settings["method"], float(settings["ratio"]), int(settings["seed"])
     model, meta = load_model(final_path)
-    masks = load_pt(mask_path)["masks"]
+    mask_blob = load_pt(mask_path)
+    masks = mask_blob["masks"]
     data = datasets.load_prepared(data_path)
     dev = resolve_device(settings["device"])
     start = time.perf_counter()
@@ -508,8 +526,24 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
         "prunelib_version": prunelib.__version__, "torch_version": str(torch.__version__),
         "device": meta["device"], "settings_hash": settings["cell_hash"],
     }
+    row.update(_measured(model, masks, mask_blob["meta"], data, meta, dev, status))
     write_parquet([row], out)
     return row
+
+
+def _measured(model, masks, mask_meta, data, meta, dev, status) -> dict:
+    """Measured speed-ups (prunelib/slimming.py): the slimmed network of a structured
+    mask against the masked one, or CSR Linear layers of an unstructured mask at >= 90%
+    sparsity; NaN where they do not apply (or the cell failed)."""
+    from prunelib import slimming
+
+    rec = mask_meta.get("structured")
+    extra = {"granularity": "filter" if rec else "weight",
+             "filter_deviation": rec["filter_deviation"] if rec else 0,
+             "target_reached": rec["target_reached"] if rec else True}
+    if status != "ok":
+        return {**extra, **slimming.measure_missing(dev)}
+    return {**extra, **slimming.measure(model, masks, data, meta["dataset"], dev, rec is not None)}
 
 
 def run_imp_rounds(weights_paths: list, out) -> list[dict]:
