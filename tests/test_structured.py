@@ -169,3 +169,56 @@ def test_structured_cell_through_the_stages(tmp_path, mnist_pt, monkeypatch):
     for c in ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train"):
         assert row[c] > 0 and c in stages.TIMING_COLUMNS
     assert row["filter_deviation"] == rec["filter_deviation"]
+
+
+def test_filter_masks_are_deterministic_per_seed():
+    model, _ = _random_model("lenet5", {})
+    prunable = models.prunable_names(model)
+    scores = {n: torch.ones_like(p) for n, p in model.named_parameters() if n in prunable}  # all filters tie
+    a, _, ra = structured.select_filters(model, scores, prunable, 4, "global", 0)
+    b, _, rb = structured.select_filters(model, scores, prunable, 4, "global", 0)
+    c, _, rc = structured.select_filters(model, scores, prunable, 4, "global", 1)
+    assert all(torch.equal(a[n], b[n]) for n in a) and ra == rb
+    assert rc["filters"] != ra["filters"]  # ties are drawn with the seed
+
+
+def _report_rows():
+    import pandas as pd
+
+    rows = []
+    for method, gran in (("dense", "weight"), ("global_l1_filter", "filter"), ("global_magnitude", "weight")):
+        for ratio in ((1,) if method == "dense" else (2, 4)):
+            for seed in (0, 1):
+                filt = gran == "filter" and method != "dense"
+                rows.append({"arch": "lenet5", "dataset": "synthetic_cifar10", "method": method, "ratio": float(ratio),
+                             "seed": seed, "variant": "none", "top1": 0.5, "top5": 0.9, "empirical_ratio": ratio,
+                             "compression_error": 0.0, "speedup": ratio * 1.5, "granularity": gran,
+                             "measured_speedup_infer_b1": 1.2 * ratio if filt else math.nan,
+                             "measured_speedup_infer_b256": 1.5 * ratio if filt else math.nan,
+                             "measured_speedup_train": 1.1 * ratio if filt else math.nan,
+                             "measured_speedup_infer_sparse": 0.5 if method == "global_magnitude" and ratio == 4
+                             else math.nan,
+                             "slim_max_abs_diff": 1e-7 if filt else math.nan, "measure_device": "cpu (x86_64, 2 threads)"})
+    return pd.DataFrame(rows)
+
+
+def test_compression_table_and_figure_show_theoretical_vs_measured(tmp_path):
+    from prunelib import aggregate, report_figures
+
+    df = _report_rows()
+    comp = aggregate.compression_table(df)
+    row = comp[(comp.index == "global_l1_filter") & (comp["r"] == "4")].iloc[0]
+    assert row["speed-up (MACs)"] == "6.00×" and row["measured × infer b256"] == "6.00×"
+    assert row["measured × infer b1"] == "4.80×" and row["measured × train step"] == "4.40×"
+    assert row["measured × CSR infer b256"] == "—" and row["pruned"] == "filter"
+    assert row["measured on"] == "cpu (x86_64, 2 threads)" and row["slim vs masked max |Δ|"] == "1.0e-07"
+    mag = comp[(comp.index == "global_magnitude") & (comp["r"] == "4")].iloc[0]
+    assert mag["measured × CSR infer b256"] == "0.50×" and mag["measured × infer b1"] == "—"
+    assert aggregate.measured_devices(df) == "cpu (x86_64, 2 threads)"
+    # rows from before the columns existed: the table is as it was
+    old = aggregate.compression_table(df[["method", "ratio", "empirical_ratio", "compression_error", "speedup"]])
+    assert not any(c.startswith("measured") for c in old.columns)
+    out = tmp_path / "c.png"
+    report_figures.plot_compression(df, "synthetic_cifar10 / lenet5", out)
+    assert out.exists() and out.stat().st_size > 0
+    assert len(report_figures._measured_long(df)) == 4 * 3 + 2
