@@ -113,7 +113,8 @@ def plot_calibration(df: pd.DataFrame, title: str, method: str, ratio: float, ou
 
 
 #: Measured speed-ups (prunelib/slimming.py) and their legend names.
-MEASURED_KINDS = {"measured_speedup_infer_b1": "slimmed, infer b1", "measured_speedup_infer_b256": "slimmed, infer b256",
+MEASURED_KINDS = {"measured_speedup_infer_b1": "slimmed, infer b1",
+                  "measured_speedup_infer_b256": "slimmed, infer b256",
                   "measured_speedup_train": "slimmed, train step", "measured_speedup_infer_sparse": "CSR, infer b256"}
 
 

@@ -198,7 +198,8 @@ def _report_rows():
                              "measured_speedup_train": 1.1 * ratio if filt else math.nan,
                              "measured_speedup_infer_sparse": 0.5 if method == "global_magnitude" and ratio == 4
                              else math.nan,
-                             "slim_max_abs_diff": 1e-7 if filt else math.nan, "measure_device": "cpu (x86_64, 2 threads)"})
+                             "slim_max_abs_diff": 1e-7 if filt else math.nan,
+                             "measure_device": "cpu (x86_64, 2 threads)"})
     return pd.DataFrame(rows)
 
 
