@@ -223,3 +223,23 @@ def test_compression_table_and_figure_show_theoretical_vs_measured(tmp_path):
     report_figures.plot_compression(df, "synthetic_cifar10 / lenet5", out)
     assert out.exists() and out.stat().st_size > 0
     assert len(report_figures._measured_long(df)) == 4 * 3 + 2
+
+
+@pytest.mark.parametrize("method", [m for m, e in registry.METHODS.items() if e.structured])
+def test_every_filter_method_scores_and_masks_through_the_stages(tmp_path, mnist_pt, method):
+    s = config.to_settings(config.resolve({"score": {"batch_size": 32}}))
+    d = tmp_path
+    stages.run_init(config.init_settings(s, "lenet5", "mnist", 0, s.init.scheme_for(method)), d / "i.pt",
+                    d / "i.parquet")
+    stages.run_score(config.score_settings(s, method, 0), d / "i.pt", mnist_pt, d / "s.pt")
+    masks = []
+    for r in (2, 8):
+        stages.run_mask(config.mask_settings(s, method, r, 0), d / "i.pt", d / "s.pt", d / "m.pt", d / "m.parquet")
+        blob = load_pt(d / "m.pt")
+        meta, rec = blob["meta"], blob["meta"]["structured"]
+        assert meta["n_kept"] == rec["filter_n_kept"] <= meta["target_kept"] == rec["filter_target_kept"]
+        assert rec["target_reached"] and rec["scope"] == registry.method(method).scope
+        assert sum(r["kept"] for r in read_parquet_rows(d / "m.parquet")) == meta["n_kept"]
+        assert slimming.kept_filters(models.build("lenet5", 10, 1, 28), blob["masks"]) is not None
+        masks.append(blob["masks"])
+    assert sum(int(m.sum()) for m in masks[1].values()) < sum(int(m.sum()) for m in masks[0].values())
