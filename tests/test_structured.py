@@ -243,3 +243,20 @@ def test_every_filter_method_scores_and_masks_through_the_stages(tmp_path, mnist
         assert slimming.kept_filters(models.build("lenet5", 10, 1, 28), blob["masks"]) is not None
         masks.append(blob["masks"])
     assert sum(int(m.sum()) for m in masks[1].values()) < sum(int(m.sum()) for m in masks[0].values())
+
+
+@pytest.mark.parametrize("arch, options", [("lenet5", {}), ("resnet20", {"shortcut": "B"})])
+def test_prunable_biases_and_norm_parameters_go_with_their_filter(arch, options):
+    model, (c, side) = _random_model(arch, options)
+    prunable = models.prunable_names(model, include_bias=True, include_norm=True)
+    masks, rows, rec = _structured(model, 3, prunable=prunable)
+    assert sum(r["kept"] for r in rows) == rec["filter_n_kept"] == sum(int(m.sum()) for m in masks.values())
+    first = rec["filters"][0]
+    assert first["pruned"]
+    for name, m in masks.items():
+        if name.startswith(first["layer"].rsplit(".", 1)[0] + ".bn1") or name == first["layer"] + ".bias":
+            assert not m[first["pruned"]].any()
+    small = slimming.slim(model, masks).eval()
+    x = torch.randn(2, c, side, side)
+    with torch.no_grad():
+        assert float((small(x) - slimming.masked_copy(model, masks).eval()(x)).abs().max()) <= slimming.TOLERANCE
