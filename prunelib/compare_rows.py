@@ -15,8 +15,9 @@ import math
 from prunelib.artifacts import read_parquet_rows
 
 KEY = ("dataset", "arch", "method", "ratio", "seed", "variant")
-TIMING = ("train_seconds", "score_seconds", "eval_seconds")
-PROVENANCE = ("prunelib_version", "torch_version", "device", "settings_hash")
+TIMING = ("train_seconds", "score_seconds", "eval_seconds", "measured_speedup_infer_b1",
+          "measured_speedup_infer_b256", "measured_speedup_train", "measured_speedup_infer_sparse")
+PROVENANCE = ("prunelib_version", "torch_version", "device", "settings_hash", "measure_device")
 
 
 def _same(x, y) -> bool:

@@ -43,9 +43,12 @@ TOLERANCE = 1e-5
 SPARSE_MIN_SPARSITY = 0.9
 REPEATS = {"b1": 15, "b256": 5, "train": 5, "sparse": 7, "warmup": 2}
 
-COLUMNS = ("slim_max_abs_diff", "slim_max_abs_diff_f32", "slim_equal", "slim_params", "measured_speedup_infer_b1",
-           "measured_speedup_infer_b256", "measured_speedup_train", "measured_speedup_infer_sparse",
-           "sparse_layers", "measure_device")
+#: Timing columns: in every row, NaN where they do not apply (stages.TIMING_COLUMNS).
+MEASURED = ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train",
+            "measured_speedup_infer_sparse")
+#: Columns of the slimmed network: only in the rows of structured masks (absent, not NaN,
+#: elsewhere, so that two runs' rows compare equal).
+SLIM = ("slim_max_abs_diff", "slim_max_abs_diff_f32", "slim_equal", "slim_params")
 
 
 def kept_filters(model: nn.Module, masks: dict) -> tuple[list[Group], list[torch.Tensor]] | None:
@@ -225,13 +228,14 @@ def test_batch(data: dict, dataset: str, n: int, device) -> tuple[torch.Tensor, 
 
 def measure_missing(device) -> dict:
     """The measured columns of a row that measures nothing (a failed cell)."""
-    return {**{c: math.nan for c in COLUMNS}, "slim_equal": False, "sparse_layers": "",
+    return {**{c: math.nan for c in MEASURED}, "sparse_layers": "",
             "measure_device": device_name(device), "measure_train_batch": 0, "measure_infer_batch": 0}
 
 
 def measure(model: nn.Module, masks: dict, data: dict, dataset: str, device, structured: bool,
             train_batch: int = 128, repeats: dict | None = None, infer_batch: int = 256) -> dict:
-    """The measured columns of an eval row (``COLUMNS``; NaN where they do not apply)."""
+    """The measured columns of an eval row (``MEASURED``, NaN where they do not apply;
+    ``SLIM`` for structured masks only)."""
     reps = {**REPEATS, **(repeats or {})}
     row = measure_missing(device)
     row.update(measure_train_batch=train_batch, measure_infer_batch=infer_batch)

@@ -260,3 +260,10 @@ def test_prunable_biases_and_norm_parameters_go_with_their_filter(arch, options)
     x = torch.randn(2, c, side, side)
     with torch.no_grad():
         assert float((small(x) - slimming.masked_copy(model, masks).eval()(x)).abs().max()) <= slimming.TOLERANCE
+
+
+def test_measured_columns_are_timing_for_reruns_and_audit():
+    from prunelib import compare_rows
+
+    assert set(slimming.MEASURED) <= set(stages.TIMING_COLUMNS) == set(compare_rows.TIMING)
+    assert "measure_device" in compare_rows.PROVENANCE
