@@ -21,8 +21,8 @@ from prunelib.report_figures import (plot_accuracy, plot_calibration, plot_compr
 from prunelib.report_layout import default_table_ratios, method_label, output_names, report_choices  # noqa: F401
 from prunelib.report_stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
 from prunelib.report_tables import (NOTE, VARIANTS_NOTE, beyond_top1_table, blalock_table, collapse_table,  # noqa: F401
-                                    compression_table, escape_plain, imp_rounds_table, render, study_table,
-                                    to_html, to_markdown, variants_table, write_table_files)
+                                    compression_table, escape_plain, imp_rounds_table, measured_devices, render,
+                                    study_table, to_html, to_markdown, variants_table, write_table_files)
 from prunelib.settings import format_ratio
 
 
@@ -95,6 +95,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
             with atomic_path(tables / f"{stem}_{name}.csv") as tmp:
                 table.to_csv(tmp)
         comp_title = f"Compression on {dataset} / {arch}: requested r, empirical r_e, error, theoretical speed-up"
+        if measured_devices(sub):  # prunelib/slimming.py: dense / slimmed (or CSR) time, medians
+            comp_title += f"; measured speed-ups (dense time / pruned time) on {measured_devices(sub)}"
         coll_title = f"Layer collapse on {dataset} / {arch}: layers whose mask kept no weight"
         md_parts += [to_markdown(comp, comp_title), to_markdown(coll, coll_title)]
         html_parts += [(comp_title, escape_plain(comp)), (coll_title, escape_plain(coll))]

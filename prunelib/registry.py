@@ -89,6 +89,9 @@ class MethodEntry:
     #: Iterative methods: the generalised-IMP preset (``rewind_weights_to``,
     #: ``rewind_lr``, ``retrain_steps``; prunelib/iterative.py resolves them).
     imp: dict | None = None
+    #: Structured (filter) pruning: the scores of each filter's weights summed, whole
+    #: filters removed with the input channels they fed (prunelib/structured.py).
+    structured: bool = False
     #: In the default grid (``grid.methods`` when the config lists none).
     default_grid: bool = True
     origin: Origin = Origin()
@@ -336,6 +339,19 @@ def _builtins() -> None:
         "estimator": Setting("auto", {"enum": ["auto", "exact", "hutchinson"]},
                              "Hessian diagonal: exact, Hutchinson, or auto (exact unless normalisation layers)"),
         "probes": Setting(64, _int(), "Rademacher probes of the Hutchinson estimate")})
+    # Structured (filter) pruning: whole filters, scored by the per-weight scores summed
+    # (prunelib/structured.py); the magnitude version is Li et al.'s L1-norm filter pruning.
+    for scope in ("global", "layer"):
+        add_method(f"{scope}_l1_filter", "foresight", scope, "Li et al., ICLR 2017 (L1-norm filter pruning)",
+                   m + "magnitude:MagnitudeScorer", structured=True, default_grid=False)
+    add_method("snip_filter", "foresight", "global", "Lee et al., ICLR 2019; SNIP scores summed per filter",
+               m + "snip:SnipScorer", structured=True, default_grid=False)
+    add_method("grasp_filter", "foresight", "global", "Wang et al., ICLR 2020; GraSP scores summed per filter",
+               m + "grasp:GraspScorer", data={"batch_size": 100, "class_balanced": True}, structured=True,
+               default_grid=False)
+    add_method("synflow_filter", "foresight", "global", "Tanaka et al., NeurIPS 2020; single-shot SynFlow scores "
+               "summed per filter (no iterative rounds)", m + "synflow:SynflowScorer", structured=True,
+               default_grid=False)
     # Iterative magnitude pruning: presets of one generalised method (prunelib/iterative.py).
     # rewind_weights_to: a step, None (keep the trained weights) or the name of an
     # `iterative` fraction of T; retrain_steps: "train_steps" (T) or "after_rewind" (T - k).

@@ -112,9 +112,30 @@ def plot_calibration(df: pd.DataFrame, title: str, method: str, ratio: float, ou
     _save(fig, out_png)
 
 
+#: Measured speed-ups (prunelib/slimming.py) and their legend names.
+MEASURED_KINDS = {"measured_speedup_infer_b1": "slimmed, infer b1",
+                  "measured_speedup_infer_b256": "slimmed, infer b256",
+                  "measured_speedup_train": "slimmed, train step", "measured_speedup_infer_sparse": "CSR, infer b256"}
+
+
+def _measured_long(df: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per (eval row, measured kind) with a value: method, theoretical speed-up,
+    measured speed-up, kind; None when ``df`` has no measurement."""
+    parts = [pd.DataFrame({"method": df["method"], "speedup": df["speedup"], "measured": df[c], "kind": name})
+             for c, name in MEASURED_KINDS.items() if c in df]
+    if not parts:
+        return None
+    long = pd.concat(parts, ignore_index=True).dropna(subset=["measured", "speedup"])
+    long = long[(long["measured"] > 0) & (long["speedup"] > 0) & (long["speedup"] < float("inf"))]
+    return long if len(long) else None
+
+
 def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
     """Left: compression error (r_e - r)/r in % vs r, one line per method.
-    Right: theoretical speed-up (dense / kept MACs) vs r, with speed-up = r dashed."""
+    Middle: theoretical speed-up (dense / kept MACs) vs r, with speed-up = r dashed.
+    Right, where the rows have measurements (prunelib/slimming.py): measured vs
+    theoretical speed-up, one point per cell and kind (slimmed network at batch 1, 256,
+    training step; CSR Linear layers), the diagonal dashed, the device in the title."""
     import seaborn as sns
 
     plt = _pyplot()
@@ -123,7 +144,9 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
         pruned["compression_error"] = math.nan
     order = method_order(pruned["method"].unique())
     has_speed = "speedup" in pruned and pruned["speedup"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_speed else 1, figsize=(12 if has_speed else 6.5, 4.6), squeeze=False)
+    measured = _measured_long(pruned) if has_speed else None
+    n_axes = 1 + has_speed + (measured is not None)
+    fig, axes = plt.subplots(1, n_axes, figsize=(6 * n_axes, 4.6), squeeze=False)
     ax = axes[0, 0]
     if len(pruned):
         sns.lineplot(data=pruned.assign(err=100 * pruned["compression_error"]), x="ratio", y="err",
@@ -149,6 +172,22 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
         ax.set_title("theoretical speed-up (Blalock et al. 2020)", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if measured is not None:
+        ax = axes[0, 2]
+        sns.scatterplot(data=measured, x="speedup", y="measured", hue="method", hue_order=order,
+                        style="kind", s=45, ax=ax)
+        hi = max(float(measured["speedup"].max()), float(measured["measured"].max()), 1.0)
+        lo = min(float(measured["speedup"].min()), float(measured["measured"].min()), 1.0)
+        ax.plot([lo, hi], [lo, hi], color="black", ls="--", lw=1, label="measured = theoretical")
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("theoretical speed-up (MACs, log2)")
+        ax.set_ylabel("measured speed-up: dense time / pruned time (log2)")
+        devices = ", ".join(sorted(set(pruned["measure_device"].dropna()))) if "measure_device" in pruned else ""
+        ax.set_title(f"theoretical vs measured{f' ({devices})' if devices else ''}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.suptitle(f"{title}: compression")
     fig.tight_layout()
     _save(fig, out_png)

@@ -145,10 +145,46 @@ def compression_table(df: pd.DataFrame) -> pd.DataFrame:
                      "error % (mean)": f"{err.mean():+.3f}" if err.notna().any() else "n/a",
                      "max abs error %": f"{err.abs().max():.3f}" if err.notna().any() else "n/a",
                      "speed-up (MACs)": f"{speed.mean():.2f}×" if speed.notna().any() else "n/a",
+                     **_measured_cells(df, sub),
                      "n": len(sub)})
     order = {m: i for i, m in enumerate(method_order(df["method"].unique()))}
     rows.sort(key=lambda r: (order[r["method"]], float(r["r"])))
     return pd.DataFrame(rows).set_index("method")
+
+#: Measured speed-ups (prunelib/slimming.py): eval-row column -> compression-table column.
+MEASURED = {"measured_speedup_infer_b1": "measured × infer b1",
+            "measured_speedup_infer_b256": "measured × infer b256",
+            "measured_speedup_train": "measured × train step",
+            "measured_speedup_infer_sparse": "measured × CSR infer b256"}
+
+
+def _measured_cells(df: pd.DataFrame, sub: pd.DataFrame) -> dict:
+    """The measured speed-ups beside the theoretical one (means over seeds; — where they
+    do not apply), the slimmed-vs-masked check, and the device they were measured on;
+    columns only where some row of ``df`` has a measurement."""
+    out = {}
+    if "granularity" in df:
+        out["pruned"] = "/".join(sorted(set(sub["granularity"].dropna()))) or "—"
+    for col, title in MEASURED.items():
+        if col in df and df[col].notna().any():
+            v = sub[col] if col in sub else pd.Series(dtype=float)
+            out[title] = f"{v.mean():.2f}×" if v.notna().any() else "—"
+    if "slim_max_abs_diff" in df and df["slim_max_abs_diff"].notna().any():
+        d = sub["slim_max_abs_diff"]
+        out["slim vs masked max |Δ|"] = f"{d.max():.1e}" if d.notna().any() else "—"
+    if out and "measure_device" in df and any(c in out for c in MEASURED.values()):
+        out["measured on"] = "; ".join(sorted(set(sub["measure_device"].dropna()))) or "—"
+    return out
+
+
+def measured_devices(df: pd.DataFrame) -> str:
+    """The devices the measured speed-ups of ``df`` were taken on ("" if none)."""
+    cols = [c for c in MEASURED if c in df]
+    if "measure_device" not in df or not cols:
+        return ""
+    has = df[cols].notna().any(axis=1)
+    return "; ".join(sorted(set(df.loc[has, "measure_device"].dropna())))
+
 
 def collapse_table(df: pd.DataFrame) -> pd.DataFrame:
     """Which method collapses which layer (mask keeps none of its weights) at which r,

@@ -181,10 +181,27 @@ def _mask_from_chain(settings: dict, _init_path, round_mask_path) -> _Selected:
                      inputs={"scores": input_record(round_mask_path)})
 
 
+def _mask_structured(settings: dict, init_path, scores_path) -> _Selected:
+    """A structured method: whole filters chosen by their summed scores, the input
+    channels they fed removed with them (prunelib/structured.py); the record of pruned
+    filters per layer and of the deviation from the target goes into the mask's meta."""
+    from prunelib import structured
+
+    m = registry.method(settings["method"])
+    model, meta = load_model(init_path)
+    blob = load_pt(scores_path)
+    masks, rows, record = structured.select_filters(model, blob["scores"], meta["prunable"], settings["ratio"],
+                                                    m.scope, settings["seed"])
+    return _Selected(masks, rows, None, m.scope, {"structured": record}, blob["meta"].get("seconds", 0.0),
+                     {"scores": input_record(scores_path), "init": input_record(init_path)})
+
+
 def _mask_path(method: str):
     entry = registry.method(method)
     if entry.kind == "dense":
         return _mask_dense
+    if entry.structured:
+        return _mask_structured
     if entry.kind == "iterative":
         return _mask_from_chain
     return _mask_rescoring if entry.rescores else _mask_from_scores
@@ -539,6 +556,7 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
         **lineage_columns(meta, mask_blob["meta"], input_record(data_path), input_record(mask_path),
                           input_record(final_path)),
     }
+    row.update(_measured(model, masks, mask_blob["meta"], data, meta, dev, status))
     write_parquet([row], out)
     return row
 
@@ -555,6 +573,21 @@ def lineage_columns(final_meta: dict, mask_meta: dict, data: dict, mask: dict, f
     return {"data_sha256": digest(data), "init_sha256": digest(upstream.get("init")),
             "scores_sha256": digest(mask_meta.get("inputs", {}).get("scores")),
             "mask_sha256": digest(mask), "final_sha256": digest(final)}
+
+
+def _measured(model, masks, mask_meta, data, meta, dev, status) -> dict:
+    """Measured speed-ups (prunelib/slimming.py): the slimmed network of a structured
+    mask against the masked one, or CSR Linear layers of an unstructured mask at >= 90%
+    sparsity; NaN where they do not apply (or the cell failed)."""
+    from prunelib import slimming
+
+    rec = mask_meta.get("structured")
+    extra = {"granularity": "filter" if rec else "weight",
+             "filter_deviation": rec["filter_deviation"] if rec else 0,
+             "target_reached": rec["target_reached"] if rec else True}
+    if status != "ok":
+        return {**extra, **slimming.measure_missing(dev)}
+    return {**extra, **slimming.measure(model, masks, data, meta["dataset"], dev, rec is not None)}
 
 
 def run_imp_rounds(weights_paths: list, out) -> list[dict]:

@@ -32,8 +32,10 @@ def test_schema_names_come_from_the_registry_and_the_file_names_none():
 def test_default_config_resolves_to_the_fast_preset():
     s = config.load(REPO / "config.yaml")
     assert s.preset == "fast"
-    # every foresight method is in the default grid (the iterative ones train ~15x longer)
-    assert set(s.grid.methods) == set(config.known("methods")) - set(config.IMP_METHODS)
+    # every unstructured foresight method is in the default grid (the iterative ones train
+    # ~15x longer; the structured ones have their own preset, workflow/presets/structured.yaml)
+    structured = {m for m, e in registry.METHODS.items() if e.structured}
+    assert set(s.grid.methods) == set(config.known("methods")) - set(config.IMP_METHODS) - structured
     assert {1, 4, 16, 64} <= set(s.grid.ratios) and len(s.grid.seeds) >= 3
     # one dense control per (arch, seed), plus every method at every r > 1
     n_pruned = len([r for r in s.grid.ratios if r != 1])
@@ -71,7 +73,8 @@ BAD = [
     (_grid(methods=["snip", "snipp"]),
      'grid.methods[1] = "snipp" is not allowed; allowed: random, global_magnitude, layer_magnitude, '
      'global_gradient, layer_gradient, global_activation, layer_activation, global_lap, layer_lap, lamp, '
-     'snip, grasp, synflow, obd, imp_finetune, lth, lth_rewind, lrr, gimp'),
+     'snip, grasp, synflow, obd, global_l1_filter, layer_l1_filter, snip_filter, grasp_filter, synflow_filter, '
+     'imp_finetune, lth, lth_rewind, lrr, gimp'),
     (_grid(ratios=[4, 0.5]), "grid.ratios[1] = 0.5 is not allowed; allowed: numbers >= 1"),
     (_grid(seeds=[1.5]), "grid.seeds[0] = 1.5 is not allowed; allowed: integers >= 0"),
     (_grid(seeds=[-1]), "grid.seeds[0] = -1 is not allowed; allowed: integers >= 0"),
@@ -80,7 +83,7 @@ BAD = [
     ({"train": {"epochs": 0}}, "train.epochs = 0 is not allowed; allowed: integers >= 1"),
     ({"train": {"batch_size": 0}}, "train.batch_size = 0 is not allowed; allowed: integers >= 1"),
     ({"score": {"batch_size": -3}}, "score.batch_size = -3 is not allowed; allowed: integers >= 1"),
-    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, imp_mnist, lth_mnist, snip, standard, thesis'),
+    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, imp_mnist, lth_mnist, snip, standard, structured, thesis'),
     ({"model": {"shortcut": "C"}}, 'model.shortcut = "C" is not allowed; allowed: A, B'),
     ({"train": {"augment": "yes"}}, 'train.augment = "yes" is not allowed; allowed: auto, none, cifar'),
     ({"train": {"amp": "fp16"}}, 'train.amp = "fp16" is not allowed; allowed: none, bf16'),
