@@ -133,7 +133,8 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
     if method in IMP_METHODS:
         blob = load_pt(scores_path)
         masks, rows = blob["masks"], blob["rows"]
-        ranking_scores = masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
+        if variants.needs_ranking(settings.get("variant")):
+            ranking_scores = masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
         scope, score_meta = settings["criterion"], {}  # (the chain's time is the cell's train time)
         extra = {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]}
     else:
@@ -152,9 +153,10 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
                 model.to(resolve_device(settings["device"]))
                 named = dict(model.named_parameters())
                 params = {n: named[n] for n in meta["prunable"]}
-                masks, rows, ranking_scores = scorer.prune(model, params, ratio, m.scope, seed, method=method)
+                masks, rows, ranking_scores = scorer.prune(model, params, ratio, m.scope, seed, method=method,
+                                                           ranking=variants.needs_ranking(settings.get("variant")))
                 masks = {n: mk.cpu() for n, mk in masks.items()}
-                ranking_scores = {n: v.cpu() for n, v in ranking_scores.items()}
+                ranking_scores = ranking_scores and {n: v.cpu() for n, v in ranking_scores.items()}
                 extra = scorer.describe()
             else:
                 ranking_scores = load_pt(scores_path)["scores"]

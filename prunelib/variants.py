@@ -40,6 +40,13 @@ def _check(variant: str) -> None:
         raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
 
 
+def needs_ranking(variant: dict | str | None) -> bool:
+    """Whether a variant (its name, or the stage's ``{variant, seed}`` record) reads the
+    method's ranking; only ``invert`` does, so multi-round methods build it only then."""
+    name = variant.get("variant") if isinstance(variant, dict) else variant
+    return name == "invert"
+
+
 def shuffle_layer(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
     out = {}
     for name, m in masks.items():
