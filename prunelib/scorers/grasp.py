@@ -43,6 +43,12 @@ from prunelib.scorers.base import Scorer
 from prunelib.scorers.gradients import loss_gradients
 
 
+def _dot(a, b) -> torch.Tensor:
+    # a scalar to differentiate, not autograd.grad(grad_outputs=...): on first use the
+    # latter imports sympy, seconds per fresh scoring process
+    return sum((x * y).sum() for x, y in zip(a, b))
+
+
 def hessian_gradient_product(model, params, batches) -> dict[str, torch.Tensor]:
     """H g of the mean cross-entropy over ``batches`` (equal-size batches averaged)."""
     batches = list(batches)
@@ -51,13 +57,13 @@ def hessian_gradient_product(model, params, batches) -> dict[str, torch.Tensor]:
     if len(batches) == 1:
         x, y = batches[0]
         gb = torch.autograd.grad(F.cross_entropy(model(x), y), weights, create_graph=True)
-        hg = torch.autograd.grad(gb, weights, grad_outputs=[gi.detach() for gi in gb])
+        hg = torch.autograd.grad(_dot(gb, [gi.detach() for gi in gb]), weights)
         return {n: h for n, h in zip(params, hg)}
     g = loss_gradients(model, params, batches)  # full-data gradient, no graph
     hg = {n: torch.zeros_like(p) for n, p in params.items()}
     for x, y in batches:
         gb = torch.autograd.grad(F.cross_entropy(model(x), y), weights, create_graph=True)
-        for n, h in zip(params, torch.autograd.grad(gb, weights, grad_outputs=[g[n] for n in params])):
+        for n, h in zip(params, torch.autograd.grad(_dot(gb, [g[n] for n in params]), weights)):
             hg[n] += h
     return {n: h / len(batches) for n, h in hg.items()}
 
