@@ -114,6 +114,34 @@ def run_child(code: str, arch: str, dataset: str, method: str, args) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def write_table(samples: dict, args, versions: dict, repeats_done: int) -> str:
+    def med(arch, version, method, key):
+        return statistics.median(s[key] for s in samples[(arch, version, method)])
+
+    mem_key = "device_peak_extra_bytes" if args.device.startswith("cuda") else "peak_extra_bytes"
+    lines = [f"Scoring + mask selection at r = {args.ratio:g}, in units of one dense forward+backward on the "
+             f"same batch ({args.device}, {args.threads} thread(s)); medians of {repeats_done} interleaved "
+             f"repeats, each in a fresh process; peak extra memory over the loaded model and data.", "",
+             "| network | method | " + " | ".join(f"{v} units | {v} s | {v} peak extra MiB" for v in versions)
+             + (" | after / before (units) |" if len(versions) > 1 else ""),
+             "|---|---|" + "---:|---:|---:|" * len(versions) + ("---:|" if len(versions) > 1 else "")]
+    for arch in args.archs:
+        for method in args.methods:
+            cells = " | ".join(f"{med(arch, v, method, 'units'):.2f} | {med(arch, v, method, 'seconds'):.2f} | "
+                               f"{med(arch, v, method, mem_key) / 2**20:.0f}" for v in versions)
+            ratio = ""
+            if len(versions) > 1:
+                ratio = f" | {med(arch, 'after', method, 'units') / med(arch, 'before', method, 'units'):.2f}"
+            lines.append(f"| {arch} | {method} | {cells}{ratio} |")
+    lines += ["", "One unit: " + ", ".join(f"{a} ({v}) {1000 * med(a, v, 'unit', 'seconds'):.0f} ms"
+                                           for a in args.archs for v in versions) + "."]
+    text = "\n".join(lines)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    return text
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", nargs="+", default=["lenet5", "lenet300"])
@@ -151,32 +179,9 @@ def main() -> int:
                         r["units"] = r["seconds"] / unit
                         print(f"repeat {rep + 1} {arch:9s} {version:6s} {method:18s} {r['seconds']:8.2f} s "
                               f"{r['units']:7.2f} units  +{r['peak_extra_bytes'] / 2**20:7.0f} MiB", flush=True)
-
-    def med(arch, version, method, key):
-        return statistics.median(s[key] for s in samples[(arch, version, method)])
-
-    mem_key = "device_peak_extra_bytes" if args.device.startswith("cuda") else "peak_extra_bytes"
-    lines = [f"Scoring + mask selection at r = {args.ratio:g}, in units of one dense forward+backward on the "
-             f"same batch ({args.device}, {args.threads} thread(s)); medians of {args.repeats} interleaved "
-             f"repeats, each in a fresh process; peak extra memory over the loaded model and data.", "",
-             "| network | method | " + " | ".join(f"{v} units | {v} s | {v} peak extra MiB" for v in versions)
-             + (" | after / before (units) |" if len(versions) > 1 else ""),
-             "|---|---|" + "---:|---:|---:|" * len(versions) + ("---:|" if len(versions) > 1 else "")]
-    for arch in args.archs:
-        for method in args.methods:
-            cells = " | ".join(f"{med(arch, v, method, 'units'):.2f} | {med(arch, v, method, 'seconds'):.2f} | "
-                               f"{med(arch, v, method, mem_key) / 2**20:.0f}" for v in versions)
-            ratio = ""
-            if len(versions) > 1:
-                ratio = f" | {med(arch, 'after', method, 'units') / med(arch, 'before', method, 'units'):.2f}"
-            lines.append(f"| {arch} | {method} | {cells}{ratio} |")
-    lines += ["", "One unit: " + ", ".join(f"{a} ({v}) {1000 * med(a, v, 'unit', 'seconds'):.0f} ms"
-                                           for a in args.archs for v in versions) + "."]
-    text = "\n".join(lines)
+        text = write_table(samples, args, versions, rep + 1)  # after every repeat: a partial run still reports
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+
     return 0
 
 
