@@ -130,7 +130,10 @@ class _LinearizedNet:
             if full in prunable:
                 raise ValueError(f"SynFlow precision float32-rescaled cannot rescale the prunable additive "
                                  f"term {full}; use precision float64")
-        self._bases = {(module, attr): getattr(module, attr).detach().clone() for module, attr in terms}
+        # zero terms (BatchNorm's beta and mu at initialisation) stay zero at any scale: no hook
+        terms = [(module, attr) for module, attr in terms if bool(getattr(module, attr).detach().ne(0).any())]
+        # D * base is formed in float64: D alone may be far outside float32's range
+        self._bases = {(module, attr): getattr(module, attr).detach().to(torch.float64) for module, attr in terms}
         self._exp = 0  # log2 D at the current point of the forward pass
 
         def start(module, args):
@@ -141,9 +144,8 @@ class _LinearizedNet:
                 for attr in ("bias", "running_mean"):
                     base = self._bases.get((module, attr))
                     if base is not None:
-                        # D * base in float64 first: D alone may be far outside float32's range
                         d = math.ldexp(1.0, self._exp) if self._exp < 1024 else math.inf
-                        getattr(module, attr).copy_(base.to(torch.float64) * d)
+                        getattr(module, attr).copy_(base * d)
 
         def renormalise(module, args, out):
             peak = float(out.detach().abs().amax())
