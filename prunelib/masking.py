@@ -289,10 +289,15 @@ def multi_round_select(score_round, remove, shapes: dict[str, torch.Size], ratio
             ranked_by[gone] = torch.index_select(s, 0, gone_at).to(torch.float64)
             if k == rounds:
                 ranked_by[torch.index_select(alive, 0, kept_at)] = torch.index_select(s, 0, kept_at).to(torch.float64)
+        del flat, s, keep, gone_at  # (peak memory: free what is done with before compacting)
         if gone.numel():
             remove(gone)
-        ranked, alive = alive, torch.index_select(alive, 0, kept_at)
-        del flat, s, keep, gone, kept_at, gone_at
+        del gone
+        survivors = torch.index_select(alive, 0, kept_at)
+        del kept_at
+        ranked = alive if k == rounds else None  # the last round's tie records need it
+        alive = survivors
+        del survivors
     kept_flat = torch.zeros(n_total, dtype=torch.bool, device=alive.device)
     kept_flat[alive] = True
     masks = {n: part.view(shapes[n]) for n, part in zip(names, kept_flat.split(sizes))}

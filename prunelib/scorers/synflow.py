@@ -180,7 +180,8 @@ class _LinearizedNet:
                 for n, p in zip(self.names, self.params):
                     p.mul_(masks[n].to(p.dtype))
         self.score_flat_now()
-        return {n: v.clone() for n, v in zip(self.names, self.score_views)}
+        # views of this net's score buffer (no copy of all scores): callers build a net per call
+        return dict(zip(self.names, self.score_views))
 
 
 def synflow_scores(model: torch.nn.Module, names: list[str],
