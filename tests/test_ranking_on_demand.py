@@ -1,7 +1,6 @@
 """The mask stage builds a multi-round method's removal ranking only for ``invert``."""
 
 import pytest
-import torch
 
 from prunelib import config, masking, stages
 from prunelib.artifacts import load_pt, read_parquet_rows
