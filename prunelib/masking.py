@@ -164,7 +164,7 @@ def select_masks(scores: dict[str, torch.Tensor], ratio: float, scope: str, seed
             n_tied = torch.bincount(_tensor_of(sel.tied, offsets), minlength=len(names)).tolist()
             n_tied_kept = torch.bincount(_tensor_of(sel.tied_kept, offsets), minlength=len(names)).tolist()
         for i, (name, part) in enumerate(zip(names, sel.keep.split(sizes))):
-            masks[name] = part.view_as(scores[name])
+            masks[name] = part.view_as(scores[name]).clone()  # own storage: saved alone, it is its size
             tie[name] = (n_tied[i], n_tied_kept[i], sel.threshold)
     else:
         for name in names:
@@ -300,7 +300,7 @@ def multi_round_select(score_round, remove, shapes: dict[str, torch.Size], ratio
         del survivors
     kept_flat = torch.zeros(n_total, dtype=torch.bool, device=alive.device)
     kept_flat[alive] = True
-    masks = {n: part.view(shapes[n]) for n, part in zip(names, kept_flat.split(sizes))}
+    masks = {n: part.view(shapes[n]).clone() for n, part in zip(names, kept_flat.split(sizes))}
     # tie records of the last round, per tensor; a selection's indices point into the
     # survivors it ranked (``ranked``), offset by where its tensor's run starts
     n_tied, n_tied_kept, thresholds = [0] * len(names), [0] * len(names), [float("-inf")] * len(names)
