@@ -1,120 +1,187 @@
-"""Cost of each method's scoring and mask selection, in units of one dense forward+backward.
+"""Cost of each method's scoring and mask selection: time in units of one dense
+forward+backward, and peak extra memory.
 
 For each network, one unit is the median time of a forward and backward pass of the
-cross-entropy loss on one scoring batch (same batch size, same device).  Each method is
-then timed end to end as the pipeline runs it: scoring (``compute_scores``) and mask
-selection at ratio r (for SynFlow, its 100 rescoring rounds happen at mask time).
+cross-entropy loss on one scoring batch (same batch size, same device, 3 passes).  Each
+method is timed end to end as the pipeline runs it: scoring (``compute_scores``) and mask
+selection at ratio r (for SynFlow, its rescoring rounds happen at mask time; the removal
+ranking is not built, as in a cell without the ``invert`` variant).
+
+Every measurement runs in a fresh process, so its peak memory is its own: peak extra
+memory is the process's peak resident set (``ru_maxrss``; on CUDA, the peak allocated
+device memory) minus its resident set with the model and data loaded, just before the
+method starts.  Repeats are interleaved (repeat 1 of every cell, then repeat 2, ...), so
+a slow spell of a shared machine hits all cells alike; the table gives medians.
+
+With ``--baseline DIR`` (a checkout of another version of prunelib, e.g.
+``git archive e68aa8b | tar -x -C /tmp/before``), every cell is also measured with that
+version's code, interleaved with this one, and the table shows both: before and after
+from one run.
 
     python benchmarks/method_cost.py                         # lenet5 and lenet300, r = 16
-    python benchmarks/method_cost.py --archs lenet5 --repeats 3 --ratio 64
+    python benchmarks/method_cost.py --archs vgg16 resnet20 --methods synflow grasp \\
+        --repeats 3 --baseline /tmp/before
 
-Prints a Markdown table (also written to reports/benchmarks/method_cost.md).  All rows of
-one table come from one run, so their ratios are comparable even on a noisy machine.
+Prints a Markdown table (also written to reports/benchmarks/method_cost.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from prunelib import config, datasets, masking, models, scorers, stages  # noqa: E402
-from prunelib.config import ScoreSettings  # noqa: E402
-from prunelib.training import resolve_device  # noqa: E402
+CIFAR_ARCHS = ("vgg16", "resnet20", "resnet32", "resnet56", "resnet110")
 
 
-def synthetic_data(dataset: str, n: int = 2000) -> dict:
-    """Random uint8 images with the dataset's shape: timing does not depend on pixel values."""
-    d = datasets.info(dataset)
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def child(args) -> dict:
+    """One measurement in this (fresh) process: ``method`` = "unit" times the unit."""
+    sys.path.insert(0, args.code)
+    import torch
+    import torch.nn.functional as F
+
+    from prunelib import datasets, masking, models, scorers, stages
+    from prunelib.config import ScoreSettings
+    from prunelib.training import resolve_device
+
+    torch.set_num_threads(args.threads)
+    dev = resolve_device(args.device)
+    d = datasets.info(args.dataset)
     g = torch.Generator().manual_seed(0)
-    shape = (n, d.image_size, d.image_size) if d.in_channels == 1 else (n, d.in_channels, d.image_size,
-                                                                          d.image_size)
-    return {"train_x": torch.randint(0, 256, shape, generator=g, dtype=torch.uint8),
+    n = 2000  # random uint8 images with the dataset's shape: timing does not depend on pixel values
+    shape = (n, d.image_size, d.image_size) if d.in_channels == 1 else (n, d.in_channels, d.image_size, d.image_size)
+    data = {"train_x": torch.randint(0, 256, shape, generator=g, dtype=torch.uint8),
             "train_y": torch.arange(n) % d.num_classes}
+    settings = ScoreSettings()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model = stages.build_model(args.arch, args.dataset).to(dev)
+    prunable = models.prunable_names(model)
+    if args.method == "unit":
+        x, y = next(datasets.scoring_batches(data, args.dataset, 0, settings.batch_size, 1))
+        x, y = x.to(dev), y.to(dev)
+        times = []
+        for i in range(4):
+            t = time.perf_counter()
+            model.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            sync()
+            if i:  # the first pass warms up
+                times.append(time.perf_counter() - t)
+        return {"seconds": statistics.median(times)}
+    m = scorers.get(args.method)
+    del model
+    before = _rss_bytes()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        dev_before = torch.cuda.memory_allocated()
+    t = time.perf_counter()
+    net = stages.build_model(args.arch, args.dataset).to(dev)
+    scores, _ = stages.compute_scores(net, prunable, args.method, data, args.dataset, 0, settings, dev)
+    scorer = m.make_scorer(settings)
+    if scorer.needs_ratio:
+        named = dict(net.named_parameters())
+        kw = {"ranking": False} if "ranking" in inspect.signature(scorer.prune).parameters else {}
+        scorer.prune(net, {p: named[p] for p in prunable}, args.ratio, m.scope, 0, args.method, **kw)
+    else:
+        masking.select_masks(scores, args.ratio, m.scope, 0, args.method)
+    sync()
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out = {"seconds": seconds, "peak_extra_bytes": max(0, peak - before)}
+    if dev.type == "cuda":
+        out["device_peak_extra_bytes"] = torch.cuda.max_memory_allocated() - dev_before
+    return out
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def run_child(code: str, arch: str, dataset: str, method: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--code", code, "--archs", arch, "--dataset", dataset,
+           "--methods", method, "--ratio", str(args.ratio), "--device", args.device, "--threads", str(args.threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"measurement {code} {arch} {method} failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def write_table(samples: dict, args, versions: dict, repeats_done: int) -> str:
+    def med(arch, version, method, key):
+        return statistics.median(s[key] for s in samples[(arch, version, method)])
+
+    mem_key = "device_peak_extra_bytes" if args.device.startswith("cuda") else "peak_extra_bytes"
+    lines = [f"Scoring + mask selection at r = {args.ratio:g}, in units of one dense forward+backward on the "
+             f"same batch ({args.device}, {args.threads} thread(s)); medians of {repeats_done} interleaved "
+             f"repeats, each in a fresh process; peak extra memory over the loaded model and data.", "",
+             "| network | method | " + " | ".join(f"{v} units | {v} s | {v} peak extra MiB" for v in versions)
+             + (" | after / before (units) |" if len(versions) > 1 else ""),
+             "|---|---|" + "---:|---:|---:|" * len(versions) + ("---:|" if len(versions) > 1 else "")]
+    for arch in args.archs:
+        for method in args.methods:
+            cells = " | ".join(f"{med(arch, v, method, 'units'):.2f} | {med(arch, v, method, 'seconds'):.2f} | "
+                               f"{med(arch, v, method, mem_key) / 2**20:.0f}" for v in versions)
+            ratio = ""
+            if len(versions) > 1:
+                ratio = f" | {med(arch, 'after', method, 'units') / med(arch, 'before', method, 'units'):.2f}"
+            lines.append(f"| {arch} | {method} | {cells}{ratio} |")
+    lines += ["", "One unit: " + ", ".join(f"{a} ({v}) {1000 * med(a, v, 'unit', 'seconds'):.0f} ms"
+                                           for a in args.archs for v in versions) + "."]
+    text = "\n".join(lines)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    return text
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", nargs="+", default=["lenet5", "lenet300"])
-    ap.add_argument("--dataset", default="mnist")
-    ap.add_argument("--methods", nargs="+", default=config.known("methods"))
+    ap.add_argument("--dataset", default="auto", help="auto: cifar10 for VGG/ResNets, mnist otherwise")
+    ap.add_argument("--methods", nargs="+", default=None)
     ap.add_argument("--ratio", type=float, default=16.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baseline", default=None, help="a checkout of another prunelib version to compare with")
     ap.add_argument("--out", default=str(REPO / "reports" / "benchmarks" / "method_cost.md"))
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--code", default=str(REPO), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = resolve_device(args.device)
-    data = synthetic_data(args.dataset)
-    settings = ScoreSettings()
-    lines = [f"Scoring + mask selection at r = {config.format_ratio(args.ratio)}, in units of one dense "
-             f"forward+backward on the same batch ({dev}, {args.threads} thread(s), median of "
-             f"{args.repeats}).", ""]
-    header = "| method | " + " | ".join(f"{a} (units) | {a} (s)" for a in args.archs) + " |"
-    lines += [header, "|---|" + "---:|---:|" * len(args.archs)]
-    results: dict[str, dict[str, tuple[float, float]]] = {m: {} for m in args.methods}
-    units = {}
-    for arch in args.archs:
-        model = stages.build_model(arch, args.dataset).to(dev)
-        prunable = models.prunable_names(model)
-        bs = settings.batch_size
-        x, y = next(datasets.scoring_batches(data, args.dataset, 0, bs, 1))
-        x, y = x.to(dev), y.to(dev)
-
-        def unit_pass():
-            model.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-
-        unit_pass()
-        unit = timed(unit_pass, max(5, args.repeats))
-        units[arch] = unit
-        for method in args.methods:
-            m = scorers.get(method)
-
-            def run():
-                net = stages.build_model(arch, args.dataset).to(dev)
-                scores, _ = stages.compute_scores(net, prunable, method, data, args.dataset, 0, settings, dev)
-                scorer = m.make_scorer(settings)
-                if scorer.needs_ratio:
-                    named = dict(net.named_parameters())
-                    scorer.prune(net, {n: named[n] for n in prunable}, args.ratio, m.scope, 0, method)
-                else:
-                    masking.select_masks(scores, args.ratio, m.scope, 0, method)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-
-            seconds = timed(run, args.repeats)
-            results[method][arch] = (seconds / unit, seconds)
-            print(f"{arch:10s} {method:18s} {seconds:8.3f} s  {seconds / unit:8.1f} units", flush=True)
-    for method in args.methods:
-        cells = " | ".join(f"{results[method][a][0]:.1f} | {results[method][a][1]:.3f}" for a in args.archs)
-        lines.append(f"| {method} | {cells} |")
-    lines += ["", "One unit: " + ", ".join(f"{a} {1000 * u:.1f} ms" for a, u in units.items()) + "."]
-    text = "\n".join(lines)
+    if args.child:
+        print(json.dumps(child(argparse.Namespace(**{**vars(args), "arch": args.archs[0],
+                                                     "method": args.methods[0]}))))
+        return 0
+    if args.methods is None:
+        sys.path.insert(0, str(REPO))
+        from prunelib import config
+        args.methods = config.known("methods")
+    versions = {"after": str(REPO)} if args.baseline is None else {"before": args.baseline, "after": str(REPO)}
+    ds = {a: (args.dataset if args.dataset != "auto" else ("cifar10" if a in CIFAR_ARCHS else "mnist"))
+          for a in args.archs}
+    samples: dict = {}
+    for rep in range(args.repeats):
+        for arch in args.archs:
+            for version, code in versions.items():
+                for method in ["unit"] + args.methods:
+                    r = run_child(code, arch, ds[arch], method, args)
+                    samples.setdefault((arch, version, method), []).append(r)
+                    if method != "unit":
+                        unit = samples[(arch, version, "unit")][-1]["seconds"]
+                        r["units"] = r["seconds"] / unit
+                        print(f"repeat {rep + 1} {arch:9s} {version:6s} {method:18s} {r['seconds']:8.2f} s "
+                              f"{r['units']:7.2f} units  +{r['peak_extra_bytes'] / 2**20:7.0f} MiB", flush=True)
+        text = write_table(samples, args, versions, rep + 1)  # after every repeat: a partial run still reports
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+
     return 0
 
 

@@ -164,6 +164,8 @@ class VariantEntry:
     #: What the variant changes: ``mask``, ``weights`` (the starting weights) or nothing.
     changes: str | None
     description: str
+    #: Whether it reads the method's ranking of the weights (then multi-round methods build it).
+    reads_ranking: bool = False
     origin: Origin = Origin()
 
 
@@ -420,7 +422,7 @@ def _builtins() -> None:
         ("shuffle_weights", "weights", "surviving initial weights permuted within each tensor"),
         ("invert", "mask", "keep the lowest-ranked weights at the same density"),
     ):
-        _add(VARIANTS, "variant", VariantEntry(name, changes, desc))
+        _add(VARIANTS, "variant", VariantEntry(name, changes, desc, reads_ranking=name == "invert"))
 
 
 _builtins()

@@ -165,8 +165,10 @@ def _mask_rescoring(settings: dict, init_path, scores_path) -> _Selected:
     model.to(resolve_device(settings["device"]))
     named = dict(model.named_parameters())
     params = {n: named[n] for n in meta["prunable"]}
-    masks, rows, ranking = scorer.prune(model, params, settings["ratio"], m.scope, settings["seed"], method=m.name)
-    return _Selected({n: mk.cpu() for n, mk in masks.items()}, rows, {n: v.cpu() for n, v in ranking.items()},
+    masks, rows, ranking = scorer.prune(model, params, settings["ratio"], m.scope, settings["seed"], method=m.name,
+                                        ranking=variants.needs_ranking(settings.get("variant")))
+    ranking = ranking and {n: v.cpu() for n, v in ranking.items()}  # (only a variant that reads it builds it)
+    return _Selected({n: mk.cpu() for n, mk in masks.items()}, rows, ranking,
                      m.scope, scorer.describe(), load_pt(scores_path)["meta"].get("seconds", 0.0),
                      {"scores": input_record(scores_path), "init": input_record(init_path)})
 
@@ -175,7 +177,8 @@ def _mask_from_chain(settings: dict, _init_path, round_mask_path) -> _Selected:
     """An iterative method: the mask of the chain round that lands on the ratio (the
     chain's time is the cell's train time)."""
     blob = load_pt(round_mask_path)
-    ranking = masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
+    ranking = (masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
+               if variants.needs_ranking(settings.get("variant")) else None)
     return _Selected(blob["masks"], blob["rows"], ranking, settings["criterion"],
                      {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]},
                      inputs={"scores": input_record(round_mask_path)})

@@ -39,6 +39,14 @@ def _check(variant: str) -> None:
     registry.get("variant", variant)
 
 
+def needs_ranking(variant: dict | str | None) -> bool:
+    """Whether a variant (its name, or the stage's ``{variant, seed}`` record) reads the
+    method's ranking (its registry entry's ``reads_ranking``: ``invert``), so that
+    multi-round methods build the ranking only then."""
+    name = variant.get("variant") if isinstance(variant, dict) else variant
+    return bool(name) and registry.get("variant", name).reads_ranking
+
+
 def shuffle_layer(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
     out = {}
     for name, m in masks.items():

@@ -7,7 +7,7 @@ scoring batches).  Unlike SNIP the scores are not normalised (ranking is the sam
 from __future__ import annotations
 
 from prunelib.scorers.base import Scorer
-from prunelib.scorers.snip import loss_gradients
+from prunelib.scorers.gradients import loss_gradients
 
 
 class GradientScorer(Scorer):

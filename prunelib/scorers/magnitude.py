@@ -9,4 +9,4 @@ from prunelib.scorers.base import Scorer
 
 class MagnitudeScorer(Scorer):
     def score(self, model, params, batches, seed):
-        return {name: p.detach().abs().clone() for name, p in params.items()}
+        return {name: p.detach().abs() for name, p in params.items()}  # abs() is already a new tensor

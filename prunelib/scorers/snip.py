@@ -16,26 +16,8 @@ the scoring batches); the network is in train mode, as at the start of training.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from prunelib.scorers.base import Scorer
-
-
-def loss_gradients(model, params, batches) -> dict[str, torch.Tensor]:
-    """Mean over batches of d(mean cross-entropy)/d(theta) for ``params``."""
-    model.train()
-    grads = {name: torch.zeros_like(p) for name, p in params.items()}
-    n_batches = 0
-    for x, y in batches:
-        loss = F.cross_entropy(model(x), y)
-        gs = torch.autograd.grad(loss, list(params.values()))
-        for name, g in zip(params, gs):
-            grads[name] += g
-        n_batches += 1
-    if n_batches == 0:
-        raise ValueError("no scoring batches")
-    return {name: g / n_batches for name, g in grads.items()}
+from prunelib.scorers.gradients import loss_gradients
 
 
 class SnipScorer(Scorer):
