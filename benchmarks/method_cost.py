@@ -88,8 +88,13 @@ def child(args) -> dict:
         dev_before = torch.cuda.memory_allocated()
     t = time.perf_counter()
     net = stages.build_model(args.arch, args.dataset).to(dev)
-    scores, _ = stages.compute_scores(net, prunable, args.method, data, args.dataset, 0, settings, dev)
-    scorer = m.make_scorer(settings)
+    if "knobs" in inspect.signature(stages.compute_scores).parameters:  # the registry's API
+        data_s, knobs = settings.data_for(args.method), settings.knobs_for(args.method)
+        scores, _ = stages.compute_scores(net, prunable, args.method, data, args.dataset, 0, data_s, knobs, dev)
+        scorer = m.make_scorer(knobs)
+    else:  # a --baseline snapshot from before it
+        scores, _ = stages.compute_scores(net, prunable, args.method, data, args.dataset, 0, settings, dev)
+        scorer = m.make_scorer(settings)
     if scorer.needs_ratio:
         named = dict(net.named_parameters())
         kw = {"ranking": False} if "ranking" in inspect.signature(scorer.prune).parameters else {}
