@@ -5,7 +5,7 @@ import pytest
 from prunelib import config, masking, stages
 from prunelib.artifacts import load_pt, read_parquet_rows
 
-SETTINGS = config.to_settings(config.resolve({"score": {"synflow_rounds": 5}}))
+SETTINGS = config.to_settings(config.resolve({"score": {"per_method": {"synflow": {"rounds": 5}}}}))
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,18 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib import models
+from prunelib import models, registry
 from prunelib.masking import kept_count
 from prunelib.scorers.synflow import SynflowScorer, _LinearizedNet, chain_modules
 
 # every built-in network, at the smallest input it accepts (VGG-16 needs 32x32)
 NETWORKS = {
-    "lenet300": (1, 28, {}), "lenet5": (1, 28, {}), "mlp400x3": (1, 28, {}), "vgg16": (3, 32, {}),
+    "lenet300": (1, 28, {}), "lenet5": (1, 28, {}), "lenet5_caffe": (1, 28, {}), "mlp400x3": (1, 28, {}),
+    "vgg16": (3, 32, {}),
     "resnet20": (3, 8, {}), "resnet32": (3, 8, {}), "resnet56": (3, 8, {}), "resnet110": (3, 8, {}),
     "resnet20-B": (3, 8, {"shortcut": "B"}),
 }
-assert {k.split("-")[0] for k in NETWORKS} == set(models.MODELS)
+assert {k.split("-")[0] for k in NETWORKS} == set(registry.ARCHS)
 
 
 def build(key: str, perturb_shifts: bool = False) -> nn.Module:
