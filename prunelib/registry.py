@@ -336,7 +336,10 @@ def _builtins() -> None:
                data={"batch_size": 100, "class_balanced": True})
     add_method("synflow", "foresight", "global", "Tanaka et al., NeurIPS 2020", m + "synflow:SynflowScorer",
                rescores=True,
-               settings={"rounds": Setting(100, _int(), "pruning rounds (exponential schedule)")})
+               settings={"rounds": Setting(100, _int(), "pruning rounds (exponential schedule)"),
+                         "precision": Setting("float32-rescaled", {"enum": ["float32-rescaled", "float64"]},
+                                              "float32 on a power-of-two rescaled network (the float64 ranking, "
+                                              "up to float32 rounding at near-ties), or float64")})
     add_method("obd", "foresight", "global", "LeCun et al., NeurIPS 1989", m + "obd:ObdScorer", settings={
         "estimator": Setting("auto", {"enum": ["auto", "exact", "hutchinson"]},
                              "Hessian diagonal: exact, Hutchinson, or auto (exact unless normalisation layers)"),
@@ -349,7 +352,7 @@ def _builtins() -> None:
     add_method("snip_filter", "foresight", "global", "Lee et al., ICLR 2019; SNIP scores summed per filter",
                m + "snip:SnipScorer", structured=True, default_grid=False)
     add_method("grasp_filter", "foresight", "global", "Wang et al., ICLR 2020; GraSP scores summed per filter",
-               m + "grasp:GraspScorer", data={"batch_size": 100, "class_balanced": True}, structured=True,
+               m + "grasp:GraspScorer", data=dict(METHODS["grasp"].data), structured=True,
                default_grid=False)
     add_method("synflow_filter", "foresight", "global", "Tanaka et al., NeurIPS 2020; single-shot SynFlow scores "
                "summed per filter (no iterative rounds)", m + "synflow:SynflowScorer", structured=True,

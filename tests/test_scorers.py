@@ -17,7 +17,7 @@ def _tiny():
 
 
 def test_registry_has_the_study_methods_and_scopes():
-    assert {m: e.scope for m, e in scorers.METHODS.items() if e.kind != "iterative"} == {
+    assert {m: e.scope for m, e in scorers.METHODS.items() if e.kind != "iterative" and not e.structured} == {
         "dense": "all", "random": "global", "global_magnitude": "global", "layer_magnitude": "layer",
         "global_gradient": "global", "layer_gradient": "layer", "global_activation": "global",
         "layer_activation": "layer", "global_lap": "global", "layer_lap": "layer", "lamp": "global",
@@ -25,7 +25,8 @@ def test_registry_has_the_study_methods_and_scopes():
 
 
 def test_rescoring_methods_are_those_whose_scorer_needs_the_ratio():
-    with_scorer = {m: e for m, e in scorers.METHODS.items() if e.scorer is not None}
+    # (structured methods select whole filters from single-shot scores: no re-scoring)
+    with_scorer = {m: e for m, e in scorers.METHODS.items() if e.scorer is not None and not e.structured}
     assert {m for m, e in with_scorer.items() if e.make_scorer().needs_ratio} \
         == {m for m, e in with_scorer.items() if e.rescores} == {"synflow"}
 

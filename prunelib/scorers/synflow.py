@@ -48,9 +48,11 @@ import torch
 from torch import nn
 
 from prunelib.masking import multi_round_select
+from prunelib import registry
 from prunelib.scorers.base import Scorer
 
-PRECISIONS = ("float32-rescaled", "float64")
+#: The allowed values of the ``precision`` setting (its registry entry owns them).
+PRECISIONS = tuple(registry.method("synflow").settings["precision"].schema["enum"])
 
 
 def _input_shape(model) -> tuple:
