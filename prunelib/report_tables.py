@@ -18,7 +18,7 @@ import pandas as pd
 from prunelib import registry
 from prunelib.artifacts import atomic_path, write_text
 from prunelib.grid import DENSE
-from prunelib.report_layout import method_label, method_order, split_label
+from prunelib.report_layout import METRIC_INFO, method_label, method_order, split_label
 from prunelib.report_stats import METRICS, SHORT, cell_stats, fmt_cell
 from prunelib.settings import format_ratio
 
@@ -48,8 +48,9 @@ def render(stat: dict | pd.Series | None, style: str = "plain") -> str:
     failed_mark = f" [failed {failed}/{stat['seeds']}]" if failed else ""
     if stat["n"] == 0:
         return failed_mark.strip() or "—"
-    std = "–" if stat["n"] < 2 else f"{stat['std']:.2f}"
-    text = f"{stat['mean']:.2f} ± {std} ({stat['n']})" + failed_mark
+    digits = 2 if METRIC_INFO.get(stat.get("metric"), (0, 0, 100))[2] == 100 else 3  # % vs plain numbers
+    std = "–" if stat["n"] < 2 else f"{stat['std']:.{digits}f}"
+    text = f"{stat['mean']:.{digits}f} ± {std} ({stat['n']})" + failed_mark
     if style == "plain":
         return text
     collapsed = stat["collapsed_seeds"] > 0
