@@ -43,6 +43,7 @@ def _write_variants(sub: pd.DataFrame, dataset: str, arch: str, tables: Path, fi
                   figures / f"{stem}_variants.png")
     return [tables / f"{stem}_variants.md", tables / f"{stem}_variants.csv", figures / f"{stem}_variants.png"]
 
+
 def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | None = None,
         config: dict | None = None, imp_rounds: list[str] | None = None, mask_tables: list[str] | None = None,
         train_logs: list[str] | None = None) -> list[Path]:

@@ -31,8 +31,11 @@ from prunelib.grid import DENSE
 from prunelib.paths import CELL_FILES
 from prunelib.report_layout import METRIC_INFO, method_order, split_label
 
+
 #: The accuracy metrics every report has (figures, study table), with their labels.
 METRICS = {m: METRIC_INFO[m][0] for m in ("top1", "top5")}
+
+
 SHORT = {m: info[1] for m, info in METRIC_INFO.items()}
 
 
@@ -51,6 +54,7 @@ def mean_std_n(values, scale: float = 100.0) -> tuple[float, float, int]:
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
     return mean, std, n
 
+
 def fmt_cell(values) -> str:
     mean, std, n = mean_std_n(values)
     if n == 0:
@@ -58,6 +62,7 @@ def fmt_cell(values) -> str:
     if n == 1:
         return f"{mean:.2f} ± – (1)"
     return f"{mean:.2f} ± {std:.2f} ({n})"
+
 
 def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (dataset, arch, method, ratio): mean, std, n, marks (see module doc)."""
@@ -77,8 +82,10 @@ def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     stats = pd.DataFrame(rows)
     return mark_best(stats) if len(stats) else stats
 
+
 def is_variant(label: str) -> bool:
     return split_label(label)[1] != "none"
+
 
 def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) -> pd.DataFrame:
     """Add ``best`` and ``within_one_std``: per group of ``by``, among non-dense methods,
@@ -102,6 +109,7 @@ def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) ->
         stats.loc[near.index, "within_one_std"] = True
     return stats
 
+
 def read_verified(path, **kw) -> pd.DataFrame:
     """A Parquet artifact, read only after its bytes match their recorded SHA-256."""
     import io
@@ -116,6 +124,7 @@ def declared(cell_dir: str, name: str, files: list | None) -> Path | None:
     if files is None:
         return path if path.exists() else None
     return path if str(path) in {str(Path(f)) for f in files} else None
+
 
 def layer_densities(df: pd.DataFrame, ratio: float, mask_tables: list | None = None) -> pd.DataFrame:
     """Methods x layers: mean over seeds of kept / numel at ``ratio``, read from each eval
