@@ -18,7 +18,8 @@ from prunelib.paths import CELL_FILES
 from prunelib.report_figures import (plot_accuracy, plot_calibration, plot_compression, plot_curves,
                                      plot_density_heatmap, plot_imp_rounds, plot_variants)
 # (tables' and statistics' names re-exported: this module is the reports' one entry point)
-from prunelib.report_layout import default_table_ratios, method_label, output_names, report_choices  # noqa: F401
+from prunelib.report_layout import (METRIC_INFO, default_table_ratios, method_label, output_names,  # noqa: F401
+                                    report_choices, table_metrics)
 from prunelib.report_stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
 from prunelib.report_tables import (NOTE, VARIANTS_NOTE, beyond_top1_table, blalock_table, collapse_table,  # noqa: F401
                                     compression_table, escape_plain, imp_rounds_table, measured_devices, render,
@@ -41,6 +42,7 @@ def _write_variants(sub: pd.DataFrame, dataset: str, arch: str, tables: Path, fi
     plot_variants(sub, f"{dataset} / {arch}: sanity checks (mean ± sample std over seeds)",
                   figures / f"{stem}_variants.png")
     return [tables / f"{stem}_variants.md", tables / f"{stem}_variants.csv", figures / f"{stem}_variants.png"]
+
 
 def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | None = None,
         config: dict | None = None, imp_rounds: list[str] | None = None, mask_tables: list[str] | None = None,
@@ -75,7 +77,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
     for (dataset, arch), sub in df.groupby(["dataset", "arch"], sort=True):
         stem = f"{dataset}_{arch}"
         md_parts, html_parts = [], []
-        for metric, label in METRICS.items():
+        for metric in table_metrics(choices["metric"]):
+            label = METRIC_INFO[metric][0] + (" (lower is better)" if not METRIC_INFO[metric][3] else "")
             title = f"{label} on {dataset} / {arch}"
             stats = stats_of[(dataset, arch, metric)] = cell_stats(sub, metric)
 
@@ -86,7 +89,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
             html_parts.append((title, blalock("html")))
             written += write_table_files(blalock("plain"), blalock("tex"), title + ": mean ± sample std (n seeds)",
                                          tables / f"{stem}_{metric}")
-        cells = pd.concat([stats_of[(dataset, arch, m)] for m in METRICS], ignore_index=True)
+        cells = pd.concat([stats_of[(dataset, arch, m)] for m in table_metrics(choices["metric"])],
+                          ignore_index=True)
         with atomic_path(tables / f"{stem}_cells.csv") as tmp:
             cells.to_csv(tmp, index=False)
         comp = compression_table(sub)
@@ -146,7 +150,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         ratios = [r for r in choices["table_ratios"] if r in set(sub["ratio"])] or default_table_ratios(sub["ratio"])
         title = (f"{arch}: the study's layout at r = {', '.join(format_ratio(r) for r in ratios)} "
                  "(dense row: its r = 1 values)")
-        stats = pd.concat([s for (_, a, _), s in stats_of.items() if a == arch], ignore_index=True)
+        stats = pd.concat([s for (_, a, m), s in stats_of.items() if a == arch and m in METRICS], ignore_index=True)
 
         def study(style, sub=sub, ratios=ratios, stats=stats):
             return study_table(sub, ratios, style, stats)

@@ -25,11 +25,13 @@ def _pyplot():
 
     return plt
 
+
 def _save(fig, out_png: Path) -> None:
     for ext in ("png", "svg"):
         with atomic_path(out_png.with_suffix(f".{ext}")) as tmp:
             fig.savefig(tmp, format=ext, dpi=120)
     _pyplot().close(fig)
+
 
 def _num_classes(dataset: str) -> int | None:
     try:
@@ -37,12 +39,14 @@ def _num_classes(dataset: str) -> int | None:
     except ValueError:
         return None
 
+
 def _ratio_axis(ax, ratios) -> None:
     """log2 x axis labelled with the grid's ratios as plain numbers (4, 16, 64)."""
     ratios = sorted({float(r) for r in ratios})
     ax.set_xscale("log", base=2)
     ax.set_xticks(ratios, [format_ratio(r) for r in ratios])
     ax.minorticks_off()
+
 
 def plot_accuracy(df: pd.DataFrame, title: str, out_png: Path) -> None:
     """Top-1 and top-5 vs r (log2 axis): one line per method, a ±1 std band, dense as a
@@ -74,6 +78,7 @@ def plot_accuracy(df: pd.DataFrame, title: str, out_png: Path) -> None:
     fig.suptitle(f"{title}: mean ± 1 sample std over seeds, final-epoch test accuracy")
     fig.tight_layout()
     _save(fig, out_png)
+
 
 def plot_calibration(df: pd.DataFrame, title: str, method: str, ratio: float, out_png: Path) -> None:
     """Reliability diagrams of the dense control and of ``method`` at ``ratio``: accuracy
@@ -192,6 +197,7 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
     fig.tight_layout()
     _save(fig, out_png)
 
+
 def plot_density_heatmap(dens: pd.DataFrame, title: str, ratio: float, out_png: Path) -> None:
     """Heat map of per-layer density (log colour scale); collapsed layers (density 0) grey."""
     import numpy as np
@@ -218,6 +224,7 @@ def plot_density_heatmap(dens: pd.DataFrame, title: str, ratio: float, out_png: 
     fig.tight_layout()
     _save(fig, out_png)
 
+
 def plot_curves(logs: pd.DataFrame, title: str, out_png: Path) -> None:
     """Training loss and training top-1 per epoch of one cell, one line per seed."""
     import seaborn as sns
@@ -240,6 +247,7 @@ def plot_curves(logs: pd.DataFrame, title: str, out_png: Path) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, out_png)
+
 
 def plot_variants(df: pd.DataFrame, title: str, out_png: Path) -> None:
     """Accuracy of each method and its variants (mean ± sample std over seeds), one panel
@@ -273,6 +281,7 @@ def plot_variants(df: pd.DataFrame, title: str, out_png: Path) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, out_png)
+
 
 def plot_imp_rounds(rounds: pd.DataFrame, title: str, out_png: Path) -> None:
     """Test top-1 after each round vs % of weights remaining (log axis, decreasing to the

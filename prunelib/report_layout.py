@@ -14,6 +14,26 @@ from prunelib.grid import DENSE
 from prunelib.settings import format_ratio
 
 
+#: Every metric a table can rank by (``report.metric``): eval-row column -> (label, short
+#: name, scale of the numbers shown, whether higher is better).  Tables always cover
+#: top-1 and top-5; ``report.metric`` heads them and may add one of the others.
+METRIC_INFO = {
+    "top1": ("Top-1 accuracy (%)", "top-1", 100, True),
+    "top5": ("Top-5 accuracy (%)", "top-5", 100, True),
+    "balanced_accuracy": ("Balanced accuracy (%)", "bal. acc.", 100, True),
+    "min_class_recall": ("Worst-class recall (%)", "worst recall", 100, True),
+    "ece": ("Expected calibration error, 15 bins (%)", "ECE", 100, False),
+    "nll": ("Test negative log-likelihood", "NLL", 1, False),
+}
+
+
+def table_metrics(metric: str | None = None) -> list[str]:
+    """The metrics of the Blalock tables: ``metric`` (``report.metric``, default top-1)
+    first, then top-1 and top-5."""
+    first = metric or "top1"
+    return [first] + [m for m in ("top1", "top5") if m != first]
+
+
 def method_label(method: str, variant: str = "none") -> str:
     """A table row's name: the method, or ``method (variant)`` for a sanity check."""
     return method if variant in ("none", None) else f"{method} ({variant})"
@@ -57,7 +77,8 @@ def report_choices(report: dict | None, methods, ratios) -> dict:
     method = curves.get("method") or ("snip" if "snip" in pruned_methods else
                                       (pruned_methods[0] if pruned_methods else DENSE))
     c_ratio = 1.0 if method == DENSE else float(curves.get("ratio") or pruned_ratios[-1])
-    return {"heatmap_ratio": float(report.get("heatmap_ratio") or pruned_ratios[-1]),
+    return {"metric": report.get("metric") or "top1",
+            "heatmap_ratio": float(report.get("heatmap_ratio") or pruned_ratios[-1]),
             "curves": {"method": method, "ratio": c_ratio},
             "table_ratios": [float(r) for r in (report.get("table_ratios") or default_table_ratios(ratios))]}
 
@@ -74,8 +95,8 @@ def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("
     for d, a in pairs:
         stem = f"tables/{d}_{a}"
         out["md"].append(f"{stem}.md")
-        out["csv"] += [f"{stem}_top1.csv", f"{stem}_top5.csv", f"{stem}_cells.csv",
-                       f"{stem}_compression.csv", f"{stem}_collapse.csv"]
+        out["csv"] += [f"{stem}_{m}.csv" for m in table_metrics((report or {}).get("metric"))]
+        out["csv"] += [f"{stem}_cells.csv", f"{stem}_compression.csv", f"{stem}_collapse.csv"]
         out["html"].append(f"{stem}.html")
         out["figures"] += [f"figures/{d}_{a}_{kind}.png" for kind in
                            ("accuracy", "compression", f"density_r{hr}", "curves", "calibration")]

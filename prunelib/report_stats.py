@@ -29,25 +29,31 @@ import pandas as pd
 from prunelib.artifacts import verified_bytes
 from prunelib.grid import DENSE
 from prunelib.paths import CELL_FILES
-from prunelib.report_layout import method_order, split_label
-
-#: The metrics of the tables and figures, with their labels.
-METRICS = {"top1": "Top-1 accuracy (%)", "top5": "Top-5 accuracy (%)"}
-SHORT = {"top1": "top-1", "top5": "top-5"}
+from prunelib.report_layout import METRIC_INFO, method_order, split_label
 
 
-def _clean(values) -> list[float]:
-    return [100.0 * float(v) for v in values if v is not None and not math.isnan(v)]
+#: The accuracy metrics every report has (figures, study table), with their labels.
+METRICS = {m: METRIC_INFO[m][0] for m in ("top1", "top5")}
 
-def mean_std_n(values) -> tuple[float, float, int]:
-    """Mean, sample std (n - 1; NaN when n < 2) and n of the non-missing values, in %."""
-    values = _clean(values)
+
+SHORT = {m: info[1] for m, info in METRIC_INFO.items()}
+
+
+def _clean(values, scale: float = 100.0) -> list[float]:
+    return [scale * float(v) for v in values if v is not None and not math.isnan(v)]
+
+
+def mean_std_n(values, scale: float = 100.0) -> tuple[float, float, int]:
+    """Mean, sample std (n - 1; NaN when n < 2) and n of the non-missing values, times
+    ``scale`` (100: in %)."""
+    values = _clean(values, scale)
     n = len(values)
     if n == 0:
         return math.nan, math.nan, 0
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
     return mean, std, n
+
 
 def fmt_cell(values) -> str:
     mean, std, n = mean_std_n(values)
@@ -57,12 +63,15 @@ def fmt_cell(values) -> str:
         return f"{mean:.2f} ± – (1)"
     return f"{mean:.2f} ± {std:.2f} ({n})"
 
+
 def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (dataset, arch, method, ratio): mean, std, n, marks (see module doc)."""
     has_collapse = "collapsed_layers" in df.columns
     rows = []
     for (dataset, arch, method, ratio), sub in df.groupby(["dataset", "arch", "method", "ratio"], sort=True):
-        mean, std, n = mean_std_n(sub[metric].tolist())
+        # (rows from before a metric existed have no column: n = 0, shown as a dash)
+        values = sub[metric].tolist() if metric in sub.columns else []
+        mean, std, n = mean_std_n(values, METRIC_INFO[metric][2])
         collapsed = int((sub["collapsed_layers"].fillna(0) > 0).sum()) if has_collapse else 0
         # a failed cell (e.g. diverged training) has an eval row with status "failed" and no
         # accuracy: it is counted and shown, never silently dropped
@@ -73,12 +82,15 @@ def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     stats = pd.DataFrame(rows)
     return mark_best(stats) if len(stats) else stats
 
+
 def is_variant(label: str) -> bool:
     return split_label(label)[1] != "none"
 
+
 def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) -> pd.DataFrame:
     """Add ``best`` and ``within_one_std``: per group of ``by``, among non-dense methods,
-    best = highest mean; within = mean >= mean_best - s_best (s_best = 0 when n_best = 1)."""
+    best = highest mean; within = mean >= mean_best - s_best (s_best = 0 when n_best = 1).
+    For a metric where lower is better (ECE, NLL) the same with the lowest mean."""
     stats = stats.copy()
     stats["best"] = False
     stats["within_one_std"] = False
@@ -87,13 +99,16 @@ def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) ->
         cand = group[(group["method"] != DENSE) & (group["n"] > 0) & ~group["method"].map(is_variant)]
         if cand.empty:
             continue
-        top = cand["mean"].max()
-        best_rows = cand[cand["mean"] == top]
+        higher = METRIC_INFO.get(group["metric"].iloc[0], (None, None, None, True))[3]
+        sign = 1.0 if higher else -1.0  # compare -mean where lower is better
+        top = (sign * cand["mean"]).max()
+        best_rows = cand[sign * cand["mean"] == top]
         band = best_rows["std"].fillna(0.0).max()
         stats.loc[best_rows.index, "best"] = True
-        near = cand[(cand["mean"] >= top - band) & (cand["mean"] != top)]
+        near = cand[(sign * cand["mean"] >= top - band) & (sign * cand["mean"] != top)]
         stats.loc[near.index, "within_one_std"] = True
     return stats
+
 
 def read_verified(path, **kw) -> pd.DataFrame:
     """A Parquet artifact, read only after its bytes match their recorded SHA-256."""
@@ -109,6 +124,7 @@ def declared(cell_dir: str, name: str, files: list | None) -> Path | None:
     if files is None:
         return path if path.exists() else None
     return path if str(path) in {str(Path(f)) for f in files} else None
+
 
 def layer_densities(df: pd.DataFrame, ratio: float, mask_tables: list | None = None) -> pd.DataFrame:
     """Methods x layers: mean over seeds of kept / numel at ``ratio``, read from each eval

@@ -18,19 +18,19 @@ import pandas as pd
 from prunelib import registry
 from prunelib.artifacts import atomic_path, write_text
 from prunelib.grid import DENSE
-from prunelib.report_layout import method_label, method_order, split_label
+from prunelib.report_layout import METRIC_INFO, method_label, method_order, split_label
 from prunelib.report_stats import METRICS, SHORT, cell_stats, fmt_cell
 from prunelib.settings import format_ratio
 
 
-
-
 DAGGER = "†"
+
 
 NOTE = ("Cells: mean ± sample std (n seeds) of final-epoch test accuracy in %; rows: methods with the "
         "dense control first; columns: compression ratio r = 1/density. Per column, among pruning methods: "
         "bold = best mean; italics = mean within one sample std of the best's mean (mean ≥ best mean − "
         f"best std); {DAGGER} = a layer collapsed (mask kept none of its weights) in at least one seed.")
+
 
 VARIANTS_NOTE = (
     "Cells: mean ± sample std (n seeds) of final-epoch test accuracy in %; a variant's cell adds "
@@ -38,6 +38,7 @@ VARIANTS_NOTE = (
     "(per-layer density kept); reinit: fresh initial weights; shuffle_weights: surviving initial "
     "weights permuted within each tensor; invert: the lowest-ranked weights kept. A method whose "
     "variants match it carries no information in its mask beyond what they keep.")
+
 
 def render(stat: dict | pd.Series | None, style: str = "plain") -> str:
     """A cell as text: plain (no marks), csv (marks as [best] [~best] [collapsed k/n]),
@@ -48,8 +49,9 @@ def render(stat: dict | pd.Series | None, style: str = "plain") -> str:
     failed_mark = f" [failed {failed}/{stat['seeds']}]" if failed else ""
     if stat["n"] == 0:
         return failed_mark.strip() or "—"
-    std = "–" if stat["n"] < 2 else f"{stat['std']:.2f}"
-    text = f"{stat['mean']:.2f} ± {std} ({stat['n']})" + failed_mark
+    digits = 2 if METRIC_INFO.get(stat.get("metric"), (0, 0, 100))[2] == 100 else 3  # % vs plain numbers
+    std = "–" if stat["n"] < 2 else f"{stat['std']:.{digits}f}"
+    text = f"{stat['mean']:.{digits}f} ± {std} ({stat['n']})" + failed_mark
     if style == "plain":
         return text
     collapsed = stat["collapsed_seeds"] > 0
@@ -70,6 +72,7 @@ def render(stat: dict | pd.Series | None, style: str = "plain") -> str:
         return text + (f" <span title='a layer collapsed'>{DAGGER}</span>" if collapsed else "")
     raise ValueError(f"unknown style {style!r}")
 
+
 def blalock_table(df: pd.DataFrame, metric: str, style: str = "plain",
                   stats: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows = methods (dense first), columns = ratios, cells rendered in ``style``
@@ -82,6 +85,7 @@ def blalock_table(df: pd.DataFrame, metric: str, style: str = "plain",
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "method"
     return table
+
 
 def study_table(df: pd.DataFrame, ratios, style: str = "plain", stats: pd.DataFrame | None = None) -> pd.DataFrame:
     """The study's layout for one arch: rows = methods, columns = r x dataset x
@@ -103,6 +107,7 @@ def study_table(df: pd.DataFrame, ratios, style: str = "plain", stats: pd.DataFr
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "method"
     return table
+
 
 #: Columns of the beyond-top-1 table: eval-row column, label, and whether it is shown in %.
 BEYOND = (("balanced_accuracy", "balanced acc.", True), ("min_class_recall", "worst-class recall", True),
@@ -150,6 +155,7 @@ def compression_table(df: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(method_order(df["method"].unique()))}
     rows.sort(key=lambda r: (order[r["method"]], float(r["r"])))
     return pd.DataFrame(rows).set_index("method")
+
 
 #: Measured speed-ups (prunelib/slimming.py): eval-row column -> compression-table column.
 MEASURED = {"measured_speedup_infer_b1": "measured × infer b1",
@@ -203,6 +209,7 @@ def collapse_table(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["method", "r", "layer", "seeds collapsed"])
     return table.set_index("method")
 
+
 def variants_table(df: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """The sanity checks side by side: rows = the methods that have variants in ``df``,
     columns = ratio x variant; a variant's cell adds [its mean minus the method's mean],
@@ -232,6 +239,7 @@ def variants_table(df: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     out.index.name = "method"
     return out
 
+
 def imp_rounds_table(rounds: pd.DataFrame) -> pd.DataFrame:
     """One row per (IMP method, round): weights remaining, r, and test accuracy after the
     round's retraining, mean ± sample std (n seeds); failed rounds counted as in the
@@ -248,6 +256,7 @@ def imp_rounds_table(rounds: pd.DataFrame) -> pd.DataFrame:
     out.sort(key=lambda r: (order[r["method"]], r["round"]))
     return pd.DataFrame(out).set_index("method")
 
+
 def to_markdown(table: pd.DataFrame, title: str) -> str:
     header = [table.index.name or ""] + list(table.columns)
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -257,10 +266,12 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
         lines.append("| (none) |" + " |" * len(table.columns))
     return "\n".join(lines) + "\n"
 
+
 def _tex_escape(text: str) -> str:
     return (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
             .replace("&", r"\&").replace("±", r"$\pm$").replace("–", "--").replace("—", "---")
             .replace("×", r"$\times$").replace(DAGGER, r"$^\dagger$"))
+
 
 def to_latex(table: pd.DataFrame, caption: str, escaped: bool = False) -> str:
     """``escaped``: the cells are LaTeX already (marked cells); headers are always escaped."""
@@ -271,6 +282,7 @@ def to_latex(table: pd.DataFrame, caption: str, escaped: bool = False) -> str:
     return "\n".join([r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}",
                       rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule", *body,
                       r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"
+
 
 def to_html(sections: list[tuple[str, pd.DataFrame]], note: str) -> str:
     """A self-contained HTML page of titled tables (cells may hold <b>/<i> marks)."""
@@ -292,8 +304,10 @@ def to_html(sections: list[tuple[str, pd.DataFrame]], note: str) -> str:
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
+
 def escape_plain(table: pd.DataFrame) -> pd.DataFrame:
     return table.map(lambda v: html.escape(str(v)))
+
 
 def write_table_files(table_plain, table_tex, title, base: Path) -> list[Path]:
     """The wide CSV (plain cells) and the LaTeX table (marked cells) of one table."""

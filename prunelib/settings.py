@@ -172,6 +172,8 @@ class ReportSettings:
     ``table_ratios`` r = 32 and 64 when present, else the two largest ratios.
     """
 
+    #: The metric the main tables rank by (and list first): report_layout.METRIC_INFO.
+    metric: str = "top1"
     heatmap_ratio: float | None = None
     curves: dict = field(default_factory=lambda: {"method": None, "ratio": None})
     table_ratios: tuple | None = None

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from prunelib import registry
 from prunelib.errors import PrunelibError
+from prunelib.report_layout import METRIC_INFO
 from prunelib.settings import DATA_KEYS
 
 
@@ -77,6 +78,7 @@ def _registry_node(table: str) -> dict:
         "iterative_methods": registry.methods("iterative"),
         "inits": list(registry.INITS),
         "variants": list(registry.VARIANTS),
+        "metrics": list(METRIC_INFO),
     }[table]
     return {"enum": names}
 

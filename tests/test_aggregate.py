@@ -145,7 +145,8 @@ def test_study_layout_compression_and_collapse_tables():
 
 def test_report_choices_defaults_and_overrides():
     ch = aggregate.report_choices(None, ["dense", "random", "snip"], [1, 4, 16])
-    assert ch == {"heatmap_ratio": 16.0, "curves": {"method": "snip", "ratio": 16.0}, "table_ratios": [4.0, 16.0]}
+    assert ch == {"metric": "top1", "heatmap_ratio": 16.0, "curves": {"method": "snip", "ratio": 16.0},
+                  "table_ratios": [4.0, 16.0]}
     ch = aggregate.report_choices({"heatmap_ratio": 4, "curves": {"method": None, "ratio": 4}},
                                   ["dense", "random", "lamp"], [1, 4, 16, 32, 64])
     assert ch["heatmap_ratio"] == 4.0 and ch["curves"] == {"method": "random", "ratio": 4.0}

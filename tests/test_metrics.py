@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 
 from prunelib import metrics
@@ -74,3 +75,36 @@ def test_the_beyond_top1_table_and_the_reliability_figure_come_from_eval_rows(tm
     assert report_tables.beyond_top1_table(df.drop(columns=["ece"])).empty  # rows from before these columns
     report_figures.plot_calibration(df, "t", "snip", 16.0, tmp_path / "cal.png")
     assert (tmp_path / "cal.png").stat().st_size > 10_000 and (tmp_path / "cal.svg").exists()
+
+
+def test_report_metric_ranks_the_main_tables_lower_is_better_for_ece(tmp_path):
+    """report.metric = ece: the Blalock tables lead with ECE, the lowest mean is marked best,
+    and the workflow's declared outputs include its CSV; top-1 and top-5 tables remain."""
+    import pandas as pd
+
+    from prunelib import aggregate, report_layout
+    from prunelib.artifacts import record_checksum
+    from prunelib.report_stats import cell_stats
+
+    rows = [{"dataset": "mnist", "arch": "lenet300", "method": m, "ratio": 4.0, "seed": s, "status": "ok",
+             "top1": t, "top5": 0.99, "ece": e, "collapsed_layers": 0, "collapsed_names": "",
+             "empirical_ratio": 4.0, "compression_error": 0.0, "speedup": 4.0}
+            for s in (0, 1) for m, t, e in (("snip", 0.95, 0.08 + 0.01 * s), ("grasp", 0.90, 0.02 + 0.01 * s))]
+    stats = cell_stats(pd.DataFrame(rows), "ece").set_index("method")
+    assert stats.loc["grasp", "best"] and not stats.loc["snip", "best"]        # 2.5% < 8.5%
+    assert stats.loc["grasp", "mean"] == pytest.approx(2.5)
+    assert cell_stats(pd.DataFrame(rows), "top1").set_index("method").loc["snip", "best"]
+    names = report_layout.output_names([("mnist", "lenet300")], ["lenet300"], {"metric": "ece"},
+                                       ["dense", "snip", "grasp"], [1, 4])
+    assert "tables/mnist_lenet300_ece.csv" in names["csv"] and "tables/mnist_lenet300_top1.csv" in names["csv"]
+    paths = []
+    for i, row in enumerate(rows):
+        p = tmp_path / f"e{i}.parquet"
+        pd.DataFrame([row]).to_parquet(p)
+        record_checksum(p)
+        paths.append(str(p))
+    aggregate.run(paths, str(tmp_path / "all.parquet"), str(tmp_path / "reports"), report={"metric": "ece"})
+    md = (tmp_path / "reports/tables/mnist_lenet300.md").read_text()
+    assert md.index("Expected calibration error") < md.index("Top-1 accuracy")
+    assert "| grasp | **2.50 ± 0.71 (2)** |" in md
+    assert (tmp_path / "reports/tables/mnist_lenet300_ece.csv").exists()
