@@ -22,7 +22,8 @@ def test_schema_names_come_from_the_registry_and_the_file_names_none():
     assert schema["properties"]["init"]["properties"]["scheme"]["enum"] == list(registry.INITS)
     per_method = schema["properties"]["score"]["properties"]["per_method"]["properties"]
     assert set(per_method) == set(registry.methods("foresight"))
-    assert set(per_method["synflow"]["properties"]) == {"batch_size", "num_batches", "class_balanced", "rounds"}
+    assert set(per_method["synflow"]["properties"]) == {"batch_size", "num_batches", "class_balanced", "rounds",
+                                                        "precision"}
     # the schema file itself lists no method, network or dataset: nothing there can drift
     lists = [line for line in validation.schema_path().read_text().splitlines() if "enum:" in line]
     names = {*registry.METHODS, *registry.ARCHS, *registry.DATASETS, *registry.INITS} - {"none"}
