@@ -46,7 +46,9 @@ _worker_env = (
 )
 # Train and IMP-round jobs checkpoint every train.checkpoint_minutes (prunelib/resume.py);
 # passed in the environment, not as a param, so that changing it reruns no job.
-_checkpoint_env = f"export PRUNELIB_CHECKPOINT_MINUTES={SETTINGS.train.checkpoint_minutes:g}; "
+_checkpoint_env = (
+    f"export PRUNELIB_CHECKPOINT_MINUTES={SETTINGS.train.checkpoint_minutes:g}; "
+)
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}"
     f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}{_worker_env}{_checkpoint_env}"
