@@ -573,9 +573,8 @@ def lineage_columns(final_meta: dict, mask_meta: dict, data: dict, mask: dict, f
         return (rec or {}).get("sha256") or ""
 
     upstream = final_meta.get("inputs", {})
-    return {"data_sha256": digest(data), "init_sha256": digest(upstream.get("init")),
-            "scores_sha256": digest(mask_meta.get("inputs", {}).get("scores")),
-            "mask_sha256": digest(mask), "final_sha256": digest(final)}
+    records = (data, upstream.get("init"), mask_meta.get("inputs", {}).get("scores"), mask, final)
+    return dict(zip(LINEAGE_COLUMNS, map(digest, records), strict=True))  # (data, init, scores, mask, final)
 
 
 def _measured(model, masks, mask_meta, data, meta, dev, status) -> dict:
