@@ -21,7 +21,8 @@ from prunelib.report_figures import (plot_accuracy, plot_calibration, plot_compr
 from prunelib.report_layout import (METRIC_INFO, default_table_ratios, method_label, output_names,  # noqa: F401
                                     report_choices, table_metrics)
 from prunelib.report_stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
-from prunelib.report_tables import (NOTE, VARIANTS_NOTE, beyond_top1_table, blalock_table, collapse_table,  # noqa: F401
+from prunelib.report_tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table, blalock_table,
+                                    checkpoints_table, collapse_table,  # noqa: F401
                                     compression_table, escape_plain, imp_rounds_table, measured_devices, render,
                                     study_table, to_html, to_markdown, variants_table, write_table_files)
 from prunelib.settings import format_ratio
@@ -110,6 +111,14 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
                      "most often worst), expected calibration error (15 bins), NLL; means over seeds (n)")
             md_parts.append(to_markdown(beyond, title))
             html_parts.append((title, escape_plain(beyond)))
+        ckpt = checkpoints_table(sub)
+        if not ckpt.empty:
+            title = (f"Final weights (our metric) beside the {BEST_OF_CHECKPOINTS} on {dataset} / {arch}: "
+                     "test top-1 in %, mean ± sample std (n seeds)")
+            md_parts.append(to_markdown(ckpt, title))
+            html_parts.append((title, escape_plain(ckpt)))
+            with atomic_path(tables / f"{stem}_checkpoints.csv") as tmp:
+                ckpt.to_csv(tmp)
         write_text(NOTE + "\n\n" + "\n".join(md_parts), tables / f"{stem}.md")
         write_text(to_html(html_parts, NOTE), tables / f"{stem}.html")
         written += [tables / f"{stem}.md", tables / f"{stem}.html", tables / f"{stem}_cells.csv"]

@@ -53,14 +53,13 @@ def _tf_variance_scaling_(t) -> None:
 
 def variance_scaling(model: nn.Module) -> None:
     """The SNIP authors' initialiser (``namhoonlee/snip-public``, ``snip/network.py``:
-    ``get_initializer('vs')`` = ``tf.variance_scaling_initializer()``), drawn for the
-    weights *and* the biases, as their ``initializer_w_bp`` and ``initializer_b_bp``
-    default to it (``snip/main.py``)."""
-    for module in model.modules():
-        if isinstance(module, _LAYERS):
-            _tf_variance_scaling_(module.weight)
-            if module.bias is not None:
-                _tf_variance_scaling_(module.bias)
+    ``get_initializer('vs')`` = ``tf.variance_scaling_initializer()``) for the weights,
+    with zero biases: their ``initializer_w_bp`` defaults to ``vs`` and
+    ``initializer_b_bp`` to ``zeros`` (``snip/main.py``).  (Issue 13 read the code as
+    drawing the biases with ``vs`` too; its defaults say zeros, and we follow the code.)
+    With zero biases a bias's SNIP score |g * b| is 0, so when ``prune.include_bias`` is
+    on, as in their code, every bias ranks last and is pruned."""
+    _redraw(model, _tf_variance_scaling_)
 
 
 def apply(model: nn.Module, scheme: str) -> nn.Module:

@@ -58,7 +58,7 @@ import torch
 
 from prunelib.settings import TrainSettings
 from prunelib.masking import select_masks
-from prunelib.training import lr_at
+from prunelib.training import lr_at_step
 
 CRITERIA = ("global", "layer")
 
@@ -111,7 +111,7 @@ def dense_lr(s: TrainSettings, plan: Plan, steps_per_epoch: int) -> Callable[[in
     """The dense run's learning rate at schedule position p: the train schedule, epoch by
     epoch, over T steps (a cosine schedule spans T / S epochs)."""
     sched = dataclasses.replace(s, epochs=plan.train_steps / steps_per_epoch)
-    return lambda p: lr_at(p // steps_per_epoch, sched)
+    return lambda p: lr_at_step(p, steps_per_epoch, sched)
 
 
 def round_lr(s: TrainSettings, plan: Plan, steps_per_epoch: int) -> Callable[[int], float]:

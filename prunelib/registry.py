@@ -416,7 +416,7 @@ def _builtins() -> None:
     register_init("xavier_uniform", description="Glorot uniform weights, zero biases")(i + "xavier_uniform")
     register_init("kaiming_normal", description="He normal weights (ReLU gain), zero biases")(i + "kaiming_normal")
     register_init("variance_scaling", description="TF's variance_scaling_initializer() (fan_in, scale 1, truncated "
-                  "normal) on weights and biases, as the SNIP code draws them before pruning")(i + "variance_scaling")
+                  "normal) weights, zero biases, as the SNIP code draws them")(i + "variance_scaling")
 
     for name, changes, desc in (
         ("none", None, "the method itself"),

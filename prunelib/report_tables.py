@@ -138,6 +138,34 @@ def beyond_top1_table(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+#: The label of the best-of-checkpoints metric wherever a table shows it (never ranked,
+#: never in bold: it is selected on the test set).
+BEST_OF_CHECKPOINTS = "best of checkpoints (the paper's metric; optimistic, selected on test)"
+
+
+def checkpoints_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows = methods, columns = r; a cell: our headline, the final weights' test top-1,
+    then the best test top-1 over the checkpoints kept (``eval.every_steps``), each mean ±
+    sample std in % (n seeds), and the steps the best occurred at.  Plain text: no best
+    is marked.  Empty when no eval row evaluated checkpoints."""
+    if "best_test_top1" not in df.columns or not df["best_test_top1"].notna().any():
+        return pd.DataFrame()
+    rows = {}
+    for (method, ratio), sub in df.groupby(["method", "ratio"], sort=False):
+        ok = sub[(sub["status"] == "ok") & sub["best_test_top1"].notna()] if "status" in sub else sub
+        if ok.empty:
+            text = "—"
+        else:
+            final, best = (fmt_cell(ok[c]) for c in ("top1", "best_test_top1"))
+            steps = ", ".join(str(int(v)) for v in sorted(ok["best_test_step"].unique()))
+            text = f"final {final}; best of checkpoints {best} at step {steps}"
+        rows.setdefault(method, {})[f"r={format_ratio(ratio)}"] = text
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(method_order(rows))
+    table = table[sorted(table.columns, key=lambda c: float(c[2:]))].fillna("—")
+    table.index.name = "method"
+    return table
+
+
 def compression_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per method and requested r: empirical r_e (mean over seeds), compression error
     (r_e - r) / r in % (mean and max |.|), theoretical speed-up (dense / kept MACs)."""

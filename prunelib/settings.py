@@ -73,10 +73,17 @@ class TrainSettings:
     weight_decay: float = 0.0
     batch_size: int = 128
     epochs: int = 1
+    #: Total optimizer steps, replacing ``epochs`` when set (the SNIP code's
+    #: ``train_iterations``): the schedule then spans steps / S epochs (S = steps per
+    #: epoch) and a last, partial epoch is logged as such.
+    steps: int | None = None
     train_subset: int | None = None
     lr_schedule: str = "constant"
     milestones: tuple = ()
     gamma: float = 0.1
+    #: What ``milestones`` count: ``epochs`` (the lr drops from that epoch on) or ``steps``
+    #: (it drops once that many optimizer steps are done, e.g. TF's piecewise_constant).
+    milestone_unit: str = "epochs"
     eval_batch_size: int = 256
     #: Epochs per dataset, overriding ``epochs`` for that dataset (the study: 5 on MNIST,
     #: 25 on CIFAR-10, 50 on CIFAR-100).
@@ -101,6 +108,34 @@ class TrainSettings:
         augment = info(dataset).augment if self.augment == "auto" else self.augment
         epochs = int(self.epochs_per_dataset.get(dataset, self.epochs))
         return dataclasses.replace(self, epochs=epochs, augment=augment, epochs_per_dataset={})
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run: ``steps``, else ``epochs`` full epochs."""
+        return int(self.steps) if self.steps is not None else self.epochs * steps_per_epoch
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Test-set evaluations of checkpoints taken during training (``eval:``), for the
+    *best of checkpoints* metric some papers report (SNIP's ``snip/test.py``: the maximum
+    test accuracy over the checkpoints kept).  Our headline metric stays the accuracy of
+    the final weights; the best-of-checkpoints accuracy is selected on the test set, so
+    it is optimistic, and it is recorded beside the headline, never instead of it.
+
+    ``every_steps``: keep the weights after every this many optimizer steps (null = none;
+    the final weights count as a checkpoint when the run ends on a multiple);
+    ``keep_last``: of those, evaluate only the last this many (null = all), as a
+    checkpoint saver that keeps the newest k files."""
+
+    every_steps: int | None = None
+    keep_last: int | None = None
+
+    def checkpoint_steps(self, total_steps: int) -> list[int]:
+        """The steps (counted from the start of the run) whose weights are evaluated."""
+        if not self.every_steps:
+            return []
+        steps = list(range(self.every_steps, total_steps + 1, self.every_steps))
+        return steps[-self.keep_last:] if self.keep_last else steps
 
 
 @dataclass(frozen=True)
@@ -197,6 +232,7 @@ class Settings:
     prune: PruneSettings = field(default_factory=PruneSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
     iterative: IterativeSettings = field(default_factory=IterativeSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
 
@@ -208,6 +244,7 @@ SECTIONS = {
     "prune": PruneSettings,
     "score": ScoreSettings,
     "train": TrainSettings,
+    "eval": EvalSettings,
     "iterative": IterativeSettings,
     "report": ReportSettings,
 }

@@ -122,8 +122,9 @@ def train_settings(s: Settings, seed: int, dataset: str | None = None) -> dict:
     stage resolves it; any change then reruns every train job)."""
     train = s.train.for_dataset(dataset) if dataset is not None else s.train
     out = jsonable(dataclasses.asdict(train))
-    if not out["epochs_per_dataset"]:
-        del out["epochs_per_dataset"]
+    for key, unset in (("epochs_per_dataset", {}), ("steps", None), ("milestone_unit", "epochs")):
+        if out[key] == unset:  # (absent when unset: existing hashes unchanged)
+            del out[key]
     del out["checkpoint_minutes"]  # no result depends on it (jobs get it from the environment)
     return {"seed": int(seed), "train": out, **_compute(s)}
 
@@ -136,6 +137,8 @@ def cell_train_settings(s: Settings, method: str, ratio: float, seed: int, datas
     out = train_settings(s, seed, dataset)
     if s.init.after_pruning != "keep" and registry.method(method).kind != "iterative":
         out["after_pruning"] = s.init.after_pruning  # (absent when keep: existing hashes unchanged)
+    if s.eval.every_steps and registry.method(method).kind != "iterative":
+        out["test_checkpoints"] = {"every_steps": s.eval.every_steps, "keep_last": s.eval.keep_last}
     if registry.method(method).kind == "iterative":
         j = imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio)
         out["imp"] = imp_round_settings(s, method, seed, dataset, j, arch)

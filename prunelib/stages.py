@@ -20,7 +20,7 @@ import prunelib
 from prunelib import datasets, init_schemes, iterative, masking, models, registry, resume, variants
 from prunelib.artifacts import input_record, load_pt, read_parquet_rows, save_pt, write_parquet
 from prunelib.compare_rows import LINEAGE_COLUMNS, RERUN_VARYING_COLUMNS, TIMING_COLUMNS  # noqa: F401
-from prunelib.settings import PruneSettings, TrainSettings
+from prunelib.settings import EvalSettings, PruneSettings, TrainSettings
 from prunelib.stage_settings import settings_hash
 from prunelib.metrics import MISSING as MISSING_METRICS
 from prunelib.metrics import beyond_top1
@@ -328,6 +328,8 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     status, reason = "ok", ""
     # a killed job's rerun resumes here (prunelib.resume); the file goes once outputs are written
     ckpt_file = resume.for_job(out_weights, settings, inputs).catch_signals()
+    ckpt_steps = test_checkpoint_steps(settings, train_s, data, seed)
+    test_ckpts = {k: None for k in ckpt_steps}
     try:
         if mode == "imp_retrain":
             spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
@@ -338,7 +340,7 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
             extra["imp_plan"] = dataclasses.asdict(plan)
         else:
             rows = train(model, masks, data, init_meta["dataset"], train_s, seed, dev, progress, label=name,
-                         resume=ckpt_file)
+                         resume=ckpt_file, checkpoints=test_ckpts)
     except TrainingDiverged as exc:
         # A diverged cell is a result, not a crash: it is recorded as failed with its reason
         # and the grid goes on; eval and the tables show it as failed.
@@ -350,9 +352,22 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     meta = {**init_meta, "mask": mask_blob["meta"], "device": str(dev), "status": status, "reason": reason,
             "train_seconds": sum(r["seconds"] for r in rows), **extra,
             "settings_hash": settings_hash(settings), **_provenance(), "inputs": inputs}
-    save_pt({"state_dict": state, "meta": meta}, out_weights)
+    blob = {"state_dict": state, "meta": meta}
+    if ckpt_steps:  # weights for the eval stage's best-of-checkpoints metric (eval.every_steps)
+        blob["test_checkpoints"] = {k: v for k, v in test_ckpts.items() if v is not None}
+    save_pt(blob, out_weights)
     write_parquet(rows, out_log, metadata={"seed": seed, "device": str(dev)})
     ckpt_file.remove()
+
+
+def test_checkpoint_steps(settings: dict, train_s: TrainSettings, data: dict, seed: int) -> list[int]:
+    """The steps after which a train job keeps its weights for the test evaluations of
+    ``eval.every_steps`` / ``eval.keep_last`` (none unless the cell's settings ask)."""
+    spec = settings.get("test_checkpoints")
+    if not spec:
+        return []
+    total = train_s.total_steps(steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size))
+    return EvalSettings(**spec).checkpoint_steps(total)
 
 
 # --- iterative magnitude pruning: one round of a chain ----------------------------------
@@ -518,7 +533,8 @@ def multiply_accumulates(model: torch.nn.Module, masks: dict[str, torch.Tensor],
 def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     """settings: ``config.eval_settings`` (method, ratio, seed, eval_batch_size, device, cell_hash)."""
     method, ratio, seed = settings["method"], float(settings["ratio"]), int(settings["seed"])
-    model, meta = load_model(final_path)
+    final_blob = load_pt(final_path)
+    model, meta = model_from(final_blob)
     mask_blob = load_pt(mask_path)
     masks = mask_blob["masks"]
     data = datasets.load_prepared(data_path)
@@ -531,6 +547,8 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
         metrics.update(beyond_top1(torch.cat(logits), data["test_y"], datasets.info(meta["dataset"]).num_classes))
     else:
         metrics = {"top1": float("nan"), "top5": float("nan"), "test_loss": float("nan"), **MISSING_METRICS}
+    metrics.update(best_of_checkpoints(final_blob.get("test_checkpoints") or {}, meta, data,
+                                       settings["eval_batch_size"], dev))
     eval_seconds = time.perf_counter() - start
     params = dict(model.named_parameters())
     n_prunable = sum(params[n].numel() for n in masks)
@@ -562,6 +580,24 @@ def run_eval(settings: dict, final_path, mask_path, data_path, out) -> dict:
     row.update(_measured(model, masks, mask_blob["meta"], data, meta, dev, status))
     write_parquet([row], out)
     return row
+
+
+def best_of_checkpoints(checkpoints: dict, meta: dict, data: dict, batch_size: int, dev) -> dict:
+    """The best-of-checkpoints metric (``eval.every_steps``): the maximum test top-1 over
+    the checkpoints a train job kept, and the step of its first occurrence, as the SNIP
+    code reports 1 - max accuracy over its saved checkpoints (``snip/test.py``).  Selected
+    on the test set, so optimistic: recorded beside ``top1`` (the final weights), never
+    instead of it.  NaN / -1 / 0 without checkpoints."""
+    if not checkpoints:
+        return {"best_test_top1": float("nan"), "best_test_step": -1, "checkpoints_evaluated": 0}
+    model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
+    accuracy = {}
+    for step in sorted(checkpoints):
+        model.load_state_dict(checkpoints[step])
+        accuracy[step] = evaluate(model, data, meta["dataset"], batch_size, dev)["top1"]
+    best = max(accuracy.values())
+    return {"best_test_top1": best, "best_test_step": min(k for k, a in accuracy.items() if a == best),
+            "checkpoints_evaluated": len(accuracy)}
 
 
 def lineage_columns(final_meta: dict, mask_meta: dict, data: dict, mask: dict, final: dict) -> dict:

@@ -23,6 +23,7 @@ and normalised there, with no per-image Python work:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -86,6 +87,14 @@ def lr_at(epoch: int, s: TrainSettings) -> float:
     if s.lr_schedule == "cosine":
         return 0.5 * s.lr * (1 + math.cos(math.pi * epoch / s.epochs))
     raise ValueError(f"unknown lr_schedule {s.lr_schedule!r}; allowed: constant, step, cosine")
+
+
+def lr_at_step(p: int, steps_per_epoch: int, s: TrainSettings) -> float:
+    """Learning rate of optimizer step p (0-based): the epoch schedule ``lr_at``, or with
+    ``milestone_unit: steps`` a step schedule whose lr drops once m steps are done."""
+    if s.lr_schedule == "step" and s.milestone_unit == "steps":
+        return s.lr * s.gamma ** sum(1 for m in s.milestones if p >= m)
+    return lr_at(p // steps_per_epoch, s)
 
 
 def apply_masks(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -153,12 +162,15 @@ def _autocast(s: TrainSettings, device: torch.device):
 
 def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, dataset: str,
           s: TrainSettings, seed: int, device: torch.device,
-          progress: Callable[[str], None] | None = None, label: str = "", resume=None) -> list[dict]:
+          progress: Callable[[str], None] | None = None, label: str = "", resume=None,
+          checkpoints: dict | None = None) -> list[dict]:
     """Train the masked ``model`` in place; return one log row per epoch.
 
     ``s`` is first resolved for ``dataset`` (``epochs_per_dataset``, ``augment: auto``).
-    Running out of device memory raises DeviceOutOfMemory naming ``label``, the batch
-    size and the device.
+    The run is ``s.total_steps`` optimizer steps; ``checkpoints`` as in ``run_steps``
+    ({step: None}, filled with the weights after that many steps).  Running out of
+    device memory raises DeviceOutOfMemory naming ``label``, the batch size and the
+    device.
     """
     s = s.for_dataset(dataset)
     if s.amp == "bf16" and device.type != "cuda":
@@ -167,7 +179,7 @@ def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, da
         if progress:
             progress(msg)
     try:
-        return _train(model, masks, data, dataset, s, seed, device, progress, resume)
+        return _train(model, masks, data, dataset, s, seed, device, progress, resume, checkpoints)
     except torch.OutOfMemoryError:
         raise _oom("training", label, s.batch_size, "train.batch_size", device) from None
 
@@ -182,10 +194,13 @@ def training_examples(data: dict, s: TrainSettings, seed: int) -> int:
     return split_indices(data["train_y"].numel(), s, seed)[0].numel()
 
 
-def _train(model, masks, data, dataset, s: TrainSettings, seed, device, progress, resume=None) -> list[dict]:
+def _train(model, masks, data, dataset, s: TrainSettings, seed, device, progress, resume=None,
+           checkpoints=None) -> list[dict]:
     spe = steps_per_epoch(training_examples(data, s, seed), s.batch_size)
-    return run_steps(model, masks, data, dataset, s, seed, device, range(0, s.epochs * spe),
-                     lambda p: lr_at(p // spe, s), progress, resume=resume)
+    total = s.total_steps(spe)
+    sched = s if s.steps is None else dataclasses.replace(s, epochs=total / spe)  # (a cosine spans the steps)
+    return run_steps(model, masks, data, dataset, s, seed, device, range(0, total),
+                     lambda p: lr_at_step(p, spe, sched), progress, checkpoints=checkpoints, resume=resume)
 
 
 def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, positions: range,

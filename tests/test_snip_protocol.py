@@ -24,17 +24,37 @@ def test_lenet5_caffe_has_431080_parameters_and_no_nonlinearity_after_its_convol
     assert not torch.allclose(study(x), net(x))
 
 
-def test_variance_scaling_draws_weights_and_biases_with_variance_one_over_fan_in_truncated_at_two_std():
+def test_variance_scaling_draws_weights_with_variance_one_over_fan_in_truncated_at_two_std_and_zero_biases():
     torch.manual_seed(0)
     net = init_schemes.apply(models.build("lenet5_caffe", 10, 1, 28), "variance_scaling")
-    fan_in = {"conv1.weight": 25, "conv2.weight": 500, "fc1.weight": 800, "fc1.bias": 500, "conv2.bias": 50}
+    fan_in = {"conv1.weight": 25, "conv2.weight": 500, "fc1.weight": 800, "fc2.weight": 500}
+    params = dict(net.named_parameters())
     for name, fan in fan_in.items():
-        p = dict(net.named_parameters())[name].detach()
+        p = params[name].detach()
         bound = 2 / 0.87962566103423978 * (1 / fan) ** 0.5  # TF truncates at two std of the untruncated normal
         assert p.abs().max() <= bound
         tolerance = 3 * (2 / p.numel()) ** 0.5  # ~3 standard errors of a variance estimate
         assert abs(p.var().item() * fan - 1) < max(tolerance, 0.02), name
         assert p.abs().max() > 0.9 * bound  # truncated, not clipped far inside
+    # snip/main.py: initializer_b_bp defaults to zeros
+    assert all(bool((params[n] == 0).all()) for n in params if n.endswith(".bias"))
+
+
+def test_snip_with_zero_biases_prunes_every_bias_and_counts_them_in_the_ratio(mnist):
+    """The authors' code ranks weights and biases together; zero biases score |g b| = 0,
+    so every bias is pruned and the kept count is round((weights + biases) / r)."""
+    from prunelib import masking
+
+    torch.manual_seed(0)
+    net = init_schemes.apply(models.build("lenet300", 10, 1, 28), "variance_scaling")
+    prunable = models.prunable_names(net, include_bias=True)
+    assert sum(n.endswith(".bias") for n in prunable) == 3
+    scores, _used = stages.compute_scores(net, prunable, "snip", mnist, "mnist", 0,
+                                          {"batch_size": 100, "num_batches": 1, "class_balanced": False}, {},
+                                          torch.device("cpu"))
+    masks, _rows = masking.select_masks(scores, 20, "global", 0, method="snip")
+    assert sum(int(m.sum()) for m in masks.values()) == masking.kept_count(266_610, 20) == 13_331
+    assert all(int(masks[k].sum()) == 0 for k in masks if k.endswith(".bias"))
 
 
 def test_after_pruning_redraw_is_recorded_only_when_asked_and_draws_fresh_weights_with_zero_biases(tmp_path):
@@ -50,7 +70,7 @@ def test_after_pruning_redraw_is_recorded_only_when_asked_and_draws_fresh_weight
     fresh = stages.redrawn_state(meta, 0)
     scored = load_pt(tmp_path / "init.pt")["state_dict"]
     assert not torch.equal(fresh["fc1.weight"], scored["fc1.weight"])
-    assert all(not fresh[f"fc{i}.bias"].any() for i in (1, 2, 3)) and scored["fc1.bias"].any()
+    assert all(not fresh[f"fc{i}.bias"].any() for i in (1, 2, 3))
     assert abs(fresh["fc1.weight"].var().item() * 784 - 1) < 0.02
     assert torch.equal(fresh["fc1.weight"], stages.redrawn_state(meta, 0)["fc1.weight"])  # seeded
 
@@ -76,3 +96,75 @@ def test_training_starts_from_the_redrawn_weights_masked(tmp_path, mnist_pt, aft
     assert not w[~mask].any()
     torch.testing.assert_close(w[mask], start["fc1.weight"][mask], rtol=0, atol=1e-6)  # lr ~ 0: barely moved
     assert final["meta"].get("after_pruning", "keep") == after
+
+
+def test_step_milestones_drop_the_lr_once_that_many_steps_are_done_as_tf_piecewise_constant():
+    from prunelib.settings import TrainSettings
+    from prunelib.training import lr_at_step
+
+    s = TrainSettings(lr=0.1, lr_schedule="step", milestones=(25001, 50001), milestone_unit="steps", gamma=0.1)
+    # tf.train.piecewise_constant(global_step, [25000, 50000], ...) keeps 0.1 while global_step <= 25000
+    lrs = {p: lr_at_step(p, 540, s) for p in (0, 25000, 25001, 50000, 50001, 74999)}
+    assert [round(v, 12) for v in lrs.values()] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    epochs = TrainSettings(lr=0.1, lr_schedule="step", milestones=(2,), gamma=0.1)
+    assert lr_at_step(2 * 540 - 1, 540, epochs) == 0.1 and round(lr_at_step(2 * 540, 540, epochs), 12) == 0.01
+
+
+def _cell(tmp_path, mnist_pt, extra: dict):
+    s = config.to_settings(config.resolve({"init": {"scheme": "variance_scaling"},
+                                           "train": {"train_subset": 300, "batch_size": 100, "lr": 0.1,
+                                                     "eval_batch_size": 1000}, **extra}))
+    stages.run_init(config.init_settings(s, "lenet300", "mnist", 0, "variance_scaling"), tmp_path / "init.pt",
+                    tmp_path / "init.parquet")
+    stages.run_score(config.score_settings(s, "snip", 0), tmp_path / "init.pt", mnist_pt, tmp_path / "scores.pt")
+    stages.run_mask(config.mask_settings(s, "snip", 4, 0), tmp_path / "init.pt", tmp_path / "scores.pt",
+                    tmp_path / "mask.pt", tmp_path / "mask.parquet")
+    train_settings = config.cell_train_settings(s, "snip", 4, 0, "mnist")
+    stages.run_train(train_settings, tmp_path / "init.pt", tmp_path / "mask.pt", mnist_pt, tmp_path / "final.pt",
+                     tmp_path / "log.parquet")
+    row = stages.run_eval(config.eval_settings(s, "lenet300", "mnist", "snip", 4, 0), tmp_path / "final.pt",
+                          tmp_path / "mask.pt", mnist_pt, tmp_path / "eval.parquet")
+    return train_settings, row
+
+
+def test_train_steps_replace_epochs_and_a_partial_last_epoch_is_logged(tmp_path, mnist_pt):
+    from prunelib.artifacts import read_parquet_rows
+
+    settings, _row = _cell(tmp_path, mnist_pt, {"train": {"steps": 7, "train_subset": 300, "batch_size": 100}})
+    assert settings["train"]["steps"] == 7
+    log = read_parquet_rows(tmp_path / "log.parquet")
+    assert [(r["epoch"], r["step"]) for r in log] == [(1, 3), (2, 6), (3, 7)]  # 3 steps per epoch, 7 in all
+    unset = config.cell_train_settings(config.to_settings(config.resolve({})), "snip", 4, 0, "mnist")
+    assert "steps" not in unset["train"] and "milestone_unit" not in unset["train"]  # old hashes unchanged
+
+
+def test_best_of_checkpoints_is_the_max_test_top1_over_the_last_checkpoints_beside_the_final_top1(tmp_path, mnist_pt):
+    from prunelib import datasets
+    from prunelib.training import evaluate
+
+    settings, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 12, "train_subset": 300, "batch_size": 100},
+                                                "eval": {"every_steps": 3, "keep_last": 3}})
+    assert settings["test_checkpoints"] == {"every_steps": 3, "keep_last": 3}
+    final = load_pt(tmp_path / "final.pt")
+    kept = final["test_checkpoints"]
+    assert sorted(kept) == [6, 9, 12]  # every 3 steps, the last 3 kept
+    for name, w in final["state_dict"].items():  # the last checkpoint is the final weights
+        assert torch.equal(kept[12][name], w)
+    data = datasets.load_prepared(mnist_pt)
+    model = stages.build_model("lenet300", "mnist")
+    accuracy = {}
+    for step, state in kept.items():
+        model.load_state_dict(state)
+        accuracy[step] = evaluate(model, data, "mnist", 1000, torch.device("cpu"))["top1"]
+    assert row["checkpoints_evaluated"] == 3
+    assert row["best_test_top1"] == max(accuracy.values()) >= row["top1"] == accuracy[12]
+    assert accuracy[row["best_test_step"]] == row["best_test_top1"]
+    assert len(set(accuracy.values())) > 1  # the checkpoints differ, so the max selects something
+
+
+def test_without_eval_every_steps_no_checkpoints_are_kept_and_the_row_says_so(tmp_path, mnist_pt):
+    import math
+
+    settings, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 3, "train_subset": 300, "batch_size": 100}})
+    assert "test_checkpoints" not in settings and "test_checkpoints" not in load_pt(tmp_path / "final.pt")
+    assert math.isnan(row["best_test_top1"]) and row["best_test_step"] == -1 and row["checkpoints_evaluated"] == 0
