@@ -331,9 +331,15 @@ def _builtins() -> None:
         add_method(f"{scope}_lap", "foresight", scope, "Park et al., ICLR 2020", m + "lap:LapScorer")
     add_method("lamp", "foresight", "global", "Lee et al., ICLR 2021", m + "lamp:LampScorer")
     add_method("snip", "foresight", "global", "Lee et al., ICLR 2019", m + "snip:SnipScorer")
-    # GraSP's code scores on 10 examples per class (class-balanced), CIFAR-10 batch 100.
+    # GraSP's code scores on 10 examples per class (class-balanced), CIFAR-10 batch 100,
+    # with its GraSP() defaults T = 200 and reinit = True (prunelib/scorers/grasp.py).
     add_method("grasp", "foresight", "global", "Wang et al., ICLR 2020", m + "grasp:GraspScorer",
-               data={"batch_size": 100, "class_balanced": True})
+               data={"batch_size": 100, "class_balanced": True}, settings={
+                   "temperature": Setting(200.0, {"type": "number", "exclusiveMinimum": 0},
+                                          "logits divided by T in both passes (the code's T = 200; 1: plain loss)"),
+                   "reinit_linear": Setting(True, {"type": "boolean"},
+                                            "score a copy whose Linear weights are redrawn Xavier-normal "
+                                            "(seeded), as the code's reinit=True; the trained network keeps its own")})
     add_method("synflow", "foresight", "global", "Tanaka et al., NeurIPS 2020", m + "synflow:SynflowScorer",
                rescores=True,
                settings={"rounds": Setting(100, _int(), "pruning rounds (exponential schedule)"),
@@ -352,8 +358,8 @@ def _builtins() -> None:
     add_method("snip_filter", "foresight", "global", "Lee et al., ICLR 2019; SNIP scores summed per filter",
                m + "snip:SnipScorer", structured=True, default_grid=False)
     add_method("grasp_filter", "foresight", "global", "Wang et al., ICLR 2020; GraSP scores summed per filter",
-               m + "grasp:GraspScorer", data=dict(METHODS["grasp"].data), structured=True,
-               default_grid=False)
+               m + "grasp:GraspScorer", data=dict(METHODS["grasp"].data),
+               settings=dict(METHODS["grasp"].settings), structured=True, default_grid=False)
     add_method("synflow_filter", "foresight", "global", "Tanaka et al., NeurIPS 2020; single-shot SynFlow scores "
                "summed per filter (no iterative rounds)", m + "synflow:SynflowScorer", structured=True,
                default_grid=False)

@@ -22,7 +22,10 @@ from prunelib.masking import kept_count
 
 N = 266_200  # prunable weights of lenet300
 LIVE = 10    # fc1 units left alive by the dead-unit init
-SETTINGS = config.to_settings(config.resolve({"score": {"batch_size": 64, "per_method": {"synflow": {"rounds": 10}}}}))
+# GraSP scores its network at the weights it was given (reinit_linear false): redrawing
+# lenet300's Linear weights, as the authors' code does by default, would revive the dead units.
+SETTINGS = config.to_settings(config.resolve({"score": {"batch_size": 64, "per_method": {
+    "synflow": {"rounds": 10}, "grasp": {"reinit_linear": False}}}}))
 C = 0.125    # a power of two: sums of C^2 are exact, so LAMP's cross-tensor ties are exact
 
 

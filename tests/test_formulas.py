@@ -1,7 +1,7 @@
 """Scores against references that share no code with the scorers: the full Hessian and
 gradient of the mean loss from torch.autograd.functional on the flattened weights, over
-all scoring data at once (so averaging over several batches is checked too), and a LAP
-example computed by hand."""
+all scoring data at once (so averaging over several batches is checked too; GraSP's per
+half of each batch, summed, as the authors' code), and a LAP example computed by hand."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ def _split(batches, parts):
     return list(zip(x.chunk(parts), y.chunk(parts)))
 
 
-def autograd_reference(net, params, batches, hessian=True):
-    """(theta, g, H) of the mean cross-entropy over every example of ``batches``, flat
-    (H None unless asked)."""
+def autograd_reference(net, params, batches, hessian=True, temperature=1.0):
+    """(theta, g, H) of the mean cross-entropy (of the logits / ``temperature``) over
+    every example of ``batches``, flat (H None unless asked)."""
     x = torch.cat([b[0] for b in batches])
     y = torch.cat([b[1] for b in batches])
     names = list(params)
@@ -41,7 +41,7 @@ def autograd_reference(net, params, batches, hessian=True):
             k = s.numel()
             vals[n] = flat[i:i + k].view(s)
             i += k
-        return F.cross_entropy(functional_call(net, {**others, **vals}, (x,)), y)
+        return F.cross_entropy(functional_call(net, {**others, **vals}, (x,)) / temperature, y)
 
     theta = torch.cat([params[n].detach().flatten() for n in names])
     g = torch.autograd.functional.jacobian(loss, theta)
@@ -57,23 +57,42 @@ def unflatten(flat, params):
     return out
 
 
+def grasp_reference(net, params, batches, temperature):
+    """theta and Hg of GraSP as the authors' code computes it: each batch split into its
+    first N // 2 examples and the rest, g = sum of the halves' gradients, Hg = sum of the
+    halves' Hessians times g, the logits divided by T (tests/test_grasp_protocol.py
+    checks the same against closed forms)."""
+    refs = []
+    for x, y in batches:
+        n = len(y)
+        for part in (slice(0, n // 2), slice(n // 2, n)):
+            refs.append(autograd_reference(net, params, [(x[part], y[part])], temperature=temperature))
+    theta = refs[0][0]
+    g = sum(r[1] for r in refs)
+    return theta, sum(r[2] for r in refs) @ g
+
+
+# The references are taken at the network's own weights, so the scorer runs with
+# reinit_linear false (the Linear re-initialisation is tests/test_grasp_protocol.py's).
+@pytest.mark.parametrize("temperature", [1.0, 200.0])
 @pytest.mark.parametrize("n_batches", [1, 3])
-def test_grasp_is_theta_times_the_autograd_hessian_times_the_gradient(n_batches):
+def test_grasp_is_theta_times_the_autograd_hessian_times_the_gradient(n_batches, temperature):
     net, params, batches = setup(TinyConv())
     batches = _split(batches, n_batches)
-    theta, g, h = autograd_reference(net, params, batches)
-    want = unflatten(theta * (h @ g), params)
-    got = GraspScorer().score(net, params, batches, 0)
+    theta, hg = grasp_reference(net, params, batches, temperature)
+    want = unflatten(theta * hg, params)
+    got = GraspScorer(temperature=temperature, reinit_linear=False).score(net, params, batches, 0)
+    scale = float((theta * hg).abs().max())
     for n in params:
-        torch.testing.assert_close(got[n], want[n], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(got[n], want[n], rtol=1e-9, atol=1e-12 * scale)
 
 
 def test_grasp_removes_the_weights_with_the_largest_minus_theta_hg():
     """GraSP's sign (Wang et al., Eq. 8): it removes the largest S(-theta) = -theta * Hg."""
     net, params, batches = setup(TinyConv())
-    theta, g, h = autograd_reference(net, params, batches)
-    s_minus = -theta * (h @ g)
-    masks, _ = select_masks(GraspScorer().score(net, params, batches, 0), 4, "global", seed=0)
+    theta, hg = grasp_reference(net, params, batches, 200.0)
+    s_minus = -theta * hg
+    masks, _ = select_masks(GraspScorer(reinit_linear=False).score(net, params, batches, 0), 4, "global", seed=0)
     removed = torch.cat([(~masks[n]).flatten() for n in params])
     n_removed = int(removed.sum())
     assert n_removed == theta.numel() - kept_count(theta.numel(), 4)

@@ -58,19 +58,26 @@ def setup(net, n=12, classes=4, seed=0, shape=None):
 # --- GraSP ------------------------------------------------------------------------------
 
 def test_hessian_gradient_product_matches_finite_differences():
+    """GraSP's Hg (the authors' protocol: each batch's two halves, summed) is the
+    directional derivative of G = sum_h dL_h/dtheta along G itself."""
     net, params, batches = setup(TinyConv())
+    (x, y), = batches
+    halves = [(x[:6], y[:6]), (x[6:], y[6:])]
     hg = hessian_gradient_product(net, params, batches)
-    g = loss_gradients(net, params, batches)
+
+    def summed():  # loss_gradients averages over the batches it is given
+        return {n: 2 * v for n, v in loss_gradients(net, params, halves).items()}
+
+    g = summed()
     eps = 1e-6
-    # Hg = directional derivative of the gradient along g = d/dtheta (1/2 ||g||^2)
     with torch.no_grad():
         for n, p in params.items():
             p += eps * g[n]
-    g_plus = loss_gradients(net, params, batches)
+    g_plus = summed()
     with torch.no_grad():
         for n, p in params.items():
             p -= 2 * eps * g[n]
-    g_minus = loss_gradients(net, params, batches)
+    g_minus = summed()
     with torch.no_grad():
         for n, p in params.items():
             p += eps * g[n]
