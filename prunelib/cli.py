@@ -170,6 +170,25 @@ def cmd_catalogue(a) -> None:
     print(catalogue.render(a.table) if a.table else catalogue.render_all())
 
 
+def cmd_reproductions(a) -> None:
+    from prunelib import reproductions
+
+    if a.action == "list":
+        for rep in reproductions.RUNS:
+            print(f"{rep.name}: preset {rep.preset}, {rep.arch}, {rep.method} at r = "
+                  f"{', '.join(str(r) for r in rep.ratios)}, seeds {', '.join(map(str, rep.seeds))}")
+    elif a.action == "run":
+        if not a.names:
+            raise SystemExit("prunelib reproductions run: name one or more runs (prunelib reproductions list)")
+        for name in a.names:
+            rc = reproductions.run(name, a.cores, a.snakemake_args)
+            if rc:
+                raise SystemExit(rc)
+    else:
+        reproductions.write(a.root, a.out)
+        print(f"{a.out}: written from the eval rows under {a.root}/results")
+
+
 def cmd_worker(a) -> None:
     from prunelib import worker
 
@@ -275,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     for a in audit_sub.choices.values():
         a.add_argument("--json", action="store_true", help="JSON instead of a table")
         a.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("reproductions", help="run the reproduction presets' cells, or write docs/reproductions.md")
+    s.add_argument("action", choices=("list", "run", "write"))
+    s.add_argument("names", nargs="*", help="run: the reproductions to run (see list)")
+    s.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    s.add_argument("--root", default=".", help="write: the folder holding results/")
+    s.add_argument("--out", default="docs/reproductions.md", help="write: the Markdown file")
+    s.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
+                   help="run: further Snakemake options (last)")
+    s.set_defaults(func=cmd_reproductions)
 
     s = sub.add_parser("check-config", help="resolve and validate a config file")
     s.add_argument("config", nargs="?", default="config.yaml")
