@@ -6,13 +6,14 @@ kept, with
     k = round_half_up(n / r)
 
 over all prunable weights together (``scope="global"``) or over each tensor separately
-(``scope="layer"``).  The threshold is the k-th largest score (a selection, not a full
-sort).  Weights strictly above it are kept; among the weights *equal* to it, exactly the
-number still needed is drawn at random with a generator seeded by the run's seed.  A tie
-group is thus never kept or dropped whole, which is how methods whose scores tie or
-vanish (e.g. GraSP and OBD in the 2022 reproduction study) came to under-prune by
-30-50%.  How many weights tied at the threshold, and how many of them were kept, is
-recorded per tensor.
+(``scope="layer"``), or with an explicit count per tensor (``select_per_tensor``, for
+IMP's ``layer_output_half`` criterion).  The threshold is the k-th largest score (a
+selection, not a full sort).  Weights strictly above it are kept; among the weights
+*equal* to it, exactly the number still needed is drawn at random with a generator
+seeded by the run's seed.  A tie group is thus never kept or dropped whole, which is how
+methods whose scores tie or vanish (e.g. GraSP and OBD in the 2022 reproduction study)
+came to under-prune by 30-50%.  How many weights tied at the threshold, and how many of
+them were kept, is recorded per tensor.
 """
 
 from __future__ import annotations
@@ -167,13 +168,36 @@ def select_masks(scores: dict[str, torch.Tensor], ratio: float, scope: str, seed
             masks[name] = part.view_as(scores[name]).clone()  # own storage: saved alone, it is its size
             tie[name] = (n_tied[i], n_tied_kept[i], sel.threshold)
     else:
-        for name in names:
-            flat = scores[name].detach().flatten()
-            if not flat.is_floating_point():
-                flat = flat.to(torch.float64)
-            sel = select_top(flat, kept_count(flat.numel(), ratio), generator(seed, f"tie-break:{name}"))
-            masks[name] = sel.keep.view_as(scores[name]).clone()
-            tie[name] = (sel.n_tied, sel.n_tied_kept, sel.threshold)
+        return select_per_tensor(scores, {n: kept_count(scores[n].numel(), ratio) for n in names}, seed,
+                                 method, checked=True)
+    return masks, _audit_rows(names, masks, tie)
+
+
+def select_per_tensor(scores: dict[str, torch.Tensor], counts: dict[str, int], seed: int, method: str = "?",
+                      checked: bool = False) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Masks keeping exactly ``counts[name]`` of each tensor's highest scores, and the
+    audit rows; ties drawn from the stream ``tie-break:<tensor>`` of ``seed`` (what
+    ``scope="layer"`` does with counts round(n_l / r))."""
+    if not checked:
+        check_finite(scores, method)
+    masks: dict[str, torch.Tensor] = {}
+    tie: dict[str, tuple[int, int, float]] = {}
+    for name in scores:
+        flat = scores[name].detach().flatten()
+        if not flat.is_floating_point():
+            flat = flat.to(torch.float64)
+        k = counts[name]
+        if not 0 <= k <= flat.numel():
+            raise ValueError(f"method {method}: tensor {name} cannot keep {k} of its {flat.numel()} weights")
+        sel = select_top(flat, k, generator(seed, f"tie-break:{name}"))
+        masks[name] = sel.keep.view_as(scores[name]).clone()
+        tie[name] = (sel.n_tied, sel.n_tied_kept, sel.threshold)
+    return masks, _audit_rows(list(scores), masks, tie)
+
+
+def _audit_rows(names: list[str], masks: dict[str, torch.Tensor], tie: dict) -> list[dict]:
+    """One row per tensor: shape, numel, kept, density, collapsed and the tie record
+    (n tied at the threshold, n of them kept, threshold)."""
     rows = []
     for name in names:
         m = masks[name]
@@ -189,7 +213,7 @@ def select_masks(scores: dict[str, torch.Tensor], ratio: float, scope: str, seed
             "tied_at_threshold": tie[name][0],
             "tied_kept": tie[name][1],
         })
-    return masks, rows
+    return rows
 
 
 def mask_summary(rows: list[dict]) -> dict:

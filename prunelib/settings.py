@@ -16,6 +16,14 @@ from prunelib import registry
 #: The scoring-data keys that ``score`` and ``score.per_method.<method>`` share.
 DATA_KEYS = ("batch_size", "num_batches", "class_balanced")
 
+#: The allowed ``iterative.criterion`` values (prunelib/iterative.py; the config schema's
+#: enum is filled in from here): magnitude ranked over all prunable weights (``global``),
+#: per tensor at the same density (``layer``), or per tensor at one rate for every tensor
+#: but the output layer's, which is pruned at half that rate (``layer_output_half``,
+#: Frankle & Carbin, ICLR 2019).
+LAYER_OUTPUT_HALF = "layer_output_half"
+IMP_CRITERIA = ("global", "layer", LAYER_OUTPUT_HALF)
+
 
 @dataclass(frozen=True)
 class InitSettings:
@@ -160,10 +168,11 @@ class ModelSettings:
 class IterativeSettings:
     """Generalised iterative magnitude pruning (``iterative:``; prunelib/iterative.py).
 
-    ``train_steps`` T: optimizer steps of the first, dense training (null = train.epochs
+    ``train_steps`` T: optimizer steps of the first, dense training (null = train.steps, else train.epochs
     epochs).  Each round keeps a fraction ``round_factor`` K of the remaining weights by
-    ``criterion`` (global or layer-wise magnitude); the rounds land exactly on every
-    ratio of the grid.  ``rewind_fraction`` is lth_rewind's rewind step and
+    ``criterion`` (``IMP_CRITERIA``: global or layer-wise magnitude, or layer-wise with
+    the output layer at half the rate); the rounds land exactly on every ratio of the
+    grid.  ``rewind_fraction`` is lth_rewind's rewind step and
     ``gimp_fraction`` gimp's, as fractions of T.  ``per_method`` overrides the general
     parameters of a named method: ``rewind_weights_to`` (a step, or null = keep the
     trained weights), ``rewind_lr`` (restart the schedule each round) and

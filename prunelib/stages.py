@@ -179,8 +179,10 @@ def _mask_from_chain(settings: dict, _init_path, round_mask_path) -> _Selected:
     blob = load_pt(round_mask_path)
     ranking = (masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
                if variants.needs_ranking(settings.get("variant")) else None)
-    return _Selected(blob["masks"], blob["rows"], ranking, settings["criterion"],
-                     {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]},
+    extra = {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]}
+    if "layer_rates" in blob["meta"]:
+        extra["layer_rates"] = blob["meta"]["layer_rates"]
+    return _Selected(blob["masks"], blob["rows"], ranking, settings["criterion"], extra,
                      inputs={"scores": input_record(round_mask_path)})
 
 
@@ -238,7 +240,8 @@ def run_mask(settings: dict, init_path, scores_path, out_mask, out_table) -> Non
 
 def _target_kept(rows: list[dict], ratio, scope: str) -> int:
     """The kept count a mask at ``ratio`` must have: round(n / r) over all prunable weights
-    (global) or summed per tensor (layer)."""
+    (global, and IMP's layer_output_half, whose layer rates meet that total exactly) or
+    summed per tensor (layer)."""
     if scope == "layer":
         return sum(masking.kept_count(r["numel"], ratio) for r in rows)
     return masking.kept_count(sum(r["numel"] for r in rows), ratio)
@@ -333,7 +336,7 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     try:
         if mode == "imp_retrain":
             spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
-            plan = iterative.resolve_plan(settings["imp"]["imp"], spe, train_s.epochs)
+            plan = iterative.resolve_plan(settings["imp"]["imp"], spe, train_s.epochs, train_s.steps)
             rows = run_steps(model, masks, data, init_meta["dataset"], train_s, seed, dev,
                              plan.round_positions(), iterative.round_lr(train_s, plan, spe), progress,
                              resume=ckpt_file)
@@ -394,7 +397,7 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
     inputs = {"data": input_record(data_path), ("init" if j == 0 else "prev_weights"): input_record(start_path)}
     dev = resolve_device(settings["device"])
     spe = steps_per_epoch(training_examples(data, train_s, seed), train_s.batch_size)
-    plan = iterative.resolve_plan(settings["imp"], spe, train_s.epochs)
+    plan = iterative.resolve_plan(settings["imp"], spe, train_s.epochs, train_s.steps)
     start = time.perf_counter()
     status, reason, extra = "ok", "", {}
     if j == 0:
@@ -421,8 +424,10 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
         weights = prev_w["state_dict"]
         if prev_failed:  # its weights may be NaN: keep the chain's densities exact, train nothing
             weights = {n: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for n, v in weights.items()}
+        output = (iterative.output_layer(model, prev["masks"]) if plan.criterion == iterative.LAYER_OUTPUT_HALF
+                  else ())
         masks, rows_mask, magnitude = iterative.prune_round(weights, prev["masks"], density,
-                                                            plan.criterion, seed, j, method)
+                                                            plan.criterion, seed, j, method, output)
         pruned_round, ranked_by = iterative.update_ranking(prev["pruned_round"], prev["ranked_by"], masks,
                                                            prev["masks"], magnitude, j)
         if plan.rewind_step is not None:  # reset the survivors to theta_k
@@ -468,6 +473,9 @@ def run_imp_round(settings: dict, data_path, out: dict, init_path=None, prev_wei
                  "target_kept": _target_kept(rows_mask, ratio, plan.criterion), "paper": paper,
                  "seconds": seconds, **masking.mask_summary(rows_mask), **extra,
                  "settings_hash": settings_hash(settings), "inputs": inputs}
+    rates = iterative.layer_rates_record(rows_mask)
+    if rates:  # layer_output_half: the round's rates and every count off round(ideal), in the open
+        mask_meta["layer_rates"] = rates
     save_pt({"masks": masks, "rows": rows_mask, "pruned_round": pruned_round, "ranked_by": ranked_by,
              "meta": mask_meta}, out["mask"])
     write_parquet(rows_mask, out["mask_table"], metadata={"method": method, "round": j, "seed": seed})

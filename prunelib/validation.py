@@ -2,9 +2,11 @@
 
 The schema (``workflow/schemas/config.schema.yaml``, JSON Schema draft 2020-12) names
 no method, network or dataset: every ``x-registry: <table>`` node is filled in from
-``prunelib.registry`` when the schema is loaded, and ``score.per_method`` gets one
-property per scoring method with its own settings' schemas.  So a plugin's entries are
-validated exactly like the built-ins, and the schema cannot drift from the code.
+``prunelib.registry`` (the iterative criteria from ``settings.IMP_CRITERIA``, the report
+metrics from ``report_layout.METRIC_INFO``) when the schema is loaded, and
+``score.per_method`` gets one property per scoring method with its own settings'
+schemas.  So a plugin's entries are validated exactly like the built-ins, and the schema
+cannot drift from the code.
 
 Values from ``snakemake --config`` nested under a section arrive as strings
 (``train={"epochs": 2}`` gives ``"2"``); ``coerce`` turns numeric, boolean and null
@@ -20,7 +22,7 @@ from pathlib import Path
 from prunelib import registry
 from prunelib.errors import PrunelibError
 from prunelib.report_layout import METRIC_INFO
-from prunelib.settings import DATA_KEYS
+from prunelib.settings import DATA_KEYS, IMP_CRITERIA
 
 
 class ConfigError(PrunelibError, ValueError):
@@ -79,6 +81,7 @@ def _registry_node(table: str) -> dict:
         "inits": list(registry.INITS),
         "variants": list(registry.VARIANTS),
         "metrics": list(METRIC_INFO),
+        "iterative_criteria": list(IMP_CRITERIA),
     }[table]
     return {"enum": names}
 

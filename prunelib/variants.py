@@ -15,7 +15,8 @@ starts from) and returns a transformed one, drawing from its own seeded stream
   each tensor (the multiset of surviving values per tensor is unchanged).
 * ``invert``: the lowest-ranked weights kept instead of the highest, at the same
   density and with the method's scope: the top-k selection of the negated scores,
-  ties drawn with the seed like the method's own selection.  Multi-round methods (IMP,
+  ties drawn with the seed like the method's own selection (IMP's ``layer_output_half``:
+  as many per tensor as the method's mask keeps).  Multi-round methods (IMP,
   SynFlow) rank by ``masking.removal_ranking``: weights pruned earlier rank lower.
 
 Where an IMP method keeps trained weights instead of rewinding (``lrr``,
@@ -31,8 +32,9 @@ from typing import Callable
 import torch
 
 from prunelib import registry
-from prunelib.masking import select_masks
+from prunelib.masking import select_masks, select_per_tensor
 from prunelib.seeding import generator
+from prunelib.settings import LAYER_OUTPUT_HALF
 
 
 def _check(variant: str) -> None:
@@ -55,10 +57,17 @@ def shuffle_layer(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.
     return out
 
 
-def invert(scores: dict[str, torch.Tensor], ratio: float, scope: str, seed: int, method: str = "?"):
-    """Masks and audit rows keeping the lowest-scoring weights (``scope`` as the method)."""
-    return select_masks({n: -s.to(torch.float64) for n, s in scores.items()}, ratio, scope, seed,
-                        method=f"{method} (inverted)")
+def invert(scores: dict[str, torch.Tensor], ratio: float, scope: str, seed: int, method: str = "?",
+           counts: dict[str, int] | None = None):
+    """Masks and audit rows keeping the lowest-scoring weights (``scope`` as the method;
+    IMP's ``layer_output_half``, whose per-tensor counts are the chain's, needs ``counts``:
+    the method's kept count per tensor)."""
+    negated = {n: -s.to(torch.float64) for n, s in scores.items()}
+    if scope == LAYER_OUTPUT_HALF:
+        if counts is None:
+            raise ValueError(f"variant invert of {method} (scope {scope}) needs the method's kept count per tensor")
+        return select_per_tensor(negated, counts, seed, method=f"{method} (inverted)")
+    return select_masks(negated, ratio, scope, seed, method=f"{method} (inverted)")
 
 
 def shuffle_weights(state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], seed: int) -> None:
@@ -82,7 +91,7 @@ def transform_mask(variant: str, masks: dict, seed: int, scores: dict | None = N
     if variant == "invert":
         if scores is None:
             raise ValueError(f"variant invert of {method} needs the method's scores")
-        new, rows = invert(scores, ratio, scope, seed, method)
+        new, rows = invert(scores, ratio, scope, seed, method, {n: int(m.sum()) for n, m in masks.items()})
         return new, rows, {**record, "scope": scope, "stream": "tie-break (negated scores)"}
     return masks, None, record
 

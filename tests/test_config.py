@@ -108,7 +108,8 @@ BAD = [
     ({"device": "tpu"}, 'device = "tpu" is not allowed; allowed: auto, cpu, cuda'),
     (_grid(variants=["none", "shuffle"]), 'grid.variants[1] = "shuffle" is not allowed; allowed: none, '
      'shuffle_layer, reinit, shuffle_weights, invert'),
-    ({"iterative": {"criterion": "lamp"}}, 'iterative.criterion = "lamp" is not allowed; allowed: global, layer'),
+    ({"iterative": {"criterion": "lamp"}},
+     'iterative.criterion = "lamp" is not allowed; allowed: global, layer, layer_output_half'),
     ({"iterative": {"round_factor": 1}}, "iterative.round_factor = 1 is not allowed; allowed: numbers > 0 and < 1"),
     ({"iterative": {"per_method": {"lth": {"rewind_lr": "yes"}}}},
      'iterative.per_method.lth.rewind_lr = "yes" is not allowed; allowed: true or false'),
