@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.prunelib-installed
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup data run test lint docs report bench-startup clean-results
+.PHONY: setup data run test lint docs report reproductions bench-startup clean-results
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 	$(BIN)/snakefmt --check .
+
+# The runs behind docs/reproductions.md (hours on a CPU: the LeNet-5-Caffe ones), then the table.
+reproductions: setup
+	$(BIN)/prunelib reproductions run $$($(BIN)/prunelib reproductions list | cut -d: -f1) --cores $(CORES)
+	$(BIN)/prunelib reproductions write
 
 lint: setup
 	$(SNAKEMAKE) --lint
