@@ -168,8 +168,8 @@ class ModelSettings:
 class IterativeSettings:
     """Generalised iterative magnitude pruning (``iterative:``; prunelib/iterative.py).
 
-    ``train_steps`` T: optimizer steps of the first, dense training (null = train.steps, else train.epochs
-    epochs).  Each round keeps a fraction ``round_factor`` K of the remaining weights by
+    ``train_steps`` T: optimizer steps of the first, dense training (null = train.steps,
+    else train.epochs epochs).  Each round keeps a fraction ``round_factor`` K of the remaining weights by
     ``criterion`` (``IMP_CRITERIA``: global or layer-wise magnitude, or layer-wise with
     the output layer at half the rate); the rounds land exactly on every ratio of the
     grid.  ``rewind_fraction`` is lth_rewind's rewind step and
