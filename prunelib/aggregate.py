@@ -105,20 +105,22 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         coll_title = f"Layer collapse on {dataset} / {arch}: layers whose mask kept no weight"
         md_parts += [to_markdown(comp, comp_title), to_markdown(coll, coll_title)]
         html_parts += [(comp_title, escape_plain(comp)), (coll_title, escape_plain(coll))]
-        beyond = beyond_top1_table(sub)
-        if not beyond.empty:
-            title = (f"Beyond top-1 on {dataset} / {arch}: balanced accuracy, worst-class recall (the class "
-                     "most often worst), expected calibration error (15 bins), NLL; means over seeds (n)")
-            md_parts.append(to_markdown(beyond, title))
-            html_parts.append((title, escape_plain(beyond)))
-        ckpt = checkpoints_table(sub)
-        if not ckpt.empty:
-            title = (f"Final weights (our metric) beside the {BEST_OF_CHECKPOINTS} on {dataset} / {arch}: "
-                     "test top-1 in %, mean ± sample std (n seeds)")
-            md_parts.append(to_markdown(ckpt, title))
-            html_parts.append((title, escape_plain(ckpt)))
-            with atomic_path(tables / f"{stem}_checkpoints.csv") as tmp:
-                ckpt.to_csv(tmp)
+        extra_tables = (
+            (beyond_top1_table(sub), None,
+             f"Beyond top-1 on {dataset} / {arch}: balanced accuracy, worst-class recall (the class most often "
+             "worst), expected calibration error (15 bins), NLL; means over seeds (n)"),
+            (checkpoints_table(sub), tables / f"{stem}_checkpoints.csv",
+             f"Final weights (our metric) beside the {BEST_OF_CHECKPOINTS} on {dataset} / {arch}: test top-1 "
+             "in %, mean ± sample std (n seeds)"),
+        )
+        for table, csv, title in extra_tables:  # (only where the eval rows have their columns)
+            if table.empty:
+                continue
+            md_parts.append(to_markdown(table, title))
+            html_parts.append((title, escape_plain(table)))
+            if csv is not None:
+                with atomic_path(csv) as tmp:
+                    table.to_csv(tmp)
         write_text(NOTE + "\n\n" + "\n".join(md_parts), tables / f"{stem}.md")
         write_text(to_html(html_parts, NOTE), tables / f"{stem}.html")
         written += [tables / f"{stem}.md", tables / f"{stem}.html", tables / f"{stem}_cells.csv"]

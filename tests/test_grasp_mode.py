@@ -11,9 +11,9 @@ re-initialisation is tests/test_grasp_protocol.py's).
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from conftest import grasp_long_way
 from prunelib.scorers import gradients, snip
 from prunelib.scorers.grasp import GraspScorer
 
@@ -34,19 +34,8 @@ def data(n=16, seed=1):
 
 def reference(net, params, batches, train: bool):
     net.train(train)
-    w = list(params.values())
     halves = [(x[p], y[p]) for x, y in batches for p in (slice(0, len(y) // 2), slice(len(y) // 2, None))]
-    g = [torch.zeros_like(p) for p in w]
-    for x, y in halves:
-        for acc, gi in zip(g, torch.autograd.grad(F.cross_entropy(net(x) / T, y), w)):
-            acc += gi
-    hg = [torch.zeros_like(p) for p in w]
-    for x, y in halves:
-        gb = torch.autograd.grad(F.cross_entropy(net(x) / T, y), w, create_graph=True)
-        z = sum((a * b).sum() for a, b in zip(gb, g))
-        for acc, h in zip(hg, torch.autograd.grad(z, w)):
-            acc += h
-    return {n: p.detach() * h for (n, p), h in zip(params.items(), hg)}
+    return grasp_long_way(net, params, halves, T)
 
 
 def test_grasp_scores_in_train_mode_with_one_or_several_batches():

@@ -13,9 +13,9 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from conftest import grasp_long_way
 from prunelib import config, registry, stages
 from prunelib.artifacts import load_pt
 from prunelib.config import ConfigError
@@ -102,18 +102,8 @@ def test_temperature_one_is_the_untempered_loss_and_200_ranks_differently():
 
 def whole_batch_scores(net, params, batches, temperature):
     """theta * Hg of the mean loss over each whole batch (no halves), by double backward."""
-    w = list(params.values())
     net.train()
-    g = [torch.zeros_like(p) for p in w]
-    for x, y in batches:
-        for acc, gi in zip(g, torch.autograd.grad(F.cross_entropy(net(x) / temperature, y), w)):
-            acc += gi
-    hg = [torch.zeros_like(p) for p in w]
-    for x, y in batches:
-        gb = torch.autograd.grad(F.cross_entropy(net(x) / temperature, y), w, create_graph=True)
-        for acc, h in zip(hg, torch.autograd.grad(sum((a * b).sum() for a, b in zip(gb, g)), w)):
-            acc += h
-    return {n: p.detach() * h for (n, p), h in zip(params.items(), hg)}
+    return grasp_long_way(net, params, batches, temperature)
 
 
 def test_halves_rescale_the_scores_without_batchnorm_and_change_them_with_it():
