@@ -187,3 +187,18 @@ def test_the_checkpoints_table_shows_final_beside_best_of_checkpoints_with_its_l
     no_checkpoints = pd.DataFrame(rows).assign(best_test_top1=float("nan"))
     assert report_tables.checkpoints_table(no_checkpoints).empty
     assert "best_test_top1" not in __import__("prunelib.report_layout", fromlist=["x"]).METRIC_INFO  # never ranked
+
+
+def test_the_snip_preset_states_the_authors_protocol_point_by_point():
+    s = config.to_settings(config.resolve({"preset": "snip"}))
+    assert set(s.grid.archs) == {"lenet300", "lenet5_caffe"} and s.grid.methods == ("snip",)
+    assert s.init.scheme == "variance_scaling" and s.init.after_pruning == "redraw"  # main.py, model.py
+    assert s.prune.include_bias and not s.prune.include_norm  # every w and b key is pruned
+    assert s.score.data_for("snip") == {"batch_size": 100, "num_batches": 1, "class_balanced": False}  # prune.py
+    t = s.train
+    assert (t.optimizer, t.momentum, t.nesterov, t.lr, t.batch_size) == ("sgd", 0.9, False, 0.1, 100)
+    assert t.weight_decay == 0.0005  # 0.00025 * sum(theta^2) in the loss
+    assert (t.steps, t.lr_schedule, t.milestones, t.milestone_unit) == (75000, "step", (25001, 50001), "steps")
+    assert t.val_fraction == 0.1 and t.augment == "none"  # dataset.py holds out 10%
+    assert (s.eval.every_steps, s.eval.keep_last) == (1000, 5)  # train.py saves every 1000; Saver keeps 5
+    assert s.eval.checkpoint_steps(75000) == [71000, 72000, 73000, 74000, 75000]
