@@ -595,9 +595,9 @@ def best_of_checkpoints(checkpoints: dict, meta: dict, data: dict, batch_size: i
     the checkpoints a train job kept, and the step of its first occurrence, as the SNIP
     code reports 1 - max accuracy over its saved checkpoints (``snip/test.py``).  Selected
     on the test set, so optimistic: recorded beside ``top1`` (the final weights), never
-    instead of it.  NaN / -1 / 0 without checkpoints."""
+    instead of it.  Null (not measured) without checkpoints."""
     if not checkpoints:
-        return {"best_test_top1": float("nan"), "best_test_step": -1, "checkpoints_evaluated": 0}
+        return {"best_test_top1": None, "best_test_step": None, "checkpoints_evaluated": 0}
     model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
     accuracy = {}
     for step in sorted(checkpoints):

@@ -222,8 +222,8 @@ def test_new_presets_resolve(preset):
     assert config.cells(s)
     if preset == "snip":
         assert (s.train.lr, s.train.batch_size, s.train.weight_decay, s.train.val_fraction) == (0.1, 100, 5e-4, 0.1)
-        assert s.init.scheme == "xavier_normal" and s.score.batch_size == 100
-        assert sorted(s.grid.ratios) == [1, 10, 20, 50, 100]
+        assert s.init.scheme == "variance_scaling" and s.score.batch_size == 100  # the authors' code
+        assert sorted(s.grid.ratios) == [1, 20, 50, 100]
     else:
         assert (s.train.lr, s.train.momentum, s.train.milestones, s.train.epochs) == (0.1, 0.9, (80, 120), 160)
 

@@ -36,7 +36,7 @@ KINDS = [
     ("additionalProperties", {"train": {"epoch": 3}},
      "unknown key train.epoch; allowed keys amp, augment, batch_size, checkpoint_minutes, epochs, epochs_per_dataset, "
      "eval_batch_size, "
-     "gamma, lr, lr_schedule, milestones, momentum, nesterov, optimizer, train_subset, val_fraction, weight_decay"),
+     "gamma, lr, lr_schedule, milestone_unit, milestones, momentum, nesterov, optimizer, steps, train_subset, val_fraction, weight_decay"),
     ("a method's own setting", {"score": {"per_method": {"synflow": {"rounds": 0}}}},
      "score.per_method.synflow.rounds = 0 is not allowed; allowed: integers >= 1"),
     ("a method's own enum", {"score": {"per_method": {"obd": {"estimator": "lanczos"}}}},

@@ -163,11 +163,13 @@ def test_best_of_checkpoints_is_the_max_test_top1_over_the_last_checkpoints_besi
 
 
 def test_without_eval_every_steps_no_checkpoints_are_kept_and_the_row_says_so(tmp_path, mnist_pt):
-    import math
-
     settings, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 3, "train_subset": 300, "batch_size": 100}})
     assert "test_checkpoints" not in settings and "test_checkpoints" not in load_pt(tmp_path / "final.pt")
-    assert math.isnan(row["best_test_top1"]) and row["best_test_step"] == -1 and row["checkpoints_evaluated"] == 0
+    assert row["best_test_top1"] is None and row["best_test_step"] is None and row["checkpoints_evaluated"] == 0
+    from prunelib.artifacts import read_parquet_rows
+
+    on_disk = read_parquet_rows(tmp_path / "eval.parquet")[0]
+    assert on_disk["best_test_top1"] is None and on_disk["checkpoints_evaluated"] == 0
 
 
 def test_the_checkpoints_table_shows_final_beside_best_of_checkpoints_with_its_label_and_marks_nothing():
@@ -178,13 +180,13 @@ def test_the_checkpoints_table_shows_final_beside_best_of_checkpoints_with_its_l
     rows = [{"method": "snip", "ratio": 20.0, "seed": s, "status": "ok", "top1": t, "best_test_top1": b,
              "best_test_step": k} for s, t, b, k in ((0, 0.97, 0.98, 74000), (1, 0.96, 0.975, 75000))]
     rows.append({"method": "dense", "ratio": 1.0, "seed": 0, "status": "ok", "top1": 0.98,
-                 "best_test_top1": float("nan"), "best_test_step": -1})
+                 "best_test_top1": None, "best_test_step": None})
     table = report_tables.checkpoints_table(pd.DataFrame(rows))
     cell = table.loc["snip", "r=20"]
     assert cell == "final 96.50 ± 0.71 (2); best of checkpoints 97.75 ± 0.35 (2) at step 74000, 75000"
     assert table.loc["dense", "r=1"] == "—" and "**" not in table.to_string()
     assert "optimistic, selected on test" in report_tables.BEST_OF_CHECKPOINTS
-    no_checkpoints = pd.DataFrame(rows).assign(best_test_top1=float("nan"))
+    no_checkpoints = pd.DataFrame(rows).assign(best_test_top1=None)
     assert report_tables.checkpoints_table(no_checkpoints).empty
     assert "best_test_top1" not in __import__("prunelib.report_layout", fromlist=["x"]).METRIC_INFO  # never ranked
 
