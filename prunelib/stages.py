@@ -331,7 +331,7 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     status, reason = "ok", ""
     # a killed job's rerun resumes here (prunelib.resume); the file goes once outputs are written
     ckpt_file = resume.for_job(out_weights, settings, inputs).catch_signals()
-    ckpt_steps = test_checkpoint_steps(settings, train_s, data, seed)
+    ckpt_steps = kept_checkpoint_steps(settings, train_s, data, seed)
     test_ckpts = {k: None for k in ckpt_steps}
     try:
         if mode == "imp_retrain":
@@ -363,7 +363,7 @@ def run_train(settings: dict, init_path, mask_path, data_path, out_weights, out_
     ckpt_file.remove()
 
 
-def test_checkpoint_steps(settings: dict, train_s: TrainSettings, data: dict, seed: int) -> list[int]:
+def kept_checkpoint_steps(settings: dict, train_s: TrainSettings, data: dict, seed: int) -> list[int]:
     """The steps after which a train job keeps its weights for the test evaluations of
     ``eval.every_steps`` / ``eval.keep_last`` (none unless the cell's settings ask)."""
     spec = settings.get("test_checkpoints")
