@@ -185,8 +185,9 @@ def cmd_reproductions(a) -> None:
             if rc:
                 raise SystemExit(rc)
     else:
-        reproductions.write(a.root, a.out)
-        print(f"{a.out}: written from the eval rows under {a.root}/results")
+        out = a.out or reproductions.DOC
+        reproductions.write(a.root, out)
+        print(f"{out}: written from the eval rows under {a.root}/results")
 
 
 def cmd_worker(a) -> None:
@@ -300,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*", help="run: the reproductions to run (see list)")
     s.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     s.add_argument("--root", default=".", help="write: the folder holding results/")
-    s.add_argument("--out", default="docs/reproductions.md", help="write: the Markdown file")
+    s.add_argument("--out", default=None, help="write: the Markdown file (default docs/reproductions.md)")
     s.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
                    help="run: further Snakemake options (last)")
     s.set_defaults(func=cmd_reproductions)

@@ -101,7 +101,7 @@ def protocol(run: Reproduction) -> str:
     s = settings_of(run)
     t = s.train
     opt = (f"SGD momentum {t.momentum:g}{' Nesterov' if t.nesterov and t.momentum else ''}"
-           if t.optimizer == "sgd" and t.momentum else t.optimizer.upper() if t.optimizer == "adam" else "plain SGD")
+           if t.optimizer == "sgd" and t.momentum else "Adam" if t.optimizer == "adam" else "plain SGD")
     sched = f"lr {t.lr:g}"
     if t.lr_schedule == "step":
         sched += f" ×{t.gamma:g} after {', '.join(str(m) for m in t.milestones)} {t.milestone_unit}"
