@@ -52,9 +52,9 @@ class Reproduction:
         out = []
         for r, method, seeds in [(1, "dense", self.dense_seeds)] + [(r, self.method, self.seeds) for r in self.ratios]:
             for seed in seeds:
-                cell = paths.CELL.format(dataset=self.dataset, arch=self.arch, seed=seed, method=method,
-                                         ratio=format_ratio(r), variant="")
-                out.append((float(r), int(seed), f"{cell}/{paths.CELL_FILES['eval']}"))
+                files = paths.cell_files(dataset=self.dataset, arch=self.arch, seed=seed, method=method,
+                                         ratio=format_ratio(r))
+                out.append((float(r), int(seed), files["eval"]))
         return out
 
     def ratios_shown(self) -> list:
@@ -114,7 +114,9 @@ def protocol(run: Reproduction) -> str:
                      else f"after pruning: {s.init.after_pruning}")
     if s.prune.include_bias:
         parts.append("biases pruned (counted in r)")
-    if run.method in _iterative():
+    from prunelib import config
+
+    if run.method in config.IMP_METHODS:
         parts.append(f"IMP {s.iterative.criterion}, ×{s.iterative.round_factor:g} per round")
     parts += [f"{opt}, {sched}", f"batch {t.batch_size}", length]
     if t.weight_decay:
@@ -125,12 +127,6 @@ def protocol(run: Reproduction) -> str:
         keep = f", last {s.eval.keep_last}" if s.eval.keep_last else ""
         parts.append(f"checkpoints every {s.eval.every_steps} steps{keep}")
     return "; ".join(parts)
-
-
-def _iterative() -> set:
-    from prunelib import registry
-
-    return {m.name for m in registry.METHODS.values() if m.kind == "iterative"}
 
 
 def run(name: str, cores: int, extra: list[str]) -> int:
@@ -150,14 +146,13 @@ def run(name: str, cores: int, extra: list[str]) -> int:
 
 
 def _error(values) -> str:
-    values = [100 * (1 - v) for v in values if v is not None and not math.isnan(v)]
-    if not values:
+    """1 - accuracy in %: mean ± sample std (n), from report_stats (missing values skipped)."""
+    from prunelib.report_stats import mean_std_n
+
+    mean, std, n = mean_std_n([None if v is None or math.isnan(v) else 1 - v for v in values])
+    if n == 0:
         return "—"
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return f"{mean:.2f} (n = 1)"
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{mean:.2f} ± {std:.2f} (n = {len(values)})"
+    return f"{mean:.2f} (n = 1)" if n == 1 else f"{mean:.2f} ± {std:.2f} (n = {n})"
 
 
 def rows(root: str | Path = ".", runs=RUNS) -> list[dict]:
