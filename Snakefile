@@ -2,7 +2,7 @@
 #   data -> init -> score -> mask -> train -> eval -> aggregate
 #   (iterative methods: data -> init -> imp rounds -> mask -> train -> eval -> aggregate)
 # Settings: config.yaml (over the preset it names); schema: workflow/schemas/;
-# methods, networks, datasets: prunelib/registry.py and the plugins config.yaml names.
+# methods, networks, datasets: prunelib/catalogue/registry.py and the plugins config.yaml names.
 
 
 configfile: "config.yaml"

@@ -52,9 +52,17 @@ def child(args) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from prunelib import datasets, masking, models, scorers, stages
+    from prunelib import stages
+
+    from prunelib.data import datasets
+
+    from prunelib.methods import masking
+
+    from prunelib.nets import models
+
+    from prunelib.methods import scorers
     from prunelib.config import ScoreSettings
-    from prunelib.training import resolve_device
+    from prunelib.train.loop import resolve_device
 
     torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)

@@ -33,7 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from prunelib.artifacts import load_pt, read_parquet_rows  # noqa: E402
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows  # noqa: E402
 
 STAGES = ("data", "init", "score", "mask", "train", "eval", "aggregate")
 

@@ -4,7 +4,7 @@ For each network, the same synthetic batch (input and labels on the device), the
 optimizer (SGD, momentum 0.9, Nesterov, weight decay 5e-4), three training steps:
 
 * dense   : forward, cross-entropy, backward, optimizer step;
-* masked  : prunelib's step (prunelib.training): the dense step plus ``grad *= mask``
+* masked  : prunelib's step (prunelib.train.loop): the dense step plus ``grad *= mask``
             for each pruned tensor between backward and step (pruned weights are zeroed
             once beforehand, so no weight re-masking is needed);
 * tv_prune: torch.nn.utils.prune.custom_from_mask, which recomputes ``weight =
@@ -34,9 +34,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torch.nn.utils.prune  # noqa: E402,F401  (a submodule, not imported by torch)
 
-from prunelib import models  # noqa: E402
-from prunelib.masking import select_masks  # noqa: E402
-from prunelib.training import apply_masks  # noqa: E402
+from prunelib.nets import models  # noqa: E402
+from prunelib.methods.masking import select_masks  # noqa: E402
+from prunelib.train.loop import apply_masks  # noqa: E402
 
 SHAPES = {"lenet5": (1, 28), "resnet20": (3, 32), "vgg16": (3, 32)}
 
@@ -79,7 +79,7 @@ def make_steps(arch: str, device: torch.device, ratio: float = 8.0):
     masked = [(named[n], m) for n, m in fmasks.items() if not bool(m.all())]
     ours_opt = _opt(ours)
 
-    def masked_step(x, y):  # the loop body of prunelib.training._train
+    def masked_step(x, y):  # the loop body of prunelib.train.loop._train
         loss = F.cross_entropy(ours(x), y)
         ours_opt.zero_grad(set_to_none=False)
         loss.backward()

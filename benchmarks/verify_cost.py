@@ -1,5 +1,5 @@
 """What verified reads cost each stage: load time of every artifact a stage reads, with
-and without the SHA-256 check against its sidecar (``prunelib.artifacts.load_pt``).
+and without the SHA-256 check against its sidecar (``prunelib.foundations.artifacts.load_pt``).
 
 The files have the real shapes and sizes: a network's init/final weights ({state_dict,
 meta}), its scores (float32 per prunable weight), its mask (bool), and the prepared
@@ -11,7 +11,7 @@ the difference is the hashing itself.
     python benchmarks/verify_cost.py --repeats 9 --threads 1
 
 Prints one Markdown table per network: per file, then per stage (the files it reads),
-and what one resumable-training checkpoint costs (prunelib.resume: weights, SGD momentum,
+and what one resumable-training checkpoint costs (prunelib.train.resume: weights, SGD momentum,
 RNG states; written every ``train.checkpoint_minutes``, default 5).
 """
 
@@ -29,10 +29,12 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from prunelib import datasets, models  # noqa: E402
-from prunelib import resume  # noqa: E402
-from prunelib.artifacts import load_pt, save_pt  # noqa: E402
-from prunelib.training import _rng_states  # noqa: E402
+from prunelib.data import datasets  # noqa: E402
+
+from prunelib.nets import models
+from prunelib.train import resume  # noqa: E402
+from prunelib.foundations.artifacts import load_pt, save_pt  # noqa: E402
+from prunelib.train.loop import _rng_states  # noqa: E402
 
 #: The artifacts each stage reads (IMP rounds read like train: weights, mask, data).
 STAGE_READS = {"score": ("init", "data"), "mask": ("init", "scores"), "train": ("init", "mask", "data"),

@@ -8,7 +8,7 @@ imports torch on first use), ``Setting``, ``register_method``, ``register_arch``
 
 __version__ = "0.1.0"
 
-from prunelib.registry import (  # noqa: E402,F401
+from prunelib.catalogue.registry import (  # noqa: E402,F401
     Setting, register_arch, register_dataset, register_init, register_method)
 
 __all__ = ["Scorer", "Setting", "register_arch", "register_dataset", "register_init", "register_method"]
@@ -16,7 +16,7 @@ __all__ = ["Scorer", "Setting", "register_arch", "register_dataset", "register_i
 
 def __getattr__(name: str):
     if name == "Scorer":
-        from prunelib.scorers.base import Scorer
+        from prunelib.methods.scorers.base import Scorer
 
         return Scorer
     raise AttributeError(f"module 'prunelib' has no attribute {name!r}")

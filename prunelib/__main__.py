@@ -1,3 +1,3 @@
-from prunelib.cli import main
+from prunelib.cli.main import main
 
 raise SystemExit(main())

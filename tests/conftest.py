@@ -19,7 +19,7 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
-    from prunelib.datasets import fetch_mnist
+    from prunelib.data.datasets import fetch_mnist
 
     fetch_mnist(DATA_ROOT)
     return DATA_ROOT
@@ -27,7 +27,7 @@ def mnist_root() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_pt(mnist_root, tmp_path_factory) -> Path:
-    from prunelib.datasets import prepare
+    from prunelib.data.datasets import prepare
 
     out = tmp_path_factory.mktemp("prepared") / "mnist.pt"
     prepare("mnist", mnist_root, out)
@@ -36,7 +36,7 @@ def mnist_pt(mnist_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(mnist_pt) -> dict:
-    from prunelib.datasets import load_prepared
+    from prunelib.data.datasets import load_prepared
 
     return load_prepared(mnist_pt)
 

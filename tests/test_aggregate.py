@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from prunelib import aggregate
-from prunelib.artifacts import record_checksum
+from prunelib.report import aggregate
+from prunelib.foundations.artifacts import record_checksum
 
 
 def _rows():

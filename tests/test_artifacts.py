@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from prunelib.artifacts import atomic_path, read_parquet_rows, write_parquet
+from prunelib.foundations.artifacts import atomic_path, read_parquet_rows, write_parquet
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -33,7 +33,7 @@ def test_a_process_killed_mid_write_leaves_no_artifact(tmp_path):
     target = tmp_path / "big.bin"
     code = textwrap.dedent(f"""
         import sys, time
-        from prunelib.artifacts import atomic_path
+        from prunelib.foundations.artifacts import atomic_path
         with atomic_path({str(target)!r}) as tmp:
             with open(tmp, "wb") as fh:
                 fh.write(b"x" * 1000)

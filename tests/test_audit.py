@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from prunelib import cli
-from prunelib.artifacts import load_pt, save_pt
+from prunelib.cli import main as cli
+from prunelib.foundations.artifacts import load_pt, save_pt
 
 from conftest import PYTHON, REPO, SNAKEMAKE, run
 

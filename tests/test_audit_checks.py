@@ -10,9 +10,11 @@ import pytest
 import torch
 import yaml
 
-from prunelib import audit, config, stages
-from prunelib.artifacts import load_pt, read_parquet_rows, save_pt, write_parquet
-from prunelib.masking import kept_count
+from prunelib import config, stages
+
+from prunelib.audit import checks as audit
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows, save_pt, write_parquet
+from prunelib.methods.masking import kept_count
 
 N = 266_200
 SETTINGS = config.to_settings(config.resolve({"train": {"epochs": 1, "train_subset": 256, "batch_size": 64}}))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from prunelib import catalogue, registry
+from prunelib.catalogue import listing as catalogue
+
+from prunelib.catalogue import registry
 
 from conftest import PYTHON, REPO, run
 
@@ -27,7 +29,7 @@ def test_a_builtin_method_is_named_in_its_module_and_its_registry_entry_only():
     files = [p for d in ("prunelib", "workflow") for p in (REPO / d).rglob("*")
              if p.is_file() and p.suffix in (".py", ".smk", ".yaml", ".rst") and "presets" not in p.parts]
     holding = {str(p.relative_to(REPO)) for p in files if re.search(r"\blamp", p.read_text())}
-    assert holding == {"prunelib/registry.py", "prunelib/scorers/lamp.py"}
+    assert holding == {"prunelib/catalogue/registry.py", "prunelib/methods/scorers/lamp.py"}
 
 
 def test_cluster_cost_grows_with_depth_and_covers_every_network():

@@ -7,11 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunelib import config, datasets, models, stages
+from prunelib import config, stages
+
+from prunelib.data import datasets
+
+from prunelib.nets import models
 from prunelib.config import TrainSettings
-from prunelib.errors import PrunelibError
-from prunelib.masking import select_masks
-from prunelib.training import crop_flip, crop_flip_params, split_indices, train
+from prunelib.foundations.errors import PrunelibError
+from prunelib.methods.masking import select_masks
+from prunelib.train.loop import crop_flip, crop_flip_params, split_indices, train
 
 from conftest import tensor_dict_digest
 
@@ -88,7 +92,7 @@ def test_synthetic_cifar10_is_learnable(synth):
     model = models.build("lenet5", 10, 3, 32)
     s = TrainSettings(lr=0.02, momentum=0.9, batch_size=64, epochs=2, train_subset=2000)
     rows = train(model, {}, synth, "synthetic_cifar10", s, seed=0, device=CPU)
-    from prunelib.training import evaluate
+    from prunelib.train.loop import evaluate
 
     assert evaluate(model, synth, "synthetic_cifar10", 500, CPU)["top1"] > 0.5   # chance is 0.1
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
@@ -129,7 +133,7 @@ def test_out_of_memory_names_label_batch_size_and_device(synth, monkeypatch):
               label="synthetic_cifar10/lenet5/seed0/snip/r8")
     msg = str(err.value)
     assert "synthetic_cifar10/lenet5/seed0/snip/r8" in msg and "train.batch_size = 96" in msg and "cpu" in msg
-    from prunelib.training import evaluate
+    from prunelib.train.loop import evaluate
 
     with pytest.raises(PrunelibError, match="train.eval_batch_size = 250"):
         evaluate(model, synth, "synthetic_cifar10", 250, CPU, label="x")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prunelib import compare_rows
-from prunelib.artifacts import write_parquet
+from prunelib.audit import rows as compare_rows
+from prunelib.foundations.artifacts import write_parquet
 
 from conftest import PYTHON, run
 

@@ -3,8 +3,10 @@ import subprocess
 import pytest
 import yaml
 
-from prunelib import config, registry
-from prunelib import validation
+from prunelib import config
+
+from prunelib.catalogue import registry
+from prunelib.config import validation
 from prunelib.config import ConfigError, resolve
 
 from conftest import REPO, SNAKEMAKE
@@ -201,8 +203,10 @@ def test_augment_auto_resolves_per_dataset_and_model_options_only_for_resnets():
 def test_batchnorm_settings_reach_every_batchnorm_layer_and_the_init_artifact(tmp_path):
     import torch
 
-    from prunelib import models, stages
-    from prunelib.artifacts import load_pt
+    from prunelib import stages
+
+    from prunelib.nets import models
+    from prunelib.foundations.artifacts import load_pt
 
     assert {a for a, e in registry.ARCHS.items() if e.batchnorm} == {
         a for a in registry.ARCHS

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from prunelib import datasets
+from prunelib.data import datasets
 
 
 def test_prepared_mnist_is_the_real_thing(mnist):

@@ -18,8 +18,10 @@ import subprocess
 
 import pytest
 
-from prunelib import config, stages, worker
-from prunelib.artifacts import load_pt, read_parquet_rows
+from prunelib import config, stages
+
+from prunelib.cli import worker
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows
 
 from conftest import PYTHON, tensor_dict_digest
 
@@ -78,7 +80,7 @@ def runs(tmp_path_factory, mnist_pt):
     # (b) cold: a fresh process runs the four stages; 1 thread once, 2 threads twice
     for name, threads in (("cold1", 1), ("cold2", 2), ("cold2_again", 2)):
         out = root / name
-        code = "import json, sys; from prunelib.cli import main; sys.exit(max(main(a) for a in json.loads(sys.argv[1])))"
+        code = "import json, sys; from prunelib.cli.main import main; sys.exit(max(main(a) for a in json.loads(sys.argv[1])))"
         subprocess.run([PYTHON, "-c", code, json.dumps(stage_argvs(str(init), str(mnist_pt), str(out), threads))],
                        check=True, env=cold_env, capture_output=True)
     # (a) each stage forwarded to the worker, which forks a job per stage as in the

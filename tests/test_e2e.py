@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from prunelib.artifacts import load_pt
+from prunelib.foundations.artifacts import load_pt
 
 from conftest import PYTHON, REPO, run
 
@@ -193,7 +193,7 @@ def test_cells_the_kill_cut_short_end_with_the_rows_of_an_uninterrupted_run(comp
                              data, d / "final.pt", d / "train_log.parquet")
             stages.run_eval(config.eval_settings(s, arch, "mnist", method, ratio, seed), d / "final.pt",
                             d / "mask.pt", data, d / "eval.parquet")
-            from prunelib import compare_rows
+            from prunelib.audit import rows as compare_rows
 
             rep = compare_rows.compare(wd / rel / "eval.parquet", fresh / rel / "eval.parquet")
             assert rep["identical"], (rel, rep["differing_columns"])  # (timings and lineage digests aside)

@@ -14,8 +14,8 @@ import torch
 import yaml
 
 from prunelib import config
-from prunelib.artifacts import load_pt, read_parquet_rows
-from prunelib.masking import kept_count
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+from prunelib.methods.masking import kept_count
 
 from conftest import REPO, run
 from test_e2e import jobs_by_rule

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from prunelib import config, stages
-from prunelib.artifacts import load_pt, read_parquet_rows, save_pt
-from prunelib.masking import kept_count
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows, save_pt
+from prunelib.methods.masking import kept_count
 
 N = 266_200  # prunable weights of lenet300
 LIVE = 10    # fc1 units left alive by the dead-unit init

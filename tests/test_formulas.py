@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from prunelib.masking import kept_count, select_masks
-from prunelib.scorers.gradient import GradientScorer
-from prunelib.scorers.grasp import GraspScorer
-from prunelib.scorers.lap import LapScorer
-from prunelib.scorers.obd import ObdScorer, hessian_diagonal_hutchinson
-from prunelib.seeding import generator
+from prunelib.methods.masking import kept_count, select_masks
+from prunelib.methods.scorers.gradient import GradientScorer
+from prunelib.methods.scorers.grasp import GraspScorer
+from prunelib.methods.scorers.lap import LapScorer
+from prunelib.methods.scorers.obd import ObdScorer, hessian_diagonal_hutchinson
+from prunelib.foundations.seeding import generator
 
 from test_methods import TinyConv, mlp, setup
 

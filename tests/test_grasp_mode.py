@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from conftest import grasp_long_way
-from prunelib.scorers import gradients, snip
-from prunelib.scorers.grasp import GraspScorer
+from prunelib.methods.scorers import gradients, snip
+from prunelib.methods.scorers.grasp import GraspScorer
 
 T = 200.0
 

@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 from conftest import grasp_long_way
-from prunelib import config, registry, stages
-from prunelib.artifacts import load_pt
+from prunelib import config, stages
+from prunelib.catalogue import registry
+from prunelib.foundations.artifacts import load_pt
 from prunelib.config import ConfigError
-from prunelib.datasets import scoring_batches
-from prunelib.scorers.grasp import REINIT_STREAM, GraspScorer
-from prunelib.seeding import generator
+from prunelib.data.datasets import scoring_batches
+from prunelib.methods.scorers.grasp import REINIT_STREAM, GraspScorer
+from prunelib.foundations.seeding import generator
 
 D, C = 5, 3
 

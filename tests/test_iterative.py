@@ -6,11 +6,15 @@ from fractions import Fraction
 import pytest
 import torch
 
-from prunelib import config, iterative, models, stages
-from prunelib.paths import imp_round_files
-from prunelib.artifacts import load_pt, read_parquet_rows
-from prunelib.masking import kept_count, removal_ranking
-from prunelib.training import run_steps
+from prunelib import config, stages
+
+from prunelib.methods import iterative
+
+from prunelib.nets import models
+from prunelib.foundations.paths import imp_round_files
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+from prunelib.methods.masking import kept_count, removal_ranking
+from prunelib.train.loop import run_steps
 
 # 120 training examples in batches of 60: S = 2 steps per epoch, T = 4 epochs = 8 steps.
 # Step schedule: lr 0.05 in epochs 0-1 (positions 0-3), 0.005 in epochs 2-3 (4-7).
@@ -182,7 +186,7 @@ def test_resolve_plan_rejects_impossible_schedules():
 def test_a_failed_round_fails_the_rest_of_the_chain_with_exact_masks(chain, mnist_pt, tmp_path):
     """A diverged round leaves NaN weights: the next round records the failure, trains
     nothing, and still writes a mask of exactly the round's density."""
-    from prunelib.artifacts import save_pt
+    from prunelib.foundations.artifacts import save_pt
     import shutil
 
     prev = tmp_path / "round0"

@@ -7,11 +7,19 @@ from fractions import Fraction
 import pytest
 import torch
 
-from prunelib import config, iterative, models, stages, validation, variants
-from prunelib.artifacts import load_pt, read_parquet_rows
-from prunelib.masking import kept_count
-from prunelib.paths import imp_round_files
-from prunelib.validation import ConfigError
+from prunelib import config, stages
+
+from prunelib.methods import iterative
+
+from prunelib.nets import models
+
+from prunelib.config import validation
+
+from prunelib.methods import variants
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+from prunelib.methods.masking import kept_count
+from prunelib.foundations.paths import imp_round_files
+from prunelib.config.validation import ConfigError
 
 LOH = "layer_output_half"
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from prunelib.masking import ScoreError, kept_count, mask_summary, select_masks
+from prunelib.methods.masking import ScoreError, kept_count, mask_summary, select_masks
 
 
 def test_kept_count_rounds_half_up_exactly():

@@ -6,14 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunelib.masking import kept_count
-from prunelib.scorers.activation import ActivationScorer
-from prunelib.scorers.grasp import hessian_gradient_product
-from prunelib.scorers.lamp import lamp_scores
-from prunelib.scorers.lap import LapScorer
-from prunelib.scorers.obd import ObdScorer, hessian_diagonal_exact, hessian_diagonal_hutchinson
-from prunelib.scorers.snip import loss_gradients
-from prunelib.scorers.synflow import SynflowScorer, synflow_scores
+from prunelib.methods.masking import kept_count
+from prunelib.methods.scorers.activation import ActivationScorer
+from prunelib.methods.scorers.grasp import hessian_gradient_product
+from prunelib.methods.scorers.lamp import lamp_scores
+from prunelib.methods.scorers.lap import LapScorer
+from prunelib.methods.scorers.obd import ObdScorer, hessian_diagonal_exact, hessian_diagonal_hutchinson
+from prunelib.methods.scorers.snip import loss_gradients
+from prunelib.methods.scorers.synflow import SynflowScorer, synflow_scores
 
 
 class TinyConv(nn.Module):
@@ -177,7 +177,7 @@ def test_synflow_iterative_pruning_is_exact_and_monotone():
 
 
 def test_synflow_ranking_puts_earlier_pruned_weights_lower_for_invert():
-    from prunelib import variants
+    from prunelib.methods import variants
 
     net, params, _ = setup(mlp([8, 6, 5, 3], bias=False))
     masks, _, rank = SynflowScorer(rounds=10).prune(net, params, 8, "global", seed=0)

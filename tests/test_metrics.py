@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from prunelib import metrics
+from prunelib.train import metrics
 
 
 def test_per_class_recall_balanced_accuracy_and_the_worst_class():
@@ -57,7 +57,9 @@ def test_perfectly_calibrated_predictions_have_zero_ece():
 def test_the_beyond_top1_table_and_the_reliability_figure_come_from_eval_rows(tmp_path):
     import pandas as pd
 
-    from prunelib import report_figures, report_tables
+    from prunelib.report import figures as report_figures
+
+    from prunelib.report import tables as report_tables
 
     probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], dtype=torch.float64)
     y = torch.tensor([0, 1, 1, 1])
@@ -82,9 +84,11 @@ def test_report_metric_ranks_the_main_tables_lower_is_better_for_ece(tmp_path):
     and the workflow's declared outputs include its CSV; top-1 and top-5 tables remain."""
     import pandas as pd
 
-    from prunelib import aggregate, report_layout
-    from prunelib.artifacts import record_checksum
-    from prunelib.report_stats import cell_stats
+    from prunelib.report import aggregate
+
+    from prunelib.report import layout as report_layout
+    from prunelib.foundations.artifacts import record_checksum
+    from prunelib.report.stats import cell_stats
 
     rows = [{"dataset": "mnist", "arch": "lenet300", "method": m, "ratio": 4.0, "seed": s, "status": "ok",
              "top1": t, "top5": 0.99, "ece": e, "collapsed_layers": 0, "collapsed_names": "",

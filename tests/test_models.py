@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from prunelib import init_schemes, models, registry
+from prunelib.nets import init_schemes
+
+from prunelib.nets import models
+
+from prunelib.catalogue import registry
 
 
 @pytest.mark.parametrize("arch, expected", [("lenet300", 266_610), ("lenet5", 431_080)])

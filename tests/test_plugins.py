@@ -19,8 +19,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from prunelib import config, plugins, registry
-from prunelib.artifacts import load_pt
+from prunelib import config
+
+from prunelib.catalogue import plugins
+
+from prunelib.catalogue import registry
+from prunelib.foundations.artifacts import load_pt
 
 from conftest import PYTHON, REPO, run
 

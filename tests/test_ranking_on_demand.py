@@ -2,8 +2,10 @@
 
 import pytest
 
-from prunelib import config, masking, stages
-from prunelib.artifacts import load_pt, read_parquet_rows
+from prunelib import config, stages
+
+from prunelib.methods import masking
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows
 
 SETTINGS = config.to_settings(config.resolve({"score": {"per_method": {"synflow": {"rounds": 5}}}}))
 

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from prunelib import config, paths, reproductions, stages
+from prunelib import config, stages
+
+from prunelib.foundations import paths
+
+from prunelib.report import reproductions
 
 REPO = Path(__file__).resolve().parents[1]
 

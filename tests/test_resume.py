@@ -14,9 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunelib import config, resume, stages, worker
-from prunelib.paths import imp_round_files
-from prunelib.artifacts import checksum_path, load_pt, read_parquet_rows
+from prunelib import config, stages
+
+from prunelib.train import resume
+
+from prunelib.cli import worker
+from prunelib.foundations.paths import imp_round_files
+from prunelib.foundations.artifacts import checksum_path, load_pt, read_parquet_rows
 
 from conftest import PYTHON, REPO, tensor_dict_digest
 
@@ -223,7 +227,7 @@ def test_the_interval_is_in_no_settings_hash():
 
 
 def test_a_bad_interval_is_one_line(monkeypatch):
-    from prunelib.errors import PrunelibError
+    from prunelib.foundations.errors import PrunelibError
 
     monkeypatch.setenv(resume.ENV_VAR, "soon")
     with pytest.raises(PrunelibError, match=r"PRUNELIB_CHECKPOINT_MINUTES = 'soon' is not a number; allowed"):

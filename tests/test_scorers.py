@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from prunelib import scorers
+from prunelib.methods import scorers
 
 
 def _tiny():

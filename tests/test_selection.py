@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from prunelib import variants
-from prunelib.masking import ScoreError, kept_count, kth_largest, multi_round_select, select_masks, select_top
+from prunelib.methods import variants
+from prunelib.methods.masking import ScoreError, kept_count, kth_largest, multi_round_select, select_masks, select_top
 
 
 def adversarial(n: int, dtype, seed: int, signed: bool) -> torch.Tensor:

@@ -11,11 +11,15 @@ import pytest
 import torch
 import yaml
 
-from prunelib import cli, config, datasets, stages
-from prunelib.paths import imp_round_files
-from prunelib.artifacts import load_pt, read_parquet_rows
-from prunelib.masking import kept_count
-from prunelib.scorers.grasp import GraspScorer
+from prunelib import config, stages
+
+from prunelib.cli import main as cli
+
+from prunelib.data import datasets
+from prunelib.foundations.paths import imp_round_files
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+from prunelib.methods.masking import kept_count
+from prunelib.methods.scorers.grasp import GraspScorer
 
 from conftest import REPO
 

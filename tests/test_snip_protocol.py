@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunelib import config, init_schemes, models, stages
-from prunelib.artifacts import load_pt
+from prunelib import config, stages
+
+from prunelib.nets import init_schemes
+
+from prunelib.nets import models
+from prunelib.foundations.artifacts import load_pt
 
 
 def test_lenet5_caffe_has_431080_parameters_and_no_nonlinearity_after_its_convolutions():
@@ -43,7 +47,7 @@ def test_variance_scaling_draws_weights_with_variance_one_over_fan_in_truncated_
 def test_snip_with_zero_biases_prunes_every_bias_and_counts_them_in_the_ratio(mnist):
     """The authors' code ranks weights and biases together; zero biases score |g b| = 0,
     so every bias is pruned and the kept count is round((weights + biases) / r)."""
-    from prunelib import masking
+    from prunelib.methods import masking
 
     torch.manual_seed(0)
     net = init_schemes.apply(models.build("lenet300", 10, 1, 28), "variance_scaling")
@@ -99,8 +103,8 @@ def test_training_starts_from_the_redrawn_weights_masked(tmp_path, mnist_pt, aft
 
 
 def test_step_milestones_drop_the_lr_once_that_many_steps_are_done_as_tf_piecewise_constant():
-    from prunelib.settings import TrainSettings
-    from prunelib.training import lr_at_step
+    from prunelib.config.settings import TrainSettings
+    from prunelib.train.loop import lr_at_step
 
     s = TrainSettings(lr=0.1, lr_schedule="step", milestones=(25001, 50001), milestone_unit="steps", gamma=0.1)
     # tf.train.piecewise_constant(global_step, [25000, 50000], ...) keeps 0.1 while global_step <= 25000
@@ -128,7 +132,7 @@ def _cell(tmp_path, mnist_pt, extra: dict):
 
 
 def test_train_steps_replace_epochs_and_a_partial_last_epoch_is_logged(tmp_path, mnist_pt):
-    from prunelib.artifacts import read_parquet_rows
+    from prunelib.foundations.artifacts import read_parquet_rows
 
     settings, _row = _cell(tmp_path, mnist_pt, {"train": {"steps": 7, "train_subset": 300, "batch_size": 100}})
     assert settings["train"]["steps"] == 7
@@ -139,8 +143,8 @@ def test_train_steps_replace_epochs_and_a_partial_last_epoch_is_logged(tmp_path,
 
 
 def test_best_of_checkpoints_is_the_max_test_top1_over_the_last_checkpoints_beside_the_final_top1(tmp_path, mnist_pt):
-    from prunelib import datasets
-    from prunelib.training import evaluate
+    from prunelib.data import datasets
+    from prunelib.train.loop import evaluate
 
     settings, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 12, "train_subset": 300, "batch_size": 100},
                                                 "eval": {"every_steps": 3, "keep_last": 3}})
@@ -166,7 +170,7 @@ def test_without_eval_every_steps_no_checkpoints_are_kept_and_the_row_says_so(tm
     settings, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 3, "train_subset": 300, "batch_size": 100}})
     assert "test_checkpoints" not in settings and "test_checkpoints" not in load_pt(tmp_path / "final.pt")
     assert row["best_test_top1"] is None and row["best_test_step"] is None and row["checkpoints_evaluated"] == 0
-    from prunelib.artifacts import read_parquet_rows
+    from prunelib.foundations.artifacts import read_parquet_rows
 
     on_disk = read_parquet_rows(tmp_path / "eval.parquet")[0]
     assert on_disk["best_test_top1"] is None and on_disk["checkpoints_evaluated"] == 0
@@ -175,7 +179,7 @@ def test_without_eval_every_steps_no_checkpoints_are_kept_and_the_row_says_so(tm
 def test_the_checkpoints_table_shows_final_beside_best_of_checkpoints_with_its_label_and_marks_nothing():
     import pandas as pd
 
-    from prunelib import report_tables
+    from prunelib.report import tables as report_tables
 
     rows = [{"method": "snip", "ratio": 20.0, "seed": s, "status": "ok", "top1": t, "best_test_top1": b,
              "best_test_step": k} for s, t, b, k in ((0, 0.97, 0.98, 74000), (1, 0.96, 0.975, 75000))]
@@ -188,7 +192,7 @@ def test_the_checkpoints_table_shows_final_beside_best_of_checkpoints_with_its_l
     assert "optimistic, selected on test" in report_tables.BEST_OF_CHECKPOINTS
     no_checkpoints = pd.DataFrame(rows).assign(best_test_top1=None)
     assert report_tables.checkpoints_table(no_checkpoints).empty
-    assert "best_test_top1" not in __import__("prunelib.report_layout", fromlist=["x"]).METRIC_INFO  # never ranked
+    assert "best_test_top1" not in __import__("prunelib.report.layout", fromlist=["x"]).METRIC_INFO  # never ranked
 
 
 def test_the_snip_preset_states_the_authors_protocol_point_by_point():

@@ -5,9 +5,11 @@ import dataclasses
 import pytest
 import torch
 
-from prunelib import config, registry, stages
-from prunelib.artifacts import load_pt, read_parquet_rows
-from prunelib.masking import kept_count
+from prunelib import config, stages
+
+from prunelib.catalogue import registry
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+from prunelib.methods.masking import kept_count
 
 from conftest import tensor_dict_digest
 
@@ -152,7 +154,7 @@ def test_dense_control_keeps_everything(tmp_path, mnist_pt):
 
 
 def test_diverged_training_is_recorded_as_a_failed_cell_not_a_crash(tmp_path, mnist_pt):
-    from prunelib import aggregate
+    from prunelib.report import aggregate
 
     s = dataclasses.replace(SETTINGS, train=dataclasses.replace(SETTINGS.train, lr=1e12, train_subset=256))
     d = run_cell(tmp_path, mnist_pt, "lenet300", "global_magnitude", 4, 0, s=s)

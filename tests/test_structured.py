@@ -8,9 +8,17 @@ import math
 import pytest
 import torch
 
-from prunelib import config, models, registry, slimming, stages, structured
-from prunelib.artifacts import load_pt, read_parquet_rows
-from prunelib.masking import kept_count
+from prunelib import config, stages
+
+from prunelib.nets import models
+
+from prunelib.catalogue import registry
+
+from prunelib.methods import slimming
+
+from prunelib.methods import structured
+from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+from prunelib.methods.masking import kept_count
 
 SHAPES = {"mnist": (1, 28), "cifar": (3, 32)}
 ARCH_CASES = [(a, {}) for a in registry.ARCHS if not a.startswith("resnet")] + \
@@ -204,7 +212,8 @@ def _report_rows():
 
 
 def test_compression_table_and_figure_show_theoretical_vs_measured(tmp_path):
-    from prunelib import aggregate, report_figures
+    from prunelib.report import aggregate
+    from prunelib.report import figures as report_figures
 
     df = _report_rows()
     comp = aggregate.compression_table(df)
@@ -263,7 +272,7 @@ def test_prunable_biases_and_norm_parameters_go_with_their_filter(arch, options)
 
 
 def test_measured_columns_are_timing_for_reruns_and_audit():
-    from prunelib import compare_rows
+    from prunelib.audit import rows as compare_rows
 
     assert set(slimming.MEASURED) <= set(compare_rows.TIMING_COLUMNS) <= set(compare_rows.RERUN_VARYING_COLUMNS)
     assert "measure_device" in compare_rows.PROVENANCE

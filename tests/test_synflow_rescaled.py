@@ -1,7 +1,7 @@
 """SynFlow in float32 on the power-of-two rescaled network ranks as float64 does.
 
 The rescaling multiplies every score of a round by one constant K = 2^log2_scale
-(prunelib/scorers/synflow.py), so on every built-in network the rescaled float32 scores
+(prunelib/methods/scorers/synflow.py), so on every built-in network the rescaled float32 scores
 times 2^-log2_scale must equal the float64 scores up to float32 rounding, on the dense
 network and on a pruned one, and the masks must agree except for near ties at the
 threshold.  Where float32 without rescaling overflows (ResNet-56, ResNet-110), the
@@ -14,9 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib import models, registry
-from prunelib.masking import kept_count
-from prunelib.scorers.synflow import SynflowScorer, _LinearizedNet, chain_modules
+from prunelib.nets import models
+
+from prunelib.catalogue import registry
+from prunelib.methods.masking import kept_count
+from prunelib.methods.scorers.synflow import SynflowScorer, _LinearizedNet, chain_modules
 
 # every built-in network, at the smallest input it accepts (VGG-16 needs 32x32)
 NETWORKS = {

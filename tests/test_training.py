@@ -3,10 +3,10 @@ import dataclasses
 import pytest
 import torch
 
-from prunelib import models
+from prunelib.nets import models
 from prunelib.config import TrainSettings
-from prunelib.masking import select_masks
-from prunelib.training import lr_at, train
+from prunelib.methods.masking import select_masks
+from prunelib.train.loop import lr_at, train
 
 
 def _masked_lenet(seed=0, ratio=8):

@@ -4,9 +4,11 @@ mask and train stages."""
 import pytest
 import torch
 
-from prunelib import config, stages, variants
-from prunelib.artifacts import load_pt
-from prunelib.masking import kept_count, select_masks
+from prunelib import config, stages
+
+from prunelib.methods import variants
+from prunelib.foundations.artifacts import load_pt
+from prunelib.methods.masking import kept_count, select_masks
 
 
 def _scores(seed=0):

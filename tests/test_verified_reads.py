@@ -9,9 +9,11 @@ import subprocess
 import pytest
 import yaml
 
-from prunelib import audit, config, stages
-from prunelib.paths import producing_rule
-from prunelib.artifacts import (ChecksumError, checksum_path, load_pt, read_checksum,
+from prunelib import config, stages
+
+from prunelib.audit import checks as audit
+from prunelib.foundations.paths import producing_rule
+from prunelib.foundations.artifacts import (ChecksumError, checksum_path, load_pt, read_checksum,
                                 read_parquet_rows, save_pt, sha256_file)
 
 from conftest import PYTHON, REPO

@@ -12,8 +12,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from prunelib import config, worker
-from prunelib.artifacts import load_pt
+from prunelib import config
+
+from prunelib.cli import worker
+from prunelib.foundations.artifacts import load_pt
 
 from conftest import PYTHON, REPO
 
@@ -60,7 +62,7 @@ def test_errors_and_exit_codes_come_back_through_the_worker(running_worker, tmp_
 
 
 def test_a_cancelled_client_kills_its_job(running_worker, tmp_path):
-    code = ("import time, sys; from prunelib.worker import try_forward; "
+    code = ("import time, sys; from prunelib.cli.worker import try_forward; "
             "sys.exit(try_forward(sys.argv[1:]))")
     # a stage that sleeps: `train` on a data file that is a FIFO nobody writes to
     fifo = tmp_path / "data.pt"

@@ -1,6 +1,6 @@
 # Tables, figures and the resolved config of the whole grid; `snakemake --report
 # reports/report.html` shows every output flagged report() with its caption.
-from prunelib import report_layout as plreport
+from prunelib.report import layout as plreport
 
 PAIRS = sorted({(c.dataset, c.arch) for c in CELLS})
 REPORT_CHOICES = plreport.report_choices(

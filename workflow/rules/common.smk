@@ -7,10 +7,10 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # prunelib is importable without installation
 from prunelib import config as plconfig
-from prunelib import paths as plpaths
-from prunelib import registry as plregistry
-from prunelib import worker as plworker
-from prunelib.errors import PrunelibError
+from prunelib.foundations import paths as plpaths
+from prunelib.catalogue import registry as plregistry
+from prunelib.cli import worker as plworker
+from prunelib.foundations.errors import PrunelibError
 
 try:
     RESOLVED = plconfig.resolve(config)  # (imports the plugins it names)
@@ -35,7 +35,7 @@ _venv_path = (
     if _uses_conda()
     else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
 )
-# Outside conda, jobs hand their stage to a pre-imported worker (prunelib/worker.py),
+# Outside conda, jobs hand their stage to a pre-imported worker (prunelib/cli/worker.py),
 # saving ~2 s of `import torch` per job; without a worker they run the stage themselves.
 USE_WORKER = SETTINGS.worker and not _uses_conda()
 WORKER_SOCKET = str(Path(".snakemake") / f"prunelib-worker-{os.getpid()}.sock")
@@ -44,7 +44,7 @@ _worker_env = (
     if USE_WORKER
     else ""
 )
-# Train and IMP-round jobs checkpoint every train.checkpoint_minutes (prunelib/resume.py);
+# Train and IMP-round jobs checkpoint every train.checkpoint_minutes (prunelib/train/resume.py);
 # passed in the environment, not as a param, so that changing it reruns no job.
 _checkpoint_env = (
     f"export PRUNELIB_CHECKPOINT_MINUTES={SETTINGS.train.checkpoint_minutes:g}; "
@@ -54,7 +54,7 @@ shell.prefix(
     f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}{_worker_env}{_checkpoint_env}"
 )
 ENV = "../../envs/prunelib.yaml"
-# Every path comes from prunelib/paths.py (the one owner of file names).
+# Every path comes from prunelib/foundations/paths.py (the one owner of file names).
 CELL = plpaths.CELL
 CELL_LOG = plpaths.CELL_ID
 IMP_ROUND = plpaths.IMP_ROUND

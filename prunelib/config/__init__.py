@@ -1,0 +1,103 @@
+"""Configuration: resolution and loading; the one import for the Snakefile.
+
+Resolution order (later wins): the defaults (``prunelib.config.settings``), the preset file
+named by ``preset`` (``workflow/presets/<name>.yaml``), then the user's config
+(``config.yaml`` plus any ``--configfile``/``--config`` overrides, which Snakemake has
+already merged).  The plugins named by ``plugins:`` are imported next, so that their
+entries are known; then strings from the command line are coerced and the result is
+validated (``prunelib.config.validation``: one line naming the key, the value and what is
+allowed).
+
+The pieces live by concern: ``settings`` (typed sections), ``validation`` (schema and
+messages), ``grid`` (cells and IMP chains), ``stage_settings`` (what each job depends
+on), ``paths`` (file names), ``registry`` (methods, networks, datasets, ...).  This
+module re-exports their public names, so ``prunelib.config`` stays the one import the
+workflow needs.  No torch import.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from prunelib.catalogue import plugins as _plugins
+from prunelib.catalogue import registry
+from prunelib.config.grid import DENSE, Cell, cells, imp_chains, imp_densities, imp_round_of  # noqa: F401
+from prunelib.foundations.paths import variant_suffix  # noqa: F401
+from prunelib.config.settings import (  # noqa: F401
+    DATA_KEYS, GridSettings, InitSettings, IterativeSettings, ModelSettings, PruneSettings, ReportSettings,
+    ScoreSettings, Settings, TrainSettings, defaults_dict, format_ratio, jsonable, to_settings)
+from prunelib.config.contracts import (  # noqa: F401
+    cell_train_settings, data_settings, eval_settings, imp_round_settings, imp_spec, init_settings, mask_settings,
+    score_settings, settings_hash, train_settings, variant_settings)
+from prunelib.config.validation import ConfigError, allowed_names, coerce, load_schema, load_yaml, validate, workflow_dir
+
+known = allowed_names
+
+
+def __getattr__(name: str):
+    """Lists derived from the registry on each access (plugins may have added entries)."""
+    derived = {
+        "IMP_METHODS": lambda: tuple(registry.methods("iterative")),
+        "VARIANTS": lambda: tuple(registry.VARIANTS),
+        "MASK_VARIANTS": lambda: tuple(registry.mask_variants()),
+    }
+    if name in derived:
+        return derived[name]()
+    raise AttributeError(f"module 'prunelib.config' has no attribute {name!r}")
+
+
+def preset_dir() -> Path:
+    return workflow_dir() / "presets"
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in preset_dir().glob("*.yaml"))
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """Recursive dict merge; lists and scalars in ``over`` replace those in ``base``."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _load_plugins(merged: dict) -> None:
+    names = merged.get("plugins") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"config error: plugins = {json.dumps(names)} is not allowed; allowed: a list of "
+                          "Python file paths or module names")
+    _plugins.load(names)
+
+
+def resolve(user_config: dict) -> dict:
+    """Defaults < preset < user config; plugins imported; coerced and validated.
+    Returns a plain dict."""
+    user_config = dict(user_config or {})
+    preset = user_config.get("preset")
+    merged = defaults_dict()
+    if preset is not None:
+        presets = available_presets()
+        if preset not in presets:
+            raise ConfigError(
+                f"config error: preset = {json.dumps(preset)} is not allowed; allowed: {', '.join(presets)}"
+            )
+        merged = deep_merge(merged, load_yaml(preset_dir() / f"{preset}.yaml"))
+    merged = deep_merge(merged, user_config)
+    _load_plugins(merged)
+    merged = coerce(merged, load_schema())
+    validate(merged)
+    return merged
+
+
+def load(path: str | Path, overrides: dict | None = None) -> Settings:
+    """Load, resolve and validate a config file outside Snakemake."""
+    user = load_yaml(Path(path))
+    if overrides:
+        user = deep_merge(user, overrides)
+    return to_settings(resolve(user))

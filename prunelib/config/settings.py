@@ -1,0 +1,291 @@
+"""Typed settings: one frozen dataclass per config section, and their defaults.
+
+The defaults here are the base of every config (``config.resolve`` merges the preset and
+the user's file over them); facts about methods, networks and datasets come from
+``prunelib.catalogue.registry``.  No torch import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunelib.catalogue import registry
+
+#: The scoring-data keys that ``score`` and ``score.per_method.<method>`` share.
+DATA_KEYS = ("batch_size", "num_batches", "class_balanced")
+
+#: The allowed ``iterative.criterion`` values (prunelib/methods/iterative.py; the config schema's
+#: enum is filled in from here): magnitude ranked over all prunable weights (``global``),
+#: per tensor at the same density (``layer``), or per tensor at one rate for every tensor
+#: but the output layer's, which is pruned at half that rate (``layer_output_half``,
+#: Frankle & Carbin, ICLR 2019).
+LAYER_OUTPUT_HALF = "layer_output_half"
+IMP_CRITERIA = ("global", "layer", LAYER_OUTPUT_HALF)
+
+
+@dataclass(frozen=True)
+class InitSettings:
+    """``after_pruning``: the weights training starts from, ``keep`` (the initial weights
+    that were scored, masked) or ``redraw`` (a fresh draw of the weights with the same
+    scheme and zero biases, masked), as the SNIP code trains ``weights_ap`` after
+    scoring ``weights_bp`` (``namhoonlee/snip-public``, ``snip/model.py``)."""
+
+    scheme: str = "pytorch_default"
+    per_method: dict = field(default_factory=dict)
+    after_pruning: str = "keep"
+
+    def scheme_for(self, method: str) -> str:
+        return self.per_method.get(method, self.scheme)
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    include_bias: bool = False
+    include_norm: bool = False
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """Scoring data, and each method's own settings.  ``per_method.<method>`` overrides
+    the data keys (``batch_size``, ``num_batches``, ``class_balanced``) and sets the
+    method's settings (its registry entry's ``settings``, e.g. SynFlow's ``rounds``);
+    a method's entry may prescribe its own data defaults (GraSP: 10 per class)."""
+
+    batch_size: int = 128
+    num_batches: int = 1
+    class_balanced: bool = False
+    per_method: dict = field(default_factory=dict)
+
+    def data_for(self, method: str) -> dict:
+        entry = registry.method(method)
+        base = {"batch_size": self.batch_size, "num_batches": self.num_batches,
+                "class_balanced": self.class_balanced, **entry.data}
+        over = self.per_method.get(method, {})
+        return {**base, **{k: v for k, v in over.items() if k in DATA_KEYS}}
+
+    def knobs_for(self, method: str) -> dict:
+        """The method's own settings: its entry's defaults < ``per_method.<method>``."""
+        entry = registry.method(method)
+        over = self.per_method.get(method, {})
+        return {**entry.setting_defaults(), **{k: v for k, v in over.items() if k in entry.settings}}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 1
+    #: Total optimizer steps, replacing ``epochs`` when set (the SNIP code's
+    #: ``train_iterations``): the schedule then spans steps / S epochs (S = steps per
+    #: epoch) and a last, partial epoch is logged as such.
+    steps: int | None = None
+    train_subset: int | None = None
+    lr_schedule: str = "constant"
+    milestones: tuple = ()
+    gamma: float = 0.1
+    #: What ``milestones`` count: ``epochs`` (the lr drops from that epoch on) or ``steps``
+    #: (it drops once that many optimizer steps are done, e.g. TF's piecewise_constant).
+    milestone_unit: str = "epochs"
+    eval_batch_size: int = 256
+    #: Epochs per dataset, overriding ``epochs`` for that dataset (the study: 5 on MNIST,
+    #: 25 on CIFAR-10, 50 on CIFAR-100).
+    epochs_per_dataset: dict = field(default_factory=dict)
+    #: Training augmentation: ``cifar`` (random crop with 4-pixel zero padding, horizontal
+    #: flip), ``none``, or ``auto`` = the dataset's default (``cifar`` for the CIFAR sets).
+    augment: str = "auto"
+    #: ``bf16`` autocast on CUDA (ignored, with a log line, on the CPU).
+    amp: str = "none"
+    #: Fraction of the training split held out (drawn with the seed) and never trained on;
+    #: its accuracy and loss are logged per epoch.
+    val_fraction: float = 0.0
+    #: Minutes of training between resumable checkpoints (0 = none); see prunelib.train.resume.
+    #: It changes no result, so ``train_settings`` leaves it out of every stage's settings.
+    checkpoint_minutes: float = 5.0
+
+    def for_dataset(self, dataset: str) -> "TrainSettings":
+        """These settings as they apply to ``dataset``: its epochs, ``auto`` augmentation
+        resolved, and no per-dataset mapping left."""
+        from prunelib.data.datasets import info
+
+        augment = info(dataset).augment if self.augment == "auto" else self.augment
+        epochs = int(self.epochs_per_dataset.get(dataset, self.epochs))
+        return dataclasses.replace(self, epochs=epochs, augment=augment, epochs_per_dataset={})
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run: ``steps``, else ``epochs`` full epochs."""
+        return int(self.steps) if self.steps is not None else self.epochs * steps_per_epoch
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Test-set evaluations of checkpoints taken during training (``eval:``), for the
+    *best of checkpoints* metric some papers report (SNIP's ``snip/test.py``: the maximum
+    test accuracy over the checkpoints kept).  Our headline metric stays the accuracy of
+    the final weights; the best-of-checkpoints accuracy is selected on the test set, so
+    it is optimistic, and it is recorded beside the headline, never instead of it.
+
+    ``every_steps``: keep the weights after every this many optimizer steps (null = none;
+    the final weights count as a checkpoint when the run ends on a multiple);
+    ``keep_last``: of those, evaluate only the last this many (null = all), as a
+    checkpoint saver that keeps the newest k files."""
+
+    every_steps: int | None = None
+    keep_last: int | None = None
+
+    def checkpoint_steps(self, total_steps: int) -> list[int]:
+        """The steps (counted from the start of the run) whose weights are evaluated."""
+        if not self.every_steps:
+            return []
+        steps = list(range(self.every_steps, total_steps + 1, self.every_steps))
+        return steps[-self.keep_last:] if self.keep_last else steps
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Network options.  ``shortcut``: the CIFAR ResNets' shortcut, He et al.'s option
+    ``A`` (zero-padded identity, no parameters) or ``B`` (1x1 projection where the shape
+    changes)."""
+
+    shortcut: str = "A"
+    #: BatchNorm momentum and epsilon (PyTorch's defaults); at high sparsity they change
+    #: results, so networks with BatchNorm record them in every artifact.
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-5
+
+    def options_for(self, arch: str) -> dict:
+        """The options ``arch``'s constructor takes (none for the other networks, so their
+        init settings, and thus their artifacts, do not depend on these keys)."""
+        return {k: getattr(self, k) for k in registry.arch(arch).option_keys()}
+
+
+@dataclass(frozen=True)
+class IterativeSettings:
+    """Generalised iterative magnitude pruning (``iterative:``; prunelib/methods/iterative.py).
+
+    ``train_steps`` T: optimizer steps of the first, dense training (null = train.steps,
+    else train.epochs epochs).  Each round keeps a fraction ``round_factor`` K of the remaining weights by
+    ``criterion`` (``IMP_CRITERIA``: global or layer-wise magnitude, or layer-wise with
+    the output layer at half the rate); the rounds land exactly on every ratio of the
+    grid.  ``rewind_fraction`` is lth_rewind's rewind step and
+    ``gimp_fraction`` gimp's, as fractions of T.  ``per_method`` overrides the general
+    parameters of a named method: ``rewind_weights_to`` (a step, or null = keep the
+    trained weights), ``rewind_lr`` (restart the schedule each round) and
+    ``retrain_steps`` (steps per round).
+    """
+
+    round_factor: float = 0.8
+    criterion: str = "global"
+    train_steps: int | None = None
+    rewind_fraction: float = 0.05
+    gimp_fraction: float = 0.75
+    per_method: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    archs: tuple = ("lenet300",)
+    datasets: tuple = ("mnist",)
+    #: The default grid: every built-in foresight method (the iterative ones train ~15x
+    #: longer), from the registry.
+    methods: tuple = field(default_factory=lambda: tuple(registry.default_grid_methods()))
+    ratios: tuple = (1, 4, 16, 64)
+    seeds: tuple = (0, 1, 2)
+    #: Sanity-check variants of every pruned cell (``none`` = the method itself).
+    variants: tuple = ("none",)
+    #: [arch, dataset] pairs to run instead of the archs x datasets cross product.
+    pairs: tuple | None = None
+
+    def arch_dataset_pairs(self) -> list[tuple[str, str]]:
+        if self.pairs is not None:
+            return [(str(a), str(d)) for a, d in self.pairs]
+        return [(a, d) for d in self.datasets for a in self.archs]
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the aggregate stage's figures and study tables show (``report:`` section).
+
+    ``None`` picks a default from the grid: ``heatmap_ratio`` and ``curves.ratio`` the
+    largest pruned ratio; ``curves.method`` snip when in the grid, else the first method;
+    ``table_ratios`` r = 32 and 64 when present, else the two largest ratios.
+    """
+
+    #: The metric the main tables rank by (and list first): report_layout.METRIC_INFO.
+    metric: str = "top1"
+    heatmap_ratio: float | None = None
+    curves: dict = field(default_factory=lambda: {"method": None, "ratio": None})
+    table_ratios: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole resolved configuration."""
+
+    preset: str | None = None
+    #: Plugin files (relative to the working directory) or module names that register
+    #: methods, networks or datasets (prunelib/catalogue/plugins.py); loaded before validation.
+    plugins: tuple = ()
+    data_dir: str = "data"
+    device: str = "auto"
+    threads: int = 1
+    worker: bool = True
+    grid: GridSettings = field(default_factory=GridSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    init: InitSettings = field(default_factory=InitSettings)
+    prune: PruneSettings = field(default_factory=PruneSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    iterative: IterativeSettings = field(default_factory=IterativeSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+
+
+SECTIONS = {
+    "grid": GridSettings,
+    "model": ModelSettings,
+    "init": InitSettings,
+    "prune": PruneSettings,
+    "score": ScoreSettings,
+    "train": TrainSettings,
+    "eval": EvalSettings,
+    "iterative": IterativeSettings,
+    "report": ReportSettings,
+}
+
+
+def defaults_dict() -> dict:
+    return jsonable(dataclasses.asdict(Settings()))
+
+
+def jsonable(obj: Any) -> Any:
+    """Tuples as lists, recursively (what JSON and YAML hold)."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def to_settings(config: dict) -> Settings:
+    """Typed view of a resolved config dict."""
+    kwargs = {k: v for k, v in config.items() if k not in SECTIONS}
+    kwargs["plugins"] = tuple(kwargs.get("plugins") or ())
+    for name, cls in SECTIONS.items():
+        section = dict(config.get(name, {}))
+        for key, value in section.items():
+            if isinstance(value, list):  # (grid.pairs: a tuple of tuples)
+                section[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = cls(**section)
+    return Settings(**kwargs)
+
+
+def format_ratio(r: float) -> str:
+    """Ratio as it appears in paths and tables: 16 -> '16', 2.5 -> '2.5'."""
+    r = float(r)
+    return str(int(r)) if r.is_integer() else repr(r)

@@ -1,0 +1,149 @@
+"""Statistics of the eval rows: mean ± sample std (n) per cell and the marks.
+
+Blalock et al. ("What is the State of Neural Network Pruning?", MLSys 2020) ask for
+every number to come with its spread and its sample size.  A cell of our tables is
+
+    mean ± s (n),   s = sqrt( sum (x_i - mean)^2 / (n - 1) )   (sample std; '–' when n = 1)
+
+of the final-epoch test accuracy over seeds, in percent.  Marks (per column, among the
+pruning methods; the dense control and sanity-check variants are references, never
+marked):
+
+* **best**: the method with the highest mean (ties: all of them);
+* **within one std of the best**: every other method m with mean_m >= mean_best - s_best
+  (the best's sample std sets the band; with n = 1 for the best only exact ties qualify;
+  means are compared unrounded);
+* **collapsed**: in at least one seed the method's mask kept nothing of some layer.
+
+Also the per-layer densities of the heat map (from each cell's ``mask.parquet``).
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from prunelib.foundations.artifacts import verified_bytes
+from prunelib.config.grid import DENSE
+from prunelib.foundations.paths import CELL_FILES
+from prunelib.report.layout import METRIC_INFO, method_order, split_label
+
+
+#: The accuracy metrics every report has (figures, study table), with their labels.
+METRICS = {m: METRIC_INFO[m][0] for m in ("top1", "top5")}
+
+
+SHORT = {m: info[1] for m, info in METRIC_INFO.items()}
+
+
+def _clean(values, scale: float = 100.0) -> list[float]:
+    return [scale * float(v) for v in values if v is not None and not math.isnan(v)]
+
+
+def mean_std_n(values, scale: float = 100.0) -> tuple[float, float, int]:
+    """Mean, sample std (n - 1; NaN when n < 2) and n of the non-missing values, times
+    ``scale`` (100: in %)."""
+    values = _clean(values, scale)
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    return mean, std, n
+
+
+def fmt_cell(values) -> str:
+    mean, std, n = mean_std_n(values)
+    if n == 0:
+        return ""
+    if n == 1:
+        return f"{mean:.2f} ± – (1)"
+    return f"{mean:.2f} ± {std:.2f} ({n})"
+
+
+def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (dataset, arch, method, ratio): mean, std, n, marks (see module doc)."""
+    has_collapse = "collapsed_layers" in df.columns
+    rows = []
+    for (dataset, arch, method, ratio), sub in df.groupby(["dataset", "arch", "method", "ratio"], sort=True):
+        # (rows from before a metric existed have no column: n = 0, shown as a dash)
+        values = sub[metric].tolist() if metric in sub.columns else []
+        mean, std, n = mean_std_n(values, METRIC_INFO[metric][2])
+        collapsed = int((sub["collapsed_layers"].fillna(0) > 0).sum()) if has_collapse else 0
+        # a failed cell (e.g. diverged training) has an eval row with status "failed" and no
+        # accuracy: it is counted and shown, never silently dropped
+        failed = int((sub["status"] != "ok").sum()) if "status" in sub.columns else 0
+        rows.append({"dataset": dataset, "arch": arch, "metric": metric, "method": method,
+                     "ratio": float(ratio), "mean": mean, "std": std, "n": n,
+                     "seeds": len(sub), "collapsed_seeds": collapsed, "failed_seeds": failed})
+    stats = pd.DataFrame(rows)
+    return mark_best(stats) if len(stats) else stats
+
+
+def is_variant(label: str) -> bool:
+    return split_label(label)[1] != "none"
+
+
+def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) -> pd.DataFrame:
+    """Add ``best`` and ``within_one_std``: per group of ``by``, among non-dense methods,
+    best = highest mean; within = mean >= mean_best - s_best (s_best = 0 when n_best = 1).
+    For a metric where lower is better (ECE, NLL) the same with the lowest mean."""
+    stats = stats.copy()
+    stats["best"] = False
+    stats["within_one_std"] = False
+    for _, group in stats.groupby(list(by), sort=False):
+        # the dense control and the sanity-check variants are references, not contenders
+        cand = group[(group["method"] != DENSE) & (group["n"] > 0) & ~group["method"].map(is_variant)]
+        if cand.empty:
+            continue
+        higher = METRIC_INFO.get(group["metric"].iloc[0], (None, None, None, True))[3]
+        sign = 1.0 if higher else -1.0  # compare -mean where lower is better
+        top = (sign * cand["mean"]).max()
+        best_rows = cand[sign * cand["mean"] == top]
+        band = best_rows["std"].fillna(0.0).max()
+        stats.loc[best_rows.index, "best"] = True
+        near = cand[(sign * cand["mean"] >= top - band) & (sign * cand["mean"] != top)]
+        stats.loc[near.index, "within_one_std"] = True
+    return stats
+
+
+def read_verified(path, **kw) -> pd.DataFrame:
+    """A Parquet artifact, read only after its bytes match their recorded SHA-256."""
+    import io
+
+    return pd.read_parquet(io.BytesIO(verified_bytes(path)), **kw)
+
+
+def declared(cell_dir: str, name: str, files: list | None) -> Path | None:
+    """The file ``name`` of a cell folder if it is among ``files`` (the inputs the
+    workflow declared), or, with ``files`` None, if it exists beside the eval row."""
+    path = Path(cell_dir) / name
+    if files is None:
+        return path if path.exists() else None
+    return path if str(path) in {str(Path(f)) for f in files} else None
+
+
+def layer_densities(df: pd.DataFrame, ratio: float, mask_tables: list | None = None) -> pd.DataFrame:
+    """Methods x layers: mean over seeds of kept / numel at ``ratio``, read from each eval
+    row's ``mask.parquet`` (column ``cell_dir``), among ``mask_tables`` when given.
+    Columns keep the network's layer order; the numel of each layer is in ``attrs['numel']``."""
+    at = df[df["ratio"] == float(ratio)]
+    frames = []
+    for _, row in at.iterrows():
+        path = declared(row["cell_dir"], CELL_FILES["mask_table"], mask_tables)
+        if path is None:  # aggregate run by hand on eval rows alone
+            continue
+        table = read_verified(path, columns=["name", "numel", "kept"])
+        frames.append(table.assign(method=row["method"], seed=row["seed"]))
+    if not frames:
+        return pd.DataFrame()
+    masks = pd.concat(frames, ignore_index=True)
+    layers = list(dict.fromkeys(masks["name"]))
+    masks["density"] = masks["kept"] / masks["numel"]
+    dens = masks.pivot_table(index="method", columns="name", values="density", aggfunc="mean")
+    dens = dens.reindex(index=method_order(dens.index), columns=layers)
+    dens.attrs["numel"] = masks.groupby("name")["numel"].first().to_dict()
+    return dens
