@@ -192,7 +192,7 @@ def test_the_checkpoints_table_shows_final_beside_best_of_checkpoints_with_its_l
     assert "optimistic, selected on test" in report_tables.BEST_OF_CHECKPOINTS
     no_checkpoints = pd.DataFrame(rows).assign(best_test_top1=None)
     assert report_tables.checkpoints_table(no_checkpoints).empty
-    assert "best_test_top1" not in __import__("prunelib.report.layout", fromlist=["x"]).METRIC_INFO  # never ranked
+    assert "best_test_top1" not in __import__("prunelib.foundations.eval_row", fromlist=["x"]).METRICS  # never ranked
 
 
 def test_the_snip_preset_states_the_authors_protocol_point_by_point():

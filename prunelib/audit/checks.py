@@ -367,7 +367,7 @@ def _grid_files(plconfig, s, root: Path, c) -> list[Path]:
     files = [root / p for p in paths.cell_files(**vars(c)).values()]
     files += [root / paths.DATA.format(**w), root / paths.INIT.format(**w, scheme=s.init.scheme_for(c.method)),
               root / paths.SCORES.format(**w)]
-    if registry.method(c.method).kind == "iterative" and float(c.ratio) > 1:
+    if registry.method(c.method).pruning.chain and float(c.ratio) > 1:
         last = plconfig.imp_round_of(s.grid.ratios, s.iterative.round_factor, float(c.ratio))
         for j in range(last + 1):
             files += paths.imp_round_files(root / paths.IMP_ROUND.format(**w, round=j)).values()

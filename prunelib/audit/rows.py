@@ -14,15 +14,8 @@ import math
 
 from prunelib.foundations.artifacts import read_parquet_rows
 
-KEY = ("dataset", "arch", "method", "ratio", "seed", "variant")
-#: Eval-row columns that measure time (and speed); everything else is identical between
-#: reruns on CPU but the lineage digests of artifacts whose meta records timings.
-TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds", "measured_speedup_infer_b1",
-                  "measured_speedup_infer_b256", "measured_speedup_train", "measured_speedup_infer_sparse")
-#: The eval row's lineage: the SHA-256 of the artifacts the cell was made from.
-LINEAGE_COLUMNS = ("data_sha256", "init_sha256", "scores_sha256", "mask_sha256", "final_sha256")
-RERUN_VARYING_COLUMNS = TIMING_COLUMNS + LINEAGE_COLUMNS
-PROVENANCE = ("prunelib_version", "torch_version", "device", "settings_hash", "measure_device", *LINEAGE_COLUMNS)
+from prunelib.foundations.eval_row import (KEY, LINEAGE_COLUMNS, PROVENANCE, RERUN_VARYING_COLUMNS,  # noqa: F401
+                                           TIMING_COLUMNS)
 
 
 def _same(x, y) -> bool:

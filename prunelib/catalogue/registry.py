@@ -19,6 +19,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from prunelib.catalogue import pruning
+from prunelib.catalogue.pruning import Pruning
 from prunelib.foundations.errors import PrunelibError
 
 
@@ -84,17 +86,24 @@ class MethodEntry:
     #: Defaults of the scoring data (batch_size, num_batches, class_balanced) that this
     #: method's paper or code prescribes, above ``score``'s general ones.
     data: dict = field(default_factory=dict)
-    #: Whether the scores depend on the ratio (scored again while masking, e.g. SynFlow).
-    rescores: bool = False
     #: Iterative methods: the generalised-IMP preset (``rewind_weights_to``,
     #: ``rewind_lr``, ``retrain_steps``; prunelib/methods/iterative.py resolves them).
     imp: dict | None = None
-    #: Structured (filter) pruning: the scores of each filter's weights summed, whole
-    #: filters removed with the input channels they fed (prunelib/methods/structured.py).
-    structured: bool = False
     #: In the default grid (``grid.methods`` when the config lists none).
     default_grid: bool = True
     origin: Origin = Origin()
+    #: How its mask is made (prunelib/catalogue/pruning.py): the one place that says
+    #: whether it re-scores per ratio (SynFlow), prunes whole filters (the summed scores
+    #: of each filter; prunelib/methods/structured.py) or is a prune-retrain chain.
+    pruning: Pruning = pruning.SINGLE_PASS
+
+    @property
+    def rescores(self) -> bool:
+        return self.pruning.rescores
+
+    @property
+    def structured(self) -> bool:
+        return self.pruning.structured
 
     def scorer_class(self):
         return resolve(self.scorer)
@@ -203,7 +212,8 @@ def add_method(name: str, kind: str, scope: str | None, paper: str, scorer: Any 
         raise RegistryError(f"method {name!r}: kind = {kind!r} is not allowed; allowed: {', '.join(KINDS)}")
     if kind == "foresight" and scope not in ("global", "layer"):
         raise RegistryError(f"method {name!r}: scope = {scope!r} is not allowed; allowed: global, layer")
-    entry = MethodEntry(name, kind, scope, paper, scorer, origin=_current_origin[-1], **facts)
+    how = pruning.of(kind, facts.pop("rescores", False), facts.pop("structured", False))
+    entry = MethodEntry(name, kind, scope, paper, scorer, origin=_current_origin[-1], pruning=how, **facts)
     _add(METHODS, "method", entry)
     return entry
 
@@ -287,12 +297,17 @@ def methods(kind: str | None = None) -> list[str]:
 
 
 def scoring_methods() -> list[str]:
-    """Methods with a score stage (foresight), whose settings live in ``score.per_method``."""
-    return methods("foresight")
+    """Methods with a score stage, whose settings live in ``score.per_method``."""
+    return [m for m, e in METHODS.items() if e.pruning.scored]
+
+
+def chain_methods() -> list[str]:
+    """Methods whose masks are rounds of a prune-retrain chain (iterative)."""
+    return [m for m, e in METHODS.items() if e.pruning.chain]
 
 
 def default_grid_methods() -> list[str]:
-    return [m for m, e in METHODS.items() if e.kind == "foresight" and e.default_grid]
+    return [m for m, e in METHODS.items() if e.pruning.scored and e.default_grid]
 
 
 def mask_variants() -> list[str]:

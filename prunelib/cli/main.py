@@ -14,7 +14,9 @@ import os
 import sys
 
 
-def _settings(text: str) -> dict:
+def _contract(stage: str, text: str):
+    """The stage's contract from ``--settings`` (JSON: the process boundary's one way in;
+    prunelib/config/contracts.py), after importing the plugins it names."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -22,9 +24,13 @@ def _settings(text: str) -> dict:
     if not isinstance(value, dict):
         raise SystemExit("prunelib: --settings must be a JSON object")
     from prunelib.catalogue import plugins
+    from prunelib.config.contracts import BY_STAGE
 
     plugins.load_records(value.get("plugins"))  # a plugin's method, network or dataset
-    return value
+    try:
+        return BY_STAGE[stage].from_dict(value)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"prunelib {stage}: --settings does not fit its contract: {exc}")
 
 
 def _threads(n: int | None) -> None:
@@ -38,35 +44,35 @@ def cmd_data(a) -> None:
     from prunelib.data import datasets
 
     if a.settings:  # (a plugin's dataset: its loader)
-        _settings(a.settings)
+        _contract("data", a.settings)
     datasets.prepare(a.dataset, a.root, a.out)
 
 
 def cmd_init(a) -> None:
     from prunelib import stages
 
-    stages.run_init(_settings(a.settings), a.out_weights, a.out_table)
+    stages.run_init(_contract("init", a.settings), a.out_weights, a.out_table)
 
 
 def cmd_score(a) -> None:
     _threads(a.threads)
     from prunelib import stages
 
-    stages.run_score(_settings(a.settings), a.init, a.data, a.out)
+    stages.run_score(_contract("score", a.settings), a.init, a.data, a.out)
 
 
 def cmd_mask(a) -> None:
     _threads(a.threads)
     from prunelib import stages
 
-    stages.run_mask(_settings(a.settings), a.init, a.scores, a.out_mask, a.out_table)
+    stages.run_mask(_contract("mask", a.settings), a.init, a.scores, a.out_mask, a.out_table)
 
 
 def cmd_train(a) -> None:
     _threads(a.threads)
     from prunelib import stages
 
-    stages.run_train(_settings(a.settings), a.init, a.mask, a.data, a.out_weights, a.out_log, a.label,
+    stages.run_train(_contract("train", a.settings), a.init, a.mask, a.data, a.out_weights, a.out_log, a.label,
                      reuse_log=a.reuse_log or None)
 
 
@@ -74,13 +80,12 @@ def cmd_imp_round(a) -> None:
     _threads(a.threads)
     from prunelib import stages
 
-    from prunelib.foundations.paths import imp_round_files
+    from prunelib.foundations.paths import IMP_FILES, imp_round_files
 
     out = imp_round_files(a.out_dir) if a.out_dir else {}
-    out.update({role: path for role in ("weights", "mask", "mask_table", "train_log", "rewind")
-                if (path := getattr(a, f"out_{role}"))})
+    out.update({role: path for role in IMP_FILES if (path := getattr(a, f"out_{role}"))})
     prev = imp_round_files(a.prev) if a.prev else {}
-    stages.run_imp_round(_settings(a.settings), a.data, out, init_path=a.init or None,
+    stages.run_imp_round(_contract("imp-round", a.settings), a.data, out, init_path=a.init or None,
                          prev_weights=a.prev_weights or prev.get("weights"), prev_mask=a.prev_mask or prev.get("mask"),
                          rewind_path=a.rewind or None, label=a.label)
 
@@ -89,7 +94,7 @@ def cmd_eval(a) -> None:
     _threads(a.threads)
     from prunelib import stages
 
-    row = stages.run_eval(_settings(a.settings), a.final, a.mask, a.data, a.out)
+    row = stages.run_eval(_contract("eval", a.settings), a.final, a.mask, a.data, a.out)
     print(f"[{a.label}] top1 {100 * row['top1']:.2f}% top5 {100 * row['top5']:.2f}% "
           f"r_e {row['empirical_ratio']:.3f}", file=sys.stderr)
 
@@ -200,6 +205,8 @@ STAGE_COMMANDS = ("init", "score", "mask", "train", "eval", "imp-round", "imp-ro
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from prunelib.foundations.paths import IMP_FILES, IMP_ROUND0_ONLY
+
     p = argparse.ArgumentParser(prog="prunelib", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -207,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True)
     s.add_argument("--root", required=True, help="raw data folder (torchvision layout)")
     s.add_argument("--out", required=True)
-    s.add_argument("--settings", default="", help="stage_settings.data_settings as JSON (plugins)")
+    s.add_argument("--settings", default="", help="its DataContract as JSON (plugins)")
     s.set_defaults(func=cmd_data)
 
     s = sub.add_parser("init", help="build a network from the seed and save its initial weights")
@@ -235,9 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("imp-round", help="one round of an iterative-magnitude-pruning chain")
     s.add_argument("--settings", required=True)
     s.add_argument("--data", required=True)
-    for role in ("weights", "mask", "mask_table", "train_log", "rewind"):
+    for role in IMP_FILES:
         s.add_argument(f"--out-{role.replace('_', '-')}", default="",
-                       help=f"the round's {role.replace('_', ' ')} file" + (" (round 0 only)" if role == "rewind" else ""))
+                       help=f"the round's {role.replace('_', ' ')} file" + (" (round 0 only)" if role in IMP_ROUND0_ONLY
+                                                                            else ""))
     s.add_argument("--out-dir", default="", help="or: the round's folder (paths.IMP_FILES names its files)")
     s.add_argument("--init", default="", help="round 0: the init artifact")
     s.add_argument("--prev-weights", default="", help="round j >= 1: the previous round's weights.pt")

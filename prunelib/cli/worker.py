@@ -49,7 +49,12 @@ def _preload() -> None:
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  - torch.optim imports it on first use: ~2.5 s per train job
 
-    import prunelib.stages  # noqa: F401
+    import prunelib.stages.eval  # noqa: F401  - each stage module (the package itself loads them lazily)
+    import prunelib.stages.imp  # noqa: F401
+    import prunelib.stages.init  # noqa: F401
+    import prunelib.stages.mask  # noqa: F401
+    import prunelib.stages.score  # noqa: F401
+    import prunelib.stages.train  # noqa: F401
     from prunelib.catalogue import registry
 
     for entry in registry.METHODS.values():  # the built-in scorers' modules, resolved lazily elsewhere

@@ -9,7 +9,7 @@ validated (``prunelib.config.validation``: one line naming the key, the value an
 allowed).
 
 The pieces live by concern: ``settings`` (typed sections), ``validation`` (schema and
-messages), ``grid`` (cells and IMP chains), ``stage_settings`` (what each job depends
+messages), ``grid`` (cells and IMP chains), ``contracts`` (what each job depends
 on), ``paths`` (file names), ``registry`` (methods, networks, datasets, ...).  This
 module re-exports their public names, so ``prunelib.config`` stays the one import the
 workflow needs.  No torch import.
@@ -28,9 +28,8 @@ from prunelib.foundations.paths import variant_suffix  # noqa: F401
 from prunelib.config.settings import (  # noqa: F401
     DATA_KEYS, GridSettings, InitSettings, IterativeSettings, ModelSettings, PruneSettings, ReportSettings,
     ScoreSettings, Settings, TrainSettings, defaults_dict, format_ratio, jsonable, to_settings)
-from prunelib.config.contracts import (  # noqa: F401
-    cell_train_settings, data_settings, eval_settings, imp_round_settings, imp_spec, init_settings, mask_settings,
-    score_settings, settings_hash, train_settings, variant_settings)
+from prunelib.config import contracts  # noqa: F401
+from prunelib.config.contracts import imp_spec, settings_hash  # noqa: F401
 from prunelib.config.validation import ConfigError, allowed_names, coerce, load_schema, load_yaml, validate, workflow_dir
 
 known = allowed_names
@@ -39,7 +38,7 @@ known = allowed_names
 def __getattr__(name: str):
     """Lists derived from the registry on each access (plugins may have added entries)."""
     derived = {
-        "IMP_METHODS": lambda: tuple(registry.methods("iterative")),
+        "IMP_METHODS": lambda: tuple(registry.chain_methods()),
         "VARIANTS": lambda: tuple(registry.VARIANTS),
         "MASK_VARIANTS": lambda: tuple(registry.mask_variants()),
     }

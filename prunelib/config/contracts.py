@@ -1,169 +1,267 @@
-"""What each stage's output depends on, besides its input files.
+"""The stage contracts: what each job's output depends on, besides its input files.
 
-Each dict is passed to its stage as JSON and is a Snakemake ``params:`` value, so a
-change reruns exactly that stage and everything downstream of it.  A job that uses a
-plugin's method, network or dataset carries the plugin's path and SHA-256 (the job
-imports it first), so editing a plugin reruns exactly its jobs.  No torch import.
+One frozen dataclass per stage (``InitContract``, ``ScoreContract``, ``MaskContract``,
+``TrainContract``, ``ImpRoundContract``, ``EvalContract``, ``DataContract``), built once
+from the resolved ``Settings`` by the ``*_contract`` functions below and taken by the
+stage functions (``prunelib/stages/``).  At the process boundary a contract is JSON
+(``to_json`` in the rule's ``params:``, ``from_json`` in the command), so a change to
+what a contract holds reruns exactly that stage and everything downstream of it.
+
+Hashes follow ``prunelib/foundations/hparams.py``: a field with a default appears only
+when set to something else, so a new option with a default reruns nothing, and no
+builder here has a per-key exception.  A job that uses a plugin's method, network or
+dataset carries the plugin's path and SHA-256 in ``plugins`` (the job imports it
+first), so editing a plugin reruns exactly its jobs.  What a method's kind changes is
+asked of its ``Pruning`` (``prunelib/catalogue/pruning.py``).  No torch import.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-from typing import Any
+from dataclasses import dataclass, field
 
 from prunelib.catalogue import registry
 from prunelib.config.grid import imp_densities, imp_round_of
-from prunelib.config.settings import Settings, jsonable
+from prunelib.config.settings import EvalSettings, PruneSettings, Settings, TrainSettings
+from prunelib.foundations.hparams import Hparams, settings_hash  # noqa: F401 (settings_hash: re-exported)
 
 
-def settings_hash(obj: Any) -> str:
-    """First 12 hex digits of the SHA-256 of canonical JSON."""
-    blob = json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+# --- the contracts ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataContract(Hparams):
+    """A prepared dataset: its name and its loader's plugin."""
+
+    dataset: str
+    plugins: tuple = ()
 
 
-# --- per-stage settings: what each stage's output depends on (besides its inputs) ---
-# Each dict is passed to its stage as JSON and is a Snakemake `params:` value, so a
-# change reruns exactly that stage and everything downstream of it.
+@dataclass(frozen=True)
+class InitContract(Hparams):
+    arch: str
+    dataset: str
+    seed: int
+    init_scheme: str
+    prune: PruneSettings
+    #: The network's options (``ModelSettings.options_for``), for networks that have any.
+    model: dict = field(default_factory=dict)
+    plugins: tuple = ()
 
-def _with_plugins(out: dict, *entries) -> dict:
-    """``out`` plus the plugins its entries came from (only when there are any, so that
-    built-in jobs' settings, and hashes, do not depend on plugins existing)."""
-    records = registry.plugin_records(*entries)
-    if records:
-        out["plugins"] = records
-    return out
+
+@dataclass(frozen=True)
+class ScoreContract(Hparams):
+    method: str
+    seed: int
+    #: The scoring data (``ScoreSettings.data_for``) and the method's own settings.
+    data: dict
+    knobs: dict
+    device: str
+    #: CPU threads when not 1 (torch's CPU kernels reduce in a thread-count-dependent
+    #: order, so results differ in the last bits: a changed ``threads`` reruns the jobs).
+    threads: int = 1
+    plugins: tuple = ()
+
+
+@dataclass(frozen=True)
+class VariantContract(Hparams):
+    """A sanity-check transformation of a cell (prunelib/methods/variants.py)."""
+
+    variant: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class MaskContract(Hparams):
+    method: str
+    ratio: float
+    seed: int
+    #: A method that re-scores per ratio: its settings and where it computes.
+    knobs: dict | None = None
+    device: str | None = None
+    threads: int = 1
+    #: An iterative method: the chain round whose mask this is, and the chain's criterion.
+    imp_round: int | None = None
+    criterion: str | None = None
+    variant: VariantContract | None = None
+    plugins: tuple = ()
+
+
+@dataclass(frozen=True)
+class ImpSpec(Hparams):
+    """A method's generalised-IMP parameters (preset < ``iterative.per_method``), with
+    fractions of T unresolved (T depends on the data: ``iterative.resolve_plan``)."""
+
+    round_factor: float
+    criterion: str
+    train_steps: int | None
+    #: A step, None (keep the trained weights) or ``{"fraction": f}`` of T.
+    rewind_weights_to: int | dict | None
+    rewind_lr: bool
+    #: A number of steps, ``"train_steps"`` (T) or ``"after_rewind"`` (T - k).
+    retrain_steps: int | str
+
+
+@dataclass(frozen=True)
+class ImpRoundContract(Hparams):
+    """Round ``round`` of an IMP chain (round 0: the dense training; round j >= 1 prunes
+    to ``density`` and retrains)."""
+
+    method: str
+    seed: int
+    round: int
+    imp: ImpSpec
+    train: TrainSettings
+    device: str
+    threads: int = 1
+    #: The round's kept fraction as an exact rational ``"n/d"`` (rounds >= 1).
+    density: str | None = None
+    plugins: tuple = ()
+
+
+@dataclass(frozen=True)
+class TrainContract(Hparams):
+    """A cell's training: plain training (foresight methods, the dense control) or, for an
+    IMP cell, its chain round's result (``mode: imp_result``) or the retraining of a
+    variant with the round's schedule (``imp_retrain``)."""
+
+    seed: int
+    #: The train settings as they apply to the cell's dataset (``for_dataset``).
+    train: TrainSettings
+    device: str
+    threads: int = 1
+    #: ``init.after_pruning``: keep the initial weights, or ``redraw`` them.
+    after_pruning: str = "keep"
+    #: ``eval.every_steps`` / ``keep_last``: weights kept for best-of-checkpoints.
+    test_checkpoints: EvalSettings | None = None
+    imp: ImpRoundContract | None = None
+    mode: str = "train"
+    variant: VariantContract | None = None
+    plugins: tuple = ()
+
+
+@dataclass(frozen=True)
+class EvalContract(Hparams):
+    """Eval carries the hash of everything upstream (the cell's provenance)."""
+
+    method: str
+    ratio: float
+    seed: int
+    eval_batch_size: int
+    device: str
+    cell_hash: str
+    threads: int = 1
+    variant: str = "none"
+    plugins: tuple = ()
+
+
+#: The contract each stage command reads from ``--settings`` (prunelib/cli/main.py).
+BY_STAGE = {"data": DataContract, "init": InitContract, "score": ScoreContract, "mask": MaskContract,
+            "train": TrainContract, "imp-round": ImpRoundContract, "eval": EvalContract}
+
+
+# --- building them from the resolved settings ------------------------------------------------
+
+def _plugins(*entries) -> tuple:
+    """The plugins ``entries`` came from (empty for built-ins, so their hashes do not
+    depend on plugins existing)."""
+    return tuple(registry.plugin_records(*entries))
+
+
+def _network(arch: str | None, dataset: str | None) -> tuple:
+    return (registry.arch(arch), registry.dataset(dataset)) if arch else ()
 
 
 def _compute(s: Settings) -> dict:
-    """Where a stage computes: the device and, when not 1, the CPU threads (torch's CPU
-    kernels reduce in a thread-count-dependent order, so 2 threads give results that
-    differ from 1 thread's in the last bits: a changed ``threads`` must rerun the jobs)."""
-    return {"device": s.device, **({"threads": int(s.threads)} if int(s.threads) != 1 else {})}
+    return {"device": s.device, "threads": int(s.threads)}
 
 
-def _network(arch: str, dataset: str) -> tuple:
-    return registry.arch(arch), registry.dataset(dataset)
+def data_contract(dataset: str) -> DataContract:
+    return DataContract(dataset, _plugins(registry.dataset(dataset)))
 
 
-def init_settings(s: Settings, arch: str, dataset: str, seed: int, scheme: str) -> dict:
-    out = {"arch": arch, "dataset": dataset, "seed": int(seed), "init_scheme": scheme,
-           "prune": dataclasses.asdict(s.prune)}
-    if s.model.options_for(arch):  # only networks with options carry them (others' hashes unchanged)
-        out["model"] = s.model.options_for(arch)
-    return _with_plugins(out, *_network(arch, dataset), registry.get("init scheme", scheme))
+def init_contract(s: Settings, arch: str, dataset: str, seed: int, scheme: str) -> InitContract:
+    return InitContract(arch, dataset, int(seed), scheme, s.prune, s.model.options_for(arch),
+                        _plugins(*_network(arch, dataset), registry.get("init scheme", scheme)))
 
 
-def data_settings(dataset: str) -> dict:
-    """What a prepared dataset depends on besides the raw files: its loader's plugin."""
-    return _with_plugins({"dataset": dataset}, registry.dataset(dataset))
-
-
-def imp_spec(s: Settings, method: str) -> dict:
-    """The generalised-IMP parameters of ``method`` (preset < ``iterative.per_method``),
-    with fractions still unresolved (T depends on the data; see iterative.resolve_plan)."""
+def imp_spec(s: Settings, method: str) -> ImpSpec:
+    """The generalised-IMP parameters of ``method`` (its preset < ``iterative.per_method``)."""
     it = s.iterative
-    spec = dict(registry.method(method).imp)
-    spec.update(it.per_method.get(method, {}))
-    rewind = spec["rewind_weights_to"]
-    if isinstance(rewind, str):
-        spec["rewind_weights_to"] = {"fraction": getattr(it, rewind)}
-    return {"round_factor": it.round_factor, "criterion": it.criterion, "train_steps": it.train_steps, **spec}
+    spec = {**registry.method(method).imp, **it.per_method.get(method, {})}
+    if isinstance(spec["rewind_weights_to"], str):  # the name of an `iterative` fraction of T
+        spec["rewind_weights_to"] = {"fraction": getattr(it, spec["rewind_weights_to"])}
+    return ImpSpec(round_factor=it.round_factor, criterion=it.criterion, train_steps=it.train_steps, **spec)
 
 
-def imp_round_settings(s: Settings, method: str, seed: int, dataset: str, round_: int,
-                       arch: str | None = None) -> dict:
-    """What round ``round_`` of ``method``'s chain depends on besides its inputs (round 0
-    is the dense training; round j >= 1 prunes to ``density`` and retrains)."""
-    out = {"method": method, "seed": int(seed), "round": int(round_), "imp": imp_spec(s, method),
-           "train": train_settings(s, seed, dataset)["train"], **_compute(s)}
+def imp_round_contract(s: Settings, method: str, seed: int, dataset: str, round_: int,
+                       arch: str | None = None) -> ImpRoundContract:
+    density = None
     if round_ > 0:
         d = imp_densities(s.grid.ratios, s.iterative.round_factor)[round_ - 1]
-        out["density"] = f"{d.numerator}/{d.denominator}"
-    return _with_plugins(out, *(_network(arch, dataset) if arch else ()))
+        density = f"{d.numerator}/{d.denominator}"
+    return ImpRoundContract(method, int(seed), int(round_), imp_spec(s, method), s.train.for_dataset(dataset),
+                            **_compute(s), density=density, plugins=_plugins(*_network(arch, dataset)))
 
 
-def variant_settings(variant: str, seed: int) -> dict | None:
+def variant_contract(variant: str, seed: int) -> VariantContract | None:
     """The sanity-check transformation of a cell (None for ``none``)."""
-    return None if variant == "none" else {"variant": variant, "seed": int(seed)}
+    return None if variant == "none" else VariantContract(variant, int(seed))
 
 
-def score_settings(s: Settings, method: str, seed: int, arch: str | None = None,
-                   dataset: str | None = None) -> dict:
-    """Only what this method's scores depend on, so other methods' knobs never rerun it
-    (``arch`` and ``dataset`` only add the plugins they come from, if any)."""
-    out = {"method": method, "seed": int(seed), "data": s.score.data_for(method),
-           "knobs": s.score.knobs_for(method), **_compute(s)}
-    net = _network(arch, dataset) if arch else ()
-    return _with_plugins(out, registry.method(method), *net)
+def score_contract(s: Settings, method: str, seed: int, arch: str | None = None,
+                   dataset: str | None = None) -> ScoreContract:
+    """Only what this method's scores depend on, so other methods' knobs never rerun it."""
+    return ScoreContract(method, int(seed), s.score.data_for(method), s.score.knobs_for(method), **_compute(s),
+                         plugins=_plugins(registry.method(method), *_network(arch, dataset)))
 
 
-def mask_settings(s: Settings, method: str, ratio: float, seed: int, variant: str = "none",
-                  arch: str | None = None, dataset: str | None = None) -> dict:
+def mask_contract(s: Settings, method: str, ratio: float, seed: int, variant: str = "none",
+                  arch: str | None = None, dataset: str | None = None) -> MaskContract:
     entry = registry.method(method)
-    out = {"method": method, "ratio": float(ratio), "seed": int(seed)}
-    if entry.rescores:  # these re-score while pruning
-        out.update({"knobs": s.score.knobs_for(method), **_compute(s)})
-    if entry.kind == "iterative":  # the mask is a round of the chain
-        out.update({"imp_round": imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio),
-                    "criterion": s.iterative.criterion})
-    if variant != "none":
-        out["variant"] = variant_settings(variant, seed)
-    net = _network(arch, dataset) if arch else ()
-    return _with_plugins(out, entry, *net)
+    how = entry.pruning
+    extra = {}
+    if how.rescores:
+        extra.update(knobs=s.score.knobs_for(method), **_compute(s))
+    if how.chain:
+        extra.update(imp_round=imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio),
+                     criterion=s.iterative.criterion)
+    return MaskContract(method, float(ratio), int(seed), **extra, variant=variant_contract(variant, seed),
+                        plugins=_plugins(entry, *_network(arch, dataset)))
 
 
-def train_settings(s: Settings, seed: int, dataset: str | None = None) -> dict:
-    """With ``dataset``: the train settings as they apply to it (its ``epochs_per_dataset``
-    entry as ``epochs``, ``augment: auto`` resolved), so changing one dataset's epochs
-    reruns only that dataset's train jobs.  Without it, the whole mapping (the train
-    stage resolves it; any change then reruns every train job)."""
-    train = s.train.for_dataset(dataset) if dataset is not None else s.train
-    out = jsonable(dataclasses.asdict(train))
-    for key, unset in (("epochs_per_dataset", {}), ("steps", None), ("milestone_unit", "epochs")):
-        if out[key] == unset:  # (absent when unset: existing hashes unchanged)
-            del out[key]
-    del out["checkpoint_minutes"]  # no result depends on it (jobs get it from the environment)
-    return {"seed": int(seed), "train": out, **_compute(s)}
-
-
-def cell_train_settings(s: Settings, method: str, ratio: float, seed: int, dataset: str,
-                        variant: str = "none", arch: str | None = None) -> dict:
-    """The train stage's settings for one cell: plain training for foresight methods and
-    the dense control; for an IMP method, its chain round's result (variant none) or a
-    retraining of the variant with the round's schedule."""
-    out = train_settings(s, seed, dataset)
-    if s.init.after_pruning != "keep" and registry.method(method).kind != "iterative":
-        out["after_pruning"] = s.init.after_pruning  # (absent when keep: existing hashes unchanged)
-    if s.eval.every_steps and registry.method(method).kind != "iterative":
-        out["test_checkpoints"] = {"every_steps": s.eval.every_steps, "keep_last": s.eval.keep_last}
-    if registry.method(method).kind == "iterative":
+def train_contract(s: Settings, method: str, ratio: float, seed: int, dataset: str, variant: str = "none",
+                   arch: str | None = None) -> TrainContract:
+    how = registry.method(method).pruning
+    extra = {}
+    if how.trains_from == "chain":
         j = imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio)
-        out["imp"] = imp_round_settings(s, method, seed, dataset, j, arch)
-        out["mode"] = "imp_result" if variant == "none" else "imp_retrain"
-    if variant != "none":
-        out["variant"] = variant_settings(variant, seed)
-    return _with_plugins(out, *(_network(arch, dataset) if arch else ()))
+        extra.update(imp=imp_round_contract(s, method, seed, dataset, j, arch),
+                     mode="imp_result" if variant == "none" else "imp_retrain")
+    else:
+        extra["after_pruning"] = s.init.after_pruning
+        if s.eval.every_steps:
+            extra["test_checkpoints"] = s.eval
+    return TrainContract(int(seed), s.train.for_dataset(dataset), **_compute(s), **extra,
+                         variant=variant_contract(variant, seed), plugins=_plugins(*_network(arch, dataset)))
 
 
-def eval_settings(s: Settings, arch: str, dataset: str, method: str, ratio: float, seed: int,
-                  variant: str = "none") -> dict:
-    """Eval settings carry the hash of everything upstream (the cell's provenance)."""
-    kind = registry.method(method).kind
+def eval_contract(s: Settings, arch: str, dataset: str, method: str, ratio: float, seed: int,
+                  variant: str = "none") -> EvalContract:
+    how = registry.method(method).pruning
     upstream = {
-        "init": init_settings(s, arch, dataset, seed, s.init.scheme_for(method)),
-        "score": score_settings(s, method, seed, arch, dataset) if kind == "foresight" else None,
-        "mask": mask_settings(s, method, ratio, seed, variant, arch, dataset),
-        "train": cell_train_settings(s, method, ratio, seed, dataset, variant, arch),
+        "init": init_contract(s, arch, dataset, seed, s.init.scheme_for(method)),
+        "score": score_contract(s, method, seed, arch, dataset) if how.scored else None,
+        "mask": mask_contract(s, method, ratio, seed, variant, arch, dataset),
+        "train": train_contract(s, method, ratio, seed, dataset, variant, arch),
     }
-    if kind == "iterative":  # every round of the chain up to this cell's
+    if how.chain:  # every round of the chain up to this cell's
         j = imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio)
-        upstream["chain"] = [imp_round_settings(s, method, seed, dataset, i, arch) for i in range(j + 1)]
-    out = {"method": method, "ratio": float(ratio), "seed": int(seed),
-           "eval_batch_size": s.train.eval_batch_size, **_compute(s),
-           "cell_hash": settings_hash(upstream)}
-    if variant != "none":
-        out["variant"] = variant
-    return _with_plugins(out, *_network(arch, dataset))
+        upstream["chain"] = [imp_round_contract(s, method, seed, dataset, i, arch) for i in range(j + 1)]
+    return EvalContract(method, float(ratio), int(seed), s.train.eval_batch_size, **_compute(s),
+                        cell_hash=settings_hash(upstream), variant=variant,
+                        plugins=_plugins(*_network(arch, dataset)))
+
+
+def replace(contract: Hparams, **changes) -> Hparams:
+    """A copy of ``contract`` with ``changes`` (tests and tools; contracts are frozen)."""
+    return dataclasses.replace(contract, **changes)

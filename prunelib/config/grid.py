@@ -77,4 +77,4 @@ def imp_chains(s: Settings) -> list[tuple[str, str, int, str, int]]:
     if n == 0:  # no pruned ratio: no chain (a dense training nobody uses)
         return []
     return [(d, a, int(seed), m, n) for a, d in s.grid.arch_dataset_pairs() for seed in s.grid.seeds
-            for m in s.grid.methods if registry.method(m).kind == "iterative"]
+            for m in s.grid.methods if registry.method(m).pruning.chain]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 from prunelib.catalogue import registry
+from prunelib.foundations.hparams import Hparams, always, jsonable, unhashed  # noqa: F401 (jsonable: re-exported)
 
 #: The scoring-data keys that ``score`` and ``score.per_method.<method>`` share.
 DATA_KEYS = ("batch_size", "num_batches", "class_balanced")
@@ -41,9 +41,9 @@ class InitSettings:
 
 
 @dataclass(frozen=True)
-class PruneSettings:
-    include_bias: bool = False
-    include_norm: bool = False
+class PruneSettings(Hparams):
+    include_bias: bool = always(False)
+    include_norm: bool = always(False)
 
 
 @dataclass(frozen=True)
@@ -73,40 +73,45 @@ class ScoreSettings:
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    epochs: int = 1
+class TrainSettings(Hparams):
+    """The train section, and the ``train`` part of a train job's contract.  Fields in
+    ``always(...)`` were in every train hash before default-omission (``foundations.hparams``);
+    a new field takes a plain default and changes no hash until someone sets it."""
+
+    optimizer: str = always("sgd")
+    lr: float = always(0.05)
+    momentum: float = always(0.9)
+    nesterov: bool = always(True)
+    weight_decay: float = always(0.0)
+    batch_size: int = always(128)
+    epochs: int = always(1)
     #: Total optimizer steps, replacing ``epochs`` when set (the SNIP code's
     #: ``train_iterations``): the schedule then spans steps / S epochs (S = steps per
     #: epoch) and a last, partial epoch is logged as such.
     steps: int | None = None
-    train_subset: int | None = None
-    lr_schedule: str = "constant"
-    milestones: tuple = ()
-    gamma: float = 0.1
+    train_subset: int | None = always(None)
+    lr_schedule: str = always("constant")
+    milestones: tuple = always(())
+    gamma: float = always(0.1)
     #: What ``milestones`` count: ``epochs`` (the lr drops from that epoch on) or ``steps``
     #: (it drops once that many optimizer steps are done, e.g. TF's piecewise_constant).
     milestone_unit: str = "epochs"
-    eval_batch_size: int = 256
+    eval_batch_size: int = always(256)
     #: Epochs per dataset, overriding ``epochs`` for that dataset (the study: 5 on MNIST,
     #: 25 on CIFAR-10, 50 on CIFAR-100).
     epochs_per_dataset: dict = field(default_factory=dict)
     #: Training augmentation: ``cifar`` (random crop with 4-pixel zero padding, horizontal
     #: flip), ``none``, or ``auto`` = the dataset's default (``cifar`` for the CIFAR sets).
-    augment: str = "auto"
+    augment: str = always("auto")
     #: ``bf16`` autocast on CUDA (ignored, with a log line, on the CPU).
-    amp: str = "none"
+    amp: str = always("none")
     #: Fraction of the training split held out (drawn with the seed) and never trained on;
     #: its accuracy and loss are logged per epoch.
-    val_fraction: float = 0.0
-    #: Minutes of training between resumable checkpoints (0 = none); see prunelib.train.resume.
-    #: It changes no result, so ``train_settings`` leaves it out of every stage's settings.
-    checkpoint_minutes: float = 5.0
+    val_fraction: float = always(0.0)
+    #: Minutes of training between resumable checkpoints (0 = none); see
+    #: prunelib/train/resume.py.  It changes no result: jobs get it from the environment,
+    #: and it is in no contract's hash.
+    checkpoint_minutes: float = unhashed(5.0)
 
     def for_dataset(self, dataset: str) -> "TrainSettings":
         """These settings as they apply to ``dataset``: its epochs, ``auto`` augmentation
@@ -123,7 +128,7 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
-class EvalSettings:
+class EvalSettings(Hparams):
     """Test-set evaluations of checkpoints taken during training (``eval:``), for the
     *best of checkpoints* metric some papers report (SNIP's ``snip/test.py``: the maximum
     test accuracy over the checkpoints kept).  Our headline metric stays the accuracy of
@@ -135,8 +140,8 @@ class EvalSettings:
     ``keep_last``: of those, evaluate only the last this many (null = all), as a
     checkpoint saver that keeps the newest k files."""
 
-    every_steps: int | None = None
-    keep_last: int | None = None
+    every_steps: int | None = always(None)
+    keep_last: int | None = always(None)
 
     def checkpoint_steps(self, total_steps: int) -> list[int]:
         """The steps (counted from the start of the run) whose weights are evaluated."""
@@ -216,7 +221,7 @@ class ReportSettings:
     ``table_ratios`` r = 32 and 64 when present, else the two largest ratios.
     """
 
-    #: The metric the main tables rank by (and list first): report_layout.METRIC_INFO.
+    #: The metric the main tables rank by (and list first): prunelib/foundations/eval_row.py.
     metric: str = "top1"
     heatmap_ratio: float | None = None
     curves: dict = field(default_factory=lambda: {"method": None, "ratio": None})
@@ -261,15 +266,6 @@ SECTIONS = {
 
 def defaults_dict() -> dict:
     return jsonable(dataclasses.asdict(Settings()))
-
-
-def jsonable(obj: Any) -> Any:
-    """Tuples as lists, recursively (what JSON and YAML hold)."""
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
 
 
 def to_settings(config: dict) -> Settings:

@@ -3,7 +3,7 @@
 The schema (``workflow/schemas/config.schema.yaml``, JSON Schema draft 2020-12) names
 no method, network or dataset: every ``x-registry: <table>`` node is filled in from
 ``prunelib.catalogue.registry`` (the iterative criteria from ``settings.IMP_CRITERIA``, the report
-metrics from ``report_layout.METRIC_INFO``) when the schema is loaded, and
+metrics from ``prunelib/foundations/eval_row.py``) when the schema is loaded, and
 ``score.per_method`` gets one property per scoring method with its own settings'
 schemas.  So a plugin's entries are validated exactly like the built-ins, and the schema
 cannot drift from the code.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from prunelib.catalogue import registry
 from prunelib.foundations.errors import PrunelibError
-from prunelib.report.layout import METRIC_INFO
+from prunelib.foundations.eval_row import METRICS
 from prunelib.config.settings import DATA_KEYS, IMP_CRITERIA
 
 
@@ -76,11 +76,11 @@ def _registry_node(table: str) -> dict:
     names = {
         "archs": list(registry.ARCHS),
         "datasets": list(registry.DATASETS),
-        "methods": [m for m in registry.METHODS if registry.method(m).kind != "dense"],
-        "iterative_methods": registry.methods("iterative"),
+        "methods": [m for m, e in registry.METHODS.items() if e.pruning.pruned],
+        "iterative_methods": registry.chain_methods(),
         "inits": list(registry.INITS),
         "variants": list(registry.VARIANTS),
-        "metrics": list(METRIC_INFO),
+        "metrics": list(METRICS),
         "iterative_criteria": list(IMP_CRITERIA),
     }[table]
     return {"enum": names}

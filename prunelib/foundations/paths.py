@@ -33,17 +33,29 @@ IMP_FILES = {"weights": "weights.pt", "mask": "mask.pt", "mask_table": "mask.par
              "train_log": "train_log.parquet", "rewind": "rewind.pt"}
 IMP_WEIGHTS, IMP_MASK, IMP_MASK_TABLE, IMP_TRAIN_LOG, IMP_REWIND = (f"{IMP_ROUND}/{name}"
                                                                     for name in IMP_FILES.values())
+#: The roles that only round 0 writes.
+IMP_ROUND0_ONLY = ("rewind",)
 IMP_ROUNDS_TABLE = SEED_DIR + "/{method}/imp/rounds.parquet"
 #: Every eval row of the grid in one table (``aggregate`` rule), and its log.
 ALL_ROWS = "results/all.parquet"
+#: The resolved config of a run, beside its report (the HTML report's configuration page).
+REPORT_CONFIG = "reports/config.yaml"
 AGGREGATE_LOG = "results/logs/aggregate.log"
 #: The pre-imported worker's log (prunelib/cli/worker.py).
 WORKER_LOG = "results/logs/worker.log"
 
 #: A cell as it appears in log and benchmark paths and progress labels.
 CELL_ID = "{dataset}/{arch}/seed{seed}/{method}/r{ratio}{variant}"
+#: An init artifact, and a method under one seed (its scores; its IMP chain), likewise.
+INIT_ID = "{dataset}/{arch}/seed{seed}/init_{scheme}"
 CHAIN_ID = "{dataset}/{arch}/seed{seed}/{method}"
+SCORES_ID = CHAIN_ID
 IMP_ROUNDS_ID = CHAIN_ID + "/rounds"
+
+
+def report(name: str) -> str:
+    """A file under reports/ (``name``: relative, as prunelib/report/layout.py names them)."""
+    return f"{REPORTS}/{name}"
 
 
 def imp_round_id(round_="{round}") -> str:
@@ -115,3 +127,8 @@ def cell_files(**wildcards) -> dict[str, str]:
 def imp_round_files(round_dir) -> dict[str, Path]:
     """The files of one IMP round folder, by role."""
     return {role: Path(round_dir) / name for role, name in IMP_FILES.items()}
+
+
+def imp_roles(round_: int) -> tuple[str, ...]:
+    """The roles (``IMP_FILES``) that round ``round_`` of a chain writes."""
+    return tuple(r for r in IMP_FILES if round_ == 0 or r not in IMP_ROUND0_ONLY)

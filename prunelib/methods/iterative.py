@@ -115,30 +115,30 @@ class Plan:
         return range(self.train_steps, self.train_steps + self.retrain_steps)
 
 
-def resolve_plan(spec: dict, steps_per_epoch: int, epochs: int, steps: int | None = None) -> Plan:
-    """``stage_settings.imp_spec`` resolved: T (null = ``train.steps``, else ``epochs`` epochs), the rewind step (a
+def resolve_plan(spec, steps_per_epoch: int, epochs: int, steps: int | None = None) -> Plan:
+    """An ``ImpSpec`` (prunelib/config/contracts.py) resolved: T (null = ``train.steps``, else ``epochs`` epochs), the rewind step (a
     fraction of T rounded half up), R (``"train_steps"`` = T, ``"after_rewind"`` = T - k)."""
-    t = int(spec["train_steps"] or steps or epochs * steps_per_epoch)  # (steps: train.steps)
-    rewind = spec["rewind_weights_to"]
+    t = int(spec.train_steps or steps or epochs * steps_per_epoch)  # (steps: train.steps)
+    rewind = spec.rewind_weights_to
     if isinstance(rewind, dict):
         rewind = int(Fraction(str(rewind["fraction"])) * t + Fraction(1, 2))
     if rewind is not None and not 0 <= rewind <= t:
         raise ValueError(f"iterative: rewind_weights_to = {rewind} is outside the dense training's 0..{t} steps")
-    retrain = spec["retrain_steps"]
+    retrain = spec.retrain_steps
     if retrain == "train_steps":
         retrain = t
     elif retrain == "after_rewind":
         retrain = t - (rewind or 0)
     retrain = int(retrain)
-    if spec["rewind_lr"] and retrain > t:
+    if spec.rewind_lr and retrain > t:
         raise ValueError(f"iterative: retrain_steps = {retrain} with rewind_lr needs at most train_steps = {t} "
                          "(the round replays the last retrain_steps of the schedule)")
     if retrain < 1:
         raise ValueError(f"iterative: retrain_steps = {retrain}; allowed: >= 1 (rewinding to the last step "
                          "leaves nothing to retrain)")
-    if spec["criterion"] not in CRITERIA:
-        raise ValueError(f"iterative: criterion = {spec['criterion']!r}; allowed: {', '.join(CRITERIA)}")
-    return Plan(t, float(spec["round_factor"]), spec["criterion"], rewind, bool(spec["rewind_lr"]), retrain)
+    if spec.criterion not in CRITERIA:
+        raise ValueError(f"iterative: criterion = {spec.criterion!r}; allowed: {', '.join(CRITERIA)}")
+    return Plan(t, float(spec.round_factor), spec.criterion, rewind, bool(spec.rewind_lr), retrain)
 
 
 def dense_lr(s: TrainSettings, plan: Plan, steps_per_epoch: int) -> Callable[[int], float]:

@@ -350,3 +350,12 @@ def multi_round_select(score_round, remove, shapes: dict[str, torch.Size], ratio
         rank = removal_ranking(dict(zip(names, (p.view(shapes[n]) for n, p in zip(names, pruned_round.split(sizes))))),
                                dict(zip(names, (p.view(shapes[n]) for n, p in zip(names, ranked_by.split(sizes))))))
     return masks, rows, rank
+
+
+def target_kept(rows: list[dict], ratio, scope: str) -> int:
+    """The kept count a mask at ``ratio`` must have: round(n / r) over all prunable weights
+    (global, and IMP's layer_output_half, whose layer rates meet that total exactly) or
+    summed per tensor (layer)."""
+    if scope == "layer":
+        return sum(kept_count(r["numel"], ratio) for r in rows)
+    return kept_count(sum(r["numel"] for r in rows), ratio)

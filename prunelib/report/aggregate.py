@@ -14,11 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from prunelib.foundations.artifacts import atomic_path, write_text
-from prunelib.foundations.paths import CELL_FILES
+from prunelib.foundations.paths import CELL_FILES, REPORT_CONFIG
 from prunelib.report.figures import (plot_accuracy, plot_calibration, plot_compression, plot_curves,
                                      plot_density_heatmap, plot_imp_rounds, plot_variants)
 # (tables' and statistics' names re-exported: this module is the reports' one entry point)
-from prunelib.report.layout import (METRIC_INFO, default_table_ratios, method_label, output_names,  # noqa: F401
+from prunelib.foundations.eval_row import METRICS as ALL_METRICS
+from prunelib.report.layout import (default_table_ratios, writes_checkpoints, method_label, output_names,  # noqa: F401
                                     report_choices, table_metrics)
 from prunelib.report.stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
 from prunelib.report.tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table, blalock_table,
@@ -59,7 +60,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
 
         report = report if report is not None else config.get("report")
         write_text("# The resolved configuration of this run (defaults < preset < config.yaml < overrides)\n"
-                   + yaml.safe_dump(config, sort_keys=False), Path(reports_dir) / "config.yaml")
+                   + yaml.safe_dump(config, sort_keys=False), Path(reports_dir) / Path(REPORT_CONFIG).name)
     frames = [read_verified(p).assign(cell_dir=str(Path(p).parent)) for p in eval_paths]
     df = pd.concat(frames, ignore_index=True).sort_values(
         ["dataset", "arch", "method", "ratio", "seed"], kind="stable").reset_index(drop=True)
@@ -79,7 +80,7 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         stem = f"{dataset}_{arch}"
         md_parts, html_parts = [], []
         for metric in table_metrics(choices["metric"]):
-            label = METRIC_INFO[metric][0] + (" (lower is better)" if not METRIC_INFO[metric][3] else "")
+            label = ALL_METRICS[metric].title
             title = f"{label} on {dataset} / {arch}"
             stats = stats_of[(dataset, arch, metric)] = cell_stats(sub, metric)
 
@@ -109,18 +110,18 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
             (beyond_top1_table(sub), None,
              f"Beyond top-1 on {dataset} / {arch}: balanced accuracy, worst-class recall (the class most often "
              "worst), expected calibration error (15 bins), NLL; means over seeds (n)"),
-            (checkpoints_table(sub), tables / f"{stem}_checkpoints.csv",
+            (checkpoints_table(sub), tables / f"{stem}_checkpoints.csv" if writes_checkpoints(config) else None,
              f"Final weights (our metric) beside the {BEST_OF_CHECKPOINTS} on {dataset} / {arch}: test top-1 "
              "in %, mean ± sample std (n seeds)"),
         )
-        for table, csv, title in extra_tables:  # (only where the eval rows have their columns)
-            if table.empty:
-                continue
-            md_parts.append(to_markdown(table, title))
-            html_parts.append((title, escape_plain(table)))
-            if csv is not None:
+        for table, csv, title in extra_tables:
+            if csv is not None:  # (declared by the rule: written even when no cell kept checkpoints)
                 with atomic_path(csv) as tmp:
                     table.to_csv(tmp)
+                written.append(csv)
+            if not table.empty:  # (shown only where the eval rows have their columns)
+                md_parts.append(to_markdown(table, title))
+                html_parts.append((title, escape_plain(table)))
         write_text(NOTE + "\n\n" + "\n".join(md_parts), tables / f"{stem}.md")
         write_text(to_html(html_parts, NOTE), tables / f"{stem}.html")
         written += [tables / f"{stem}.md", tables / f"{stem}.html", tables / f"{stem}_cells.csv"]

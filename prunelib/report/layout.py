@@ -10,28 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from prunelib.catalogue import registry
+from prunelib.foundations.eval_row import HEADLINE
 from prunelib.config.grid import DENSE
 from prunelib.config.settings import format_ratio
 
 
-#: Every metric a table can rank by (``report.metric``): eval-row column -> (label, short
-#: name, scale of the numbers shown, whether higher is better).  Tables always cover
-#: top-1 and top-5; ``report.metric`` heads them and may add one of the others.
-METRIC_INFO = {
-    "top1": ("Top-1 accuracy (%)", "top-1", 100, True),
-    "top5": ("Top-5 accuracy (%)", "top-5", 100, True),
-    "balanced_accuracy": ("Balanced accuracy (%)", "bal. acc.", 100, True),
-    "min_class_recall": ("Worst-class recall (%)", "worst recall", 100, True),
-    "ece": ("Expected calibration error, 15 bins (%)", "ECE", 100, False),
-    "nll": ("Test negative log-likelihood", "NLL", 1, False),
-}
-
-
 def table_metrics(metric: str | None = None) -> list[str]:
     """The metrics of the Blalock tables: ``metric`` (``report.metric``, default top-1)
-    first, then top-1 and top-5."""
-    first = metric or "top1"
-    return [first] + [m for m in ("top1", "top5") if m != first]
+    first, then the headline ones (prunelib/foundations/eval_row.py)."""
+    first = metric or HEADLINE[0]
+    return [first] + [m for m in HEADLINE if m != first]
 
 
 def method_label(method: str, variant: str = "none") -> str:
@@ -83,11 +71,18 @@ def report_choices(report: dict | None, methods, ratios) -> dict:
             "table_ratios": [float(r) for r in (report.get("table_ratios") or default_table_ratios(ratios))]}
 
 
+def writes_checkpoints(config: dict | None) -> bool:
+    """Whether a run keeps checkpoints for the best-of-checkpoints metric
+    (``eval.every_steps``): then every pair gets its checkpoints table as CSV too."""
+    return bool(((config or {}).get("eval") or {}).get("every_steps"))
+
+
 def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("none",),
-                 imp: bool = False) -> dict[str, list[str]]:
-    """Every file ``run`` writes under reports/ (relative), by kind; the rule uses it.
-    With sanity-check variants in the grid, each pair also gets a variants table and
-    figure; with iterative (IMP) methods, a table and figure of every round."""
+                 imp: bool = False, checkpoints: bool = False) -> dict[str, list[str]]:
+    """Every file ``run`` writes under reports/ (relative), by kind; the rule declares
+    them all.  With sanity-check variants in the grid, each pair also gets a variants
+    table and figure; with iterative (IMP) methods, a table and figure of every round;
+    with ``checkpoints`` (``writes_checkpoints``), its checkpoints table."""
     ch = report_choices(report, methods, ratios)
     hr = format_ratio(ch["heatmap_ratio"])
     out = {"md": [], "csv": [], "html": [], "figures": []}
@@ -97,6 +92,8 @@ def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("
         out["md"].append(f"{stem}.md")
         out["csv"] += [f"{stem}_{m}.csv" for m in table_metrics((report or {}).get("metric"))]
         out["csv"] += [f"{stem}_cells.csv", f"{stem}_compression.csv", f"{stem}_collapse.csv"]
+        if checkpoints:
+            out["csv"].append(f"{stem}_checkpoints.csv")
         out["html"].append(f"{stem}.html")
         out["figures"] += [f"figures/{d}_{a}_{kind}.png" for kind in
                            ("accuracy", "compression", f"density_r{hr}", "curves", "calibration")]
@@ -122,7 +119,7 @@ def caption_name(path) -> str:
         for kind in ("accuracy", "compression", "density", "curves", "variants", "imp_rounds", "calibration"):
             if f"_{kind}" in name:
                 return kind
-    for kind in ("compression", "collapse", "cells", "variants", "imp_rounds"):
+    for kind in ("compression", "collapse", "cells", "variants", "imp_rounds", "checkpoints"):
         if name.endswith(f"_{kind}.csv"):
             return f"table_{kind}"
     return "table_study" if name.startswith("study_") else "table_accuracy"

@@ -29,14 +29,15 @@ import pandas as pd
 from prunelib.foundations.artifacts import verified_bytes
 from prunelib.config.grid import DENSE
 from prunelib.foundations.paths import CELL_FILES
-from prunelib.report.layout import METRIC_INFO, method_order, split_label
+from prunelib.foundations.eval_row import HEADLINE, METRICS as ALL_METRICS
+from prunelib.report.layout import method_order, split_label
 
 
 #: The accuracy metrics every report has (figures, study table), with their labels.
-METRICS = {m: METRIC_INFO[m][0] for m in ("top1", "top5")}
+METRICS = {m: ALL_METRICS[m].label for m in HEADLINE}
 
 
-SHORT = {m: info[1] for m, info in METRIC_INFO.items()}
+SHORT = {m: info.short for m, info in ALL_METRICS.items()}
 
 
 def _clean(values, scale: float = 100.0) -> list[float]:
@@ -71,7 +72,7 @@ def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     for (dataset, arch, method, ratio), sub in df.groupby(["dataset", "arch", "method", "ratio"], sort=True):
         # (rows from before a metric existed have no column: n = 0, shown as a dash)
         values = sub[metric].tolist() if metric in sub.columns else []
-        mean, std, n = mean_std_n(values, METRIC_INFO[metric][2])
+        mean, std, n = mean_std_n(values, ALL_METRICS[metric].scale)
         collapsed = int((sub["collapsed_layers"].fillna(0) > 0).sum()) if has_collapse else 0
         # a failed cell (e.g. diverged training) has an eval row with status "failed" and no
         # accuracy: it is counted and shown, never silently dropped
@@ -99,7 +100,8 @@ def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) ->
         cand = group[(group["method"] != DENSE) & (group["n"] > 0) & ~group["method"].map(is_variant)]
         if cand.empty:
             continue
-        higher = METRIC_INFO.get(group["metric"].iloc[0], (None, None, None, True))[3]
+        metric = ALL_METRICS.get(group["metric"].iloc[0])
+        higher = metric.higher_is_better if metric else True
         sign = 1.0 if higher else -1.0  # compare -mean where lower is better
         top = (sign * cand["mean"]).max()
         best_rows = cand[sign * cand["mean"] == top]

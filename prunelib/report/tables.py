@@ -18,7 +18,8 @@ import pandas as pd
 from prunelib.catalogue import registry
 from prunelib.foundations.artifacts import atomic_path, write_text
 from prunelib.config.grid import DENSE
-from prunelib.report.layout import METRIC_INFO, method_label, method_order, split_label
+from prunelib.foundations.eval_row import METRICS as ALL_METRICS
+from prunelib.report.layout import method_label, method_order, split_label
 from prunelib.report.stats import METRICS, SHORT, cell_stats, fmt_cell
 from prunelib.config.settings import format_ratio
 
@@ -49,7 +50,7 @@ def render(stat: dict | pd.Series | None, style: str = "plain") -> str:
     failed_mark = f" [failed {failed}/{stat['seeds']}]" if failed else ""
     if stat["n"] == 0:
         return failed_mark.strip() or "—"
-    digits = 2 if METRIC_INFO.get(stat.get("metric"), (0, 0, 100))[2] == 100 else 3  # % vs plain numbers
+    digits = ALL_METRICS[stat["metric"]].digits if stat.get("metric") in ALL_METRICS else 2  # % vs plain numbers
     std = "–" if stat["n"] < 2 else f"{stat['std']:.{digits}f}"
     text = f"{stat['mean']:.{digits}f} ± {std} ({stat['n']})" + failed_mark
     if style == "plain":

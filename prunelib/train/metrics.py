@@ -63,6 +63,3 @@ def beyond_top1(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict
             "nll": float(-log_p.gather(1, y.unsqueeze(1)).mean()), "calibration_bins": json.dumps(bins)}
 
 
-#: The columns of a row whose model could not be evaluated (a failed cell).
-MISSING = {"balanced_accuracy": float("nan"), "min_class_recall": float("nan"), "min_recall_class": -1,
-           "ece": float("nan"), "nll": float("nan"), "calibration_bins": "[]"}

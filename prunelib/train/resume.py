@@ -67,8 +67,9 @@ def checkpoint_path(output) -> Path:
     return output.with_name(output.name + SUFFIX)
 
 
-def interval_minutes(settings: dict | None = None) -> float:
-    """The checkpoint interval of a job (see the module docstring for the precedence)."""
+def interval_minutes(contract=None) -> float:
+    """The checkpoint interval of a job (see the module docstring for the precedence);
+    ``contract``: a train or IMP-round contract (its ``train.checkpoint_minutes``)."""
     text = os.environ.get(ENV_VAR, "").strip()
     if text:
         try:
@@ -77,22 +78,19 @@ def interval_minutes(settings: dict | None = None) -> float:
             raise PrunelibError(f"{ENV_VAR} = {text!r} is not a number; allowed: minutes >= 0 "
                                 "(0 = no checkpoints)") from None
     else:
-        value = float(((settings or {}).get("train") or {}).get("checkpoint_minutes", DEFAULT_MINUTES))
+        value = float(getattr(getattr(contract, "train", None), "checkpoint_minutes", DEFAULT_MINUTES))
     if value < 0 or value != value:
         raise PrunelibError(f"train.checkpoint_minutes = {value} is not allowed; allowed: minutes >= 0 "
                             "(0 = no checkpoints)")
     return value
 
 
-def job_key(settings: dict, inputs: dict) -> dict:
-    """What a checkpoint must match to be resumed: the settings (less the interval, which
-    changes no result) and the digests of the job's inputs."""
+def job_key(contract, inputs: dict) -> dict:
+    """What a checkpoint must match to be resumed: the contract's hash (which leaves out
+    the interval: it changes no result) and the digests of the job's inputs."""
     import torch
 
-    from prunelib.config import settings_hash
-
-    train = {k: v for k, v in (settings.get("train") or {}).items() if k != "checkpoint_minutes"}
-    return {"settings_hash": settings_hash({**settings, "train": train}),
+    return {"settings_hash": contract.hash(),
             "inputs": {k: (v or {}).get("sha256") for k, v in sorted(inputs.items())},
             "torch": str(torch.__version__)}
 
@@ -223,6 +221,7 @@ def read_checkpoint(path) -> dict:
     return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
 
 
-def for_job(output, settings: dict, inputs: dict) -> Checkpointer:
-    """The checkpointer of the job whose main output is ``output``."""
-    return Checkpointer(output, job_key(settings, inputs), interval_minutes(settings))
+def for_job(output, contract, inputs: dict) -> Checkpointer:
+    """The checkpointer of the job whose main output is ``output`` (``contract``: its
+    train or IMP-round contract)."""
+    return Checkpointer(output, job_key(contract, inputs), interval_minutes(contract))

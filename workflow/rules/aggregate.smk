@@ -9,7 +9,7 @@ REPORT_CHOICES = plreport.report_choices(
     [1, *SETTINGS.grid.ratios],
 )
 REPORT_FILES = {
-    kind: [f"reports/{p}" for p in paths]
+    kind: [plpaths.report(p) for p in paths]
     for kind, paths in plreport.output_names(
         PAIRS,
         sorted({a for _, a in PAIRS}),
@@ -18,6 +18,7 @@ REPORT_FILES = {
         [1, *SETTINGS.grid.ratios],
         SETTINGS.grid.variants,
         any(m in plconfig.IMP_METHODS for m in SETTINGS.grid.methods),
+        plreport.writes_checkpoints(RESOLVED),
     ).items()
 }
 
@@ -70,7 +71,7 @@ rule aggregate:
             for p in REPORT_FILES["figures"]
         ],
         config=report(
-            "reports/config.yaml",
+            plpaths.REPORT_CONFIG,
             caption="../report/config.rst",
             category="Configuration",
         ),
@@ -81,7 +82,8 @@ rule aggregate:
         ENV
     params:
         config=as_json(RESOLVED),
+        reports=plpaths.REPORTS,
     shell:
-        "python -m prunelib aggregate --all {output.all:q} --reports reports --config-json {params.config:q} "
+        "python -m prunelib aggregate --all {output.all:q} --reports {params.reports:q} --config-json {params.config:q} "
         "--imp-rounds {input.imp_rounds:q} --masks {input.masks:q} --curves {input.curves:q} "
         "-- {input.evals:q} 2>&1 | tee {log:q}"

@@ -7,6 +7,7 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # prunelib is importable without installation
 from prunelib import config as plconfig
+from prunelib.config import contracts as plcontracts
 from prunelib.foundations import paths as plpaths
 from prunelib.catalogue import registry as plregistry
 from prunelib.cli import worker as plworker
@@ -112,13 +113,19 @@ def variant_of(w):
     return plpaths.variant_from_suffix(w.variant)
 
 
+def pruning_of(w):
+    """How the cell's method makes its mask (prunelib/catalogue/pruning.py): the one
+    thing the rules ask about a method's kind."""
+    return plregistry.method(w.method).pruning
+
+
 def is_imp(w):
-    return plregistry.method(w.method).kind == "iterative"
+    return pruning_of(w).chain
 
 
 def rewinds_weights(w):
     """Whether the IMP method resets survivors to a stored step (else keeps trained weights)."""
-    return plconfig.imp_spec(SETTINGS, w.method)["rewind_weights_to"] is not None
+    return plconfig.imp_spec(SETTINGS, w.method).rewind_weights_to is not None
 
 
 def imp_round_of(w):
@@ -146,11 +153,7 @@ def scores_path(w):
 
 def scores_arg(w):
     """The mask command's --scores option; the dense control has no scores file."""
-    return (
-        ""
-        if plregistry.method(w.method).kind == "dense"
-        else f"--scores {shlex.quote(scores_path(w))}"
-    )
+    return f"--scores {shlex.quote(scores_path(w))}" if pruning_of(w).pruned else ""
 
 
 def data_path(w):
@@ -162,7 +165,7 @@ def cell_label(w):
 
 
 def mask_inputs(w):
-    if plregistry.method(w.method).kind == "dense":
+    if not pruning_of(w).pruned:
         return {"init": init_path(w)}
     return {"init": init_path(w), "scores": scores_path(w)}
 
@@ -171,7 +174,7 @@ def train_inputs(w):
     """Where a cell's training starts: the init; for an IMP cell, its chain round's
     result (nothing to train) or, for a variant, the weights that round started from."""
     base = {"mask": plpaths.MASK.format(**dict(w.items())), "data": data_path(w)}
-    if not is_imp(w):
+    if pruning_of(w).trains_from == "init":
         return {**base, "init": init_path(w)}
     j = imp_round_of(w)
     if variant_of(w) == "none":

@@ -16,17 +16,15 @@ rule eval:
         mem_mb=mem_mb,
         runtime=stage_runtime,
     params:
-        settings=lambda w: as_json(
-            plconfig.eval_settings(
-                SETTINGS,
-                w.arch,
-                w.dataset,
-                w.method,
-                float(w.ratio),
-                int(w.seed),
-                variant_of(w),
-            )
-        ),
+        settings=lambda w: plcontracts.eval_contract(
+            SETTINGS,
+            w.arch,
+            w.dataset,
+            w.method,
+            float(w.ratio),
+            int(w.seed),
+            variant_of(w),
+        ).to_json(),
         label=cell_label,
     shell:
         "python -m prunelib eval --settings {params.settings:q} --final {input.final:q} --mask {input.mask:q} "

@@ -31,11 +31,9 @@ rule imp_dense:
         mem_mb=mem_mb,
         runtime=train_runtime,
     params:
-        settings=lambda w: as_json(
-            plconfig.imp_round_settings(
-                SETTINGS, w.method, int(w.seed), w.dataset, 0, w.arch
-            )
-        ),
+        settings=lambda w: plcontracts.imp_round_contract(
+            SETTINGS, w.method, int(w.seed), w.dataset, 0, w.arch
+        ).to_json(),
         label=imp_round_label,
     shell:
         "python -m prunelib imp-round --settings {params.settings:q} --init {input.init:q} "
@@ -66,11 +64,9 @@ rule imp_round:
         mem_mb=mem_mb,
         runtime=train_runtime,
     params:
-        settings=lambda w: as_json(
-            plconfig.imp_round_settings(
-                SETTINGS, w.method, int(w.seed), w.dataset, int(w.round), w.arch
-            )
-        ),
+        settings=lambda w: plcontracts.imp_round_contract(
+            SETTINGS, w.method, int(w.seed), w.dataset, int(w.round), w.arch
+        ).to_json(),
         rewind=rewind_arg,
         label=imp_round_label,
     shell:

@@ -3,15 +3,15 @@ rule init:
         weights=plpaths.INIT,
         table=plpaths.INIT_TABLE,
     log:
-        plpaths.log("init", "{dataset}/{arch}/seed{seed}/init_{scheme}"),
+        plpaths.log("init", plpaths.INIT_ID),
     benchmark:
-        plpaths.benchmark("init", "{dataset}/{arch}/seed{seed}/init_{scheme}")
+        plpaths.benchmark("init", plpaths.INIT_ID)
     conda:
         ENV
     params:
-        settings=lambda w: as_json(
-            plconfig.init_settings(SETTINGS, w.arch, w.dataset, int(w.seed), w.scheme)
-        ),
+        settings=lambda w: plcontracts.init_contract(
+            SETTINGS, w.arch, w.dataset, int(w.seed), w.scheme
+        ).to_json(),
     shell:
         "python -m prunelib init --settings {params.settings:q} --out-weights {output.weights:q} "
         "--out-table {output.table:q} 2> {log:q}"

@@ -14,17 +14,15 @@ rule mask:
         mem_mb=mem_mb,
         runtime=stage_runtime,
     params:
-        settings=lambda w: as_json(
-            plconfig.mask_settings(
-                SETTINGS,
-                w.method,
-                float(w.ratio),
-                int(w.seed),
-                variant_of(w),
-                w.arch,
-                w.dataset,
-            )
-        ),
+        settings=lambda w: plcontracts.mask_contract(
+            SETTINGS,
+            w.method,
+            float(w.ratio),
+            int(w.seed),
+            variant_of(w),
+            w.arch,
+            w.dataset,
+        ).to_json(),
         scores=scores_arg,
     shell:
         "python -m prunelib mask --settings {params.settings:q} --init {input.init:q} "

@@ -5,9 +5,9 @@ rule score:
     output:
         plpaths.SCORES,
     log:
-        plpaths.log("score", "{dataset}/{arch}/seed{seed}/{method}"),
+        plpaths.log("score", plpaths.SCORES_ID),
     benchmark:
-        plpaths.benchmark("score", "{dataset}/{arch}/seed{seed}/{method}")
+        plpaths.benchmark("score", plpaths.SCORES_ID)
     conda:
         ENV
     threads: SETTINGS.threads
@@ -15,9 +15,9 @@ rule score:
         mem_mb=mem_mb,
         runtime=stage_runtime,
     params:
-        settings=lambda w: as_json(
-            plconfig.score_settings(SETTINGS, w.method, int(w.seed), w.arch, w.dataset)
-        ),
+        settings=lambda w: plcontracts.score_contract(
+            SETTINGS, w.method, int(w.seed), w.arch, w.dataset
+        ).to_json(),
     shell:
         "python -m prunelib score --settings {params.settings:q} --init {input.init:q} "
         "--data {input.data:q} --out {output:q} --threads {threads} 2> {log:q}"

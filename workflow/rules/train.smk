@@ -15,17 +15,15 @@ rule train:
         mem_mb=mem_mb,
         runtime=train_runtime,
     params:
-        settings=lambda w: as_json(
-            plconfig.cell_train_settings(
-                SETTINGS,
-                w.method,
-                float(w.ratio),
-                int(w.seed),
-                w.dataset,
-                variant_of(w),
-                w.arch,
-            )
-        ),
+        settings=lambda w: plcontracts.train_contract(
+            SETTINGS,
+            w.method,
+            float(w.ratio),
+            int(w.seed),
+            w.dataset,
+            variant_of(w),
+            w.arch,
+        ).to_json(),
         label=cell_label,
         reuse=reuse_arg,
     shell:

@@ -1,0 +1,63 @@
+"""How a method's mask is made: the one answer to "is this method iterative, structured,
+re-scoring?".
+
+Every method entry carries one ``Pruning`` (``MethodEntry.pruning``).  The rules
+(``workflow/rules/common.smk``), the stage contracts (``prunelib/config/contracts.py``)
+and the mask stage (``prunelib/stages/mask.py``) ask it; nothing else derives a method's
+kind.  A new kind of method (one that updates the weights it keeps, one that changes the
+network) is a new ``Pruning`` here, a mask path in ``stages/mask.py``, and the questions
+below answered for it.  No torch import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pruning:
+    #: The mask path's name (``stages/mask.py`` maps it to the code that makes the mask).
+    name: str
+    #: Whether the method has a score stage (``scores.pt``, made once for every ratio).
+    scored: bool
+    #: Whether the mask stage scores again for each ratio (so it needs the method's
+    #: settings and a device): ``Scorer.prune``, e.g. SynFlow's rounds.
+    rescores: bool
+    #: Whether the mask is a round of a prune-retrain chain (iterative magnitude pruning).
+    chain: bool
+    #: Whether whole filters are removed (with the input channels they fed).
+    structured: bool
+    #: What the cell's training starts from: ``init`` (the init artifact, kept or redrawn
+    #: by ``init.after_pruning``) or ``chain`` (the chain round's weights).
+    trains_from: str
+    description: str
+
+    @property
+    def pruned(self) -> bool:
+        """Whether the mask removes anything (every kind but the dense control)."""
+        return self.name != DENSE.name
+
+
+DENSE = Pruning("dense", scored=False, rescores=False, chain=False, structured=False, trains_from="init",
+                description="the unpruned control: every weight kept")
+SINGLE_PASS = Pruning("single_pass", scored=True, rescores=False, chain=False, structured=False,
+                      trains_from="init", description="scored once at initialisation, top-k per ratio")
+RESCORED = Pruning("rescored", scored=True, rescores=True, chain=False, structured=False, trains_from="init",
+                   description="scored again for each ratio while pruning (Scorer.prune)")
+STRUCTURED = Pruning("structured", scored=True, rescores=False, chain=False, structured=True, trains_from="init",
+                     description="whole filters by their summed scores")
+CHAIN = Pruning("chain", scored=False, rescores=False, chain=True, structured=False, trains_from="chain",
+                description="a round of a prune-retrain chain (iterative magnitude pruning)")
+
+ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, CHAIN)
+
+
+def of(kind: str, rescores: bool = False, structured: bool = False) -> Pruning:
+    """The ``Pruning`` of a method registered with ``kind`` (``registry.KINDS``) and its facts."""
+    if kind == "dense":
+        return DENSE
+    if kind == "iterative":
+        return CHAIN
+    if structured:
+        return STRUCTURED
+    return RESCORED if rescores else SINGLE_PASS

@@ -1,0 +1,65 @@
+"""The eval row's columns, named once: its metrics (name, label, direction, scale,
+format), which columns vary between reruns, and its lineage.
+
+The eval stage writes these columns (prunelib/stages/eval.py); the tables, figures,
+HTML report (prunelib/report/) and the audits (prunelib/audit/) read them from here, and
+the config schema's ``report.metric`` allows exactly the metrics below.  Adding a metric
+is one ``Metric`` here and its value in the eval row.  No torch import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    #: The eval-row column.
+    column: str
+    #: Table titles and axis labels.
+    label: str
+    #: Column headers of compact tables.
+    short: str
+    #: Multiplier of the stored value when shown (100: a fraction shown in %).
+    scale: float
+    higher_is_better: bool
+
+    @property
+    def digits(self) -> int:
+        """Decimals shown: 2 for percentages, 3 for plain numbers."""
+        return 2 if self.scale == 100 else 3
+
+    @property
+    def title(self) -> str:
+        return self.label + ("" if self.higher_is_better else " (lower is better)")
+
+
+#: Every metric a table can rank by (``report.metric``); prunelib/train/metrics.py
+#: computes the ones beyond top-1 and top-5.
+METRICS = {m.column: m for m in (
+    Metric("top1", "Top-1 accuracy (%)", "top-1", 100, True),
+    Metric("top5", "Top-5 accuracy (%)", "top-5", 100, True),
+    Metric("balanced_accuracy", "Balanced accuracy (%)", "bal. acc.", 100, True),
+    Metric("min_class_recall", "Worst-class recall (%)", "worst recall", 100, True),
+    Metric("ece", "Expected calibration error, 15 bins (%)", "ECE", 100, False),
+    Metric("nll", "Test negative log-likelihood", "NLL", 1, False),
+)}
+#: The metrics every table and the accuracy figure show (``report.metric`` heads them
+#: and may add one of the others).
+HEADLINE = ("top1", "top5")
+
+#: The columns of a row whose model could not be evaluated (a failed cell), beyond
+#: top-1, top-5 and the test loss.
+MISSING_METRICS = {"balanced_accuracy": float("nan"), "min_class_recall": float("nan"), "min_recall_class": -1,
+                   "ece": float("nan"), "nll": float("nan"), "calibration_bins": "[]"}
+
+#: What identifies a row.
+KEY = ("dataset", "arch", "method", "ratio", "seed", "variant")
+#: Columns that measure time (and speed); everything else is identical between reruns
+#: on CPU but the lineage digests of artifacts whose meta records timings.
+TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds", "measured_speedup_infer_b1",
+                  "measured_speedup_infer_b256", "measured_speedup_train", "measured_speedup_infer_sparse")
+#: The row's lineage: the SHA-256 of the artifacts the cell was made from.
+LINEAGE_COLUMNS = ("data_sha256", "init_sha256", "scores_sha256", "mask_sha256", "final_sha256")
+RERUN_VARYING_COLUMNS = TIMING_COLUMNS + LINEAGE_COLUMNS
+PROVENANCE = ("prunelib_version", "torch_version", "device", "settings_hash", "measure_device", *LINEAGE_COLUMNS)

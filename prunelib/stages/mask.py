@@ -1,0 +1,132 @@
+"""The mask stage: a cell's mask at its ratio, by the method's ``Pruning``
+(prunelib/catalogue/pruning.py), then its sanity-check variant if any.
+
+``PATHS`` maps each kind of pruning to the function that makes its mask; a new kind of
+method adds its entry here and nowhere else in the stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+
+from prunelib.catalogue import pruning, registry
+from prunelib.config.contracts import MaskContract
+from prunelib.foundations.artifacts import input_record, load_pt, save_pt, write_parquet
+from prunelib.methods import masking, structured, variants
+from prunelib.stages.common import load_model, provenance
+from prunelib.train.loop import resolve_device
+
+
+@dataclasses.dataclass
+class Selected:
+    """A mask before any sanity-check variant: masks, audit rows, the ranking that
+    ``invert`` reads (None where the method has none), the scope, and what to record."""
+
+    masks: dict
+    rows: list
+    ranking: dict | None
+    scope: str
+    extra: dict
+    score_seconds: float = 0.0
+    #: The lineage of what was read: {role: {path, sha256}}.
+    inputs: dict = dataclasses.field(default_factory=dict)
+
+
+def _dense(c: MaskContract, init_path, _scores_path) -> Selected:
+    """The dense control: every prunable weight kept."""
+    blob = load_pt(init_path)
+    scores = {n: torch.ones_like(blob["state_dict"][n]) for n in blob["meta"]["prunable"]}
+    masks, rows = masking.select_masks(scores, c.ratio, "all", c.seed, method=c.method)
+    return Selected(masks, rows, None, "all", {}, inputs={"init": input_record(init_path)})
+
+
+def _single_pass(c: MaskContract, _init_path, scores_path) -> Selected:
+    """A single-pass foresight method: the top-k of its stored scores."""
+    m = registry.method(c.method)
+    blob = load_pt(scores_path)
+    masks, rows = masking.select_masks(blob["scores"], c.ratio, m.scope, c.seed, method=m.name)
+    return Selected(masks, rows, blob["scores"], m.scope, {}, blob["meta"].get("seconds", 0.0),
+                    {"scores": input_record(scores_path)})
+
+
+def _rescored(c: MaskContract, init_path, scores_path) -> Selected:
+    """A method whose scores depend on the ratio (SynFlow): pruned by its scorer's
+    ``prune`` (prunelib/methods/scorers/base.py), which scores again between rounds."""
+    m = registry.method(c.method)
+    scorer = m.make_scorer(c.knobs)
+    model, meta = load_model(init_path)
+    model.to(resolve_device(c.device))
+    named = dict(model.named_parameters())
+    params = {n: named[n] for n in meta["prunable"]}
+    masks, rows, ranking = scorer.prune(model, params, c.ratio, m.scope, c.seed, method=m.name,
+                                        ranking=variants.needs_ranking(c.variant and c.variant.variant))
+    ranking = ranking and {n: v.cpu() for n, v in ranking.items()}  # (only a variant that reads it builds it)
+    return Selected({n: mk.cpu() for n, mk in masks.items()}, rows, ranking,
+                    m.scope, scorer.describe(), load_pt(scores_path)["meta"].get("seconds", 0.0),
+                    {"scores": input_record(scores_path), "init": input_record(init_path)})
+
+
+def _chain(c: MaskContract, _init_path, round_mask_path) -> Selected:
+    """An iterative method: the mask of the chain round that lands on the ratio (the
+    chain's time is the cell's train time)."""
+    blob = load_pt(round_mask_path)
+    ranking = (masking.removal_ranking(blob["pruned_round"], blob["ranked_by"])
+               if variants.needs_ranking(c.variant and c.variant.variant) else None)
+    extra = {"imp_round": blob["meta"]["round"], "paper": blob["meta"]["paper"]}
+    if "layer_rates" in blob["meta"]:
+        extra["layer_rates"] = blob["meta"]["layer_rates"]
+    return Selected(blob["masks"], blob["rows"], ranking, c.criterion, extra,
+                    inputs={"scores": input_record(round_mask_path)})
+
+
+def _structured(c: MaskContract, init_path, scores_path) -> Selected:
+    """A structured method: whole filters chosen by their summed scores, the input
+    channels they fed removed with them (prunelib/methods/structured.py); the record of
+    pruned filters per layer and of the deviation from the target goes into the meta."""
+    m = registry.method(c.method)
+    model, meta = load_model(init_path)
+    blob = load_pt(scores_path)
+    masks, rows, record = structured.select_filters(model, blob["scores"], meta["prunable"], c.ratio,
+                                                    m.scope, c.seed)
+    return Selected(masks, rows, None, m.scope, {"structured": record}, blob["meta"].get("seconds", 0.0),
+                    {"scores": input_record(scores_path), "init": input_record(init_path)})
+
+
+#: How each kind of pruning makes its mask.
+PATHS = {pruning.DENSE.name: _dense, pruning.SINGLE_PASS.name: _single_pass, pruning.RESCORED.name: _rescored,
+         pruning.CHAIN.name: _chain, pruning.STRUCTURED.name: _structured}
+
+
+def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table) -> None:
+    """``scores_path``: the method's scores, the chain round's mask.pt for an iterative
+    method, unused for the dense control."""
+    start = time.perf_counter()
+    sel = PATHS[registry.method(c.method).pruning.name](c, init_path, scores_path)
+    masks, rows, extra = sel.masks, sel.rows, dict(sel.extra)
+    if c.variant is not None:
+        masks, new_rows, record = variants.transform_mask(c.variant.variant, masks, c.variant.seed, sel.ranking,
+                                                          c.ratio, sel.scope, c.method)
+        rows = new_rows or _recount_rows(rows, masks)
+        extra["variant"] = record
+    seconds = time.perf_counter() - start
+    summary = masking.mask_summary(rows)
+    target = masking.target_kept(rows, c.ratio, sel.scope)
+    meta = {"method": c.method, "ratio": float(c.ratio), "seed": c.seed, "scope": sel.scope, "target_kept": target,
+            **summary, **extra, "seconds": seconds, "score_seconds": sel.score_seconds,
+            "settings_hash": c.hash(), **provenance(), "inputs": sel.inputs}
+    save_pt({"masks": masks, "meta": meta}, out_mask)
+    write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
+                                                                  "target_kept", "n_kept", "n_prunable")})
+
+
+def _recount_rows(rows: list[dict], masks: dict) -> list[dict]:
+    """Audit rows of a mask transformed after selection (kept counts per tensor are
+    recounted; the selection's threshold and tie records stay those of the method)."""
+    out = []
+    for r in rows:
+        kept = int(masks[r["name"]].sum())
+        out.append({**r, "kept": kept, "density": kept / r["numel"], "collapsed": kept == 0})
+    return out

@@ -1,0 +1,53 @@
+"""The score stage: one importance score per prunable weight, made once for every ratio."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from prunelib.catalogue import registry
+from prunelib.config.contracts import ScoreContract
+from prunelib.data import datasets
+from prunelib.foundations.artifacts import input_record, save_pt
+from prunelib.methods import masking
+from prunelib.stages.common import load_model, provenance
+from prunelib.train.loop import resolve_device
+
+
+def compute_scores(model: torch.nn.Module, prunable: list[str], scorer, data: dict | None, dataset: str,
+                   seed: int, data_settings: dict, device: torch.device) -> tuple[dict, dict]:
+    """Scores of ``scorer`` (a method's ``Scorer``, built with its settings) for the
+    ``prunable`` parameters of ``model`` (on the CPU), and what was used to compute them
+    (scoring data, method settings).  ``data_settings``: ``ScoreSettings.data_for(method)``."""
+    model.to(device)
+    named = dict(model.named_parameters())
+    params = {n: named[n] for n in prunable}
+    batches = []
+    used = {}
+    if scorer.needs_data:
+        d = data_settings
+        batches = [(x.to(device), y.to(device)) for x, y in
+                   datasets.scoring_batches(data, dataset, seed, d["batch_size"], d["num_batches"],
+                                            d["class_balanced"])]
+        used = {**d, "n_examples": d["batch_size"] * d["num_batches"]}
+    scores = {n: s.detach().cpu() for n, s in scorer.score(model, params, batches, seed).items()}
+    return scores, {**used, **scorer.describe()}
+
+
+def run_score(c: ScoreContract, init_path, data_path, out) -> None:
+    m = registry.method(c.method)
+    scorer = m.make_scorer(c.knobs)
+    model, meta = load_model(init_path)
+    data = datasets.load_prepared(data_path) if scorer.needs_data else None
+    dev = resolve_device(c.device)
+    start = time.perf_counter()
+    scores, used = compute_scores(model, meta["prunable"], scorer, data, meta["dataset"], c.seed, c.data, dev)
+    seconds = time.perf_counter() - start
+    masking.check_finite(scores, c.method)
+    save_pt({"scores": scores,
+             "meta": {"method": c.method, "seed": c.seed, "scope": m.scope, "paper": m.paper, **used,
+                      "n_examples": used.get("n_examples", 0), "seconds": seconds, "device": str(dev),
+                      "init": meta, "settings_hash": c.hash(), **provenance(),
+                      "inputs": {"init": input_record(init_path),
+                                 **({"data": input_record(data_path)} if scorer.needs_data else {})}}}, out)

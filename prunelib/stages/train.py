@@ -1,0 +1,126 @@
+"""The train stage: a cell's masked network trained from where its ``Pruning`` says
+(the init, kept or redrawn, or its chain round's weights), with its sanity-check
+variant applied to the starting weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from prunelib.config.contracts import TrainContract
+from prunelib.config.settings import TrainSettings
+from prunelib.data import datasets
+from prunelib.foundations.artifacts import input_record, load_pt, read_parquet_rows, save_pt, write_parquet
+from prunelib.foundations.seeding import seed_everything
+from prunelib.methods import iterative, variants
+from prunelib.nets import init_schemes
+from prunelib.stages.common import build_model, cpu_state, load_model, provenance
+from prunelib.train import resume
+from prunelib.train.loop import (TrainingDiverged, progress_printer, resolve_device, run_steps, steps_per_epoch,
+                                 train, training_examples)
+
+
+def fresh_init_state(meta: dict, seed: int, stream: str) -> dict:
+    """Newly initialised weights of the network ``meta`` describes (an init artifact's
+    meta), drawn from the named stream with its init scheme."""
+    seed_everything(seed, stream)
+    model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
+    init_schemes.apply(model, meta["init_scheme"])
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def redrawn_state(meta: dict, seed: int) -> dict:
+    """``init.after_pruning: redraw``: a fresh draw of the init artifact's scheme (stream
+    ``init:after_pruning``) with the biases of Conv and Linear layers zero, as the SNIP
+    code's ``weights_ap`` (``initializer_w_ap = vs``, ``initializer_b_ap = zeros``).
+    Training masks it like any starting point."""
+    state = fresh_init_state(meta, seed, "init:after_pruning")
+    model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) and module.bias is not None:
+            state[f"{name}.bias" if name else "bias"].zero_()
+    return state
+
+
+def progress_label(meta: dict, seed: int, label: str) -> str:
+    return label or f"{meta['dataset']}/{meta['arch']} seed{seed}"
+
+
+def run_train(c: TrainContract, init_path, mask_path, data_path, out_weights, out_log, label: str = "",
+              reuse_log=None) -> None:
+    """``init_path`` holds the weights training starts from: the init artifact, or for an
+    IMP cell the chain's rewind point or previous round (``mode: imp_retrain``), or the
+    round's trained weights with their log ``reuse_log`` (``mode: imp_result``, which
+    trains nothing: the chain already did)."""
+    model, init_meta = load_model(init_path)
+    mask_blob = load_pt(mask_path)
+    masks = mask_blob["masks"]
+    inputs = {"init": input_record(init_path), "mask": input_record(mask_path)}
+    if c.mode == "imp_result":
+        rows = read_parquet_rows(reuse_log)
+        inputs["log"] = input_record(reuse_log)
+        # the cell cost the whole chain up to its round (rounds before a chain_seconds record: this one)
+        meta = {**init_meta, "mask": mask_blob["meta"], "settings_hash": c.hash(),
+                "train_seconds": init_meta.get("chain_seconds", init_meta.get("train_seconds", 0.0)),
+                "reused_from": str(init_path), **provenance(), "inputs": inputs}
+        save_pt({"state_dict": cpu_state(model), "meta": meta}, out_weights)
+        write_parquet(rows, out_log, metadata={"seed": c.seed, "device": init_meta.get("device", "")})
+        return
+    train_s = c.train  # (resolved for the cell's dataset by the contract)
+    data = datasets.load_prepared(data_path)
+    inputs["data"] = input_record(data_path)
+    dev = resolve_device(c.device)
+    extra = {}
+    if c.after_pruning == "redraw":
+        model.load_state_dict(redrawn_state(init_meta, c.seed))
+        extra["after_pruning"] = "redraw"
+    if c.variant is not None:
+        v = c.variant
+        state = dict(model.state_dict())
+        extra["variant"] = variants.transform_weights(
+            v.variant, state, masks, v.seed,
+            lambda: fresh_init_state(init_meta.get("init", init_meta), v.seed, "variant:reinit"))
+    name = progress_label(init_meta, c.seed, label)
+    progress = progress_printer(name)
+    status, reason = "ok", ""
+    # a killed job's rerun resumes here (prunelib/train/resume.py); the file goes once outputs are written
+    ckpt_file = resume.for_job(out_weights, c, inputs).catch_signals()
+    ckpt_steps = kept_checkpoint_steps(c, train_s, data)
+    test_ckpts = {k: None for k in ckpt_steps}
+    try:
+        if c.mode == "imp_retrain":
+            spe = steps_per_epoch(training_examples(data, train_s, c.seed), train_s.batch_size)
+            plan = iterative.resolve_plan(c.imp.imp, spe, train_s.epochs, train_s.steps)
+            rows = run_steps(model, masks, data, init_meta["dataset"], train_s, c.seed, dev,
+                             plan.round_positions(), iterative.round_lr(train_s, plan, spe), progress,
+                             resume=ckpt_file)
+            extra["imp_plan"] = dataclasses.asdict(plan)
+        else:
+            rows = train(model, masks, data, init_meta["dataset"], train_s, c.seed, dev, progress, label=name,
+                         resume=ckpt_file, checkpoints=test_ckpts)
+    except TrainingDiverged as exc:
+        # A diverged cell is a result, not a crash: it is recorded as failed with its reason
+        # and the grid goes on; eval and the tables show it as failed.
+        status, reason, rows = "failed", str(exc), exc.rows
+        progress(f"FAILED: {reason}")
+    finally:
+        ckpt_file.release_signals()
+    meta = {**init_meta, "mask": mask_blob["meta"], "device": str(dev), "status": status, "reason": reason,
+            "train_seconds": sum(r["seconds"] for r in rows), **extra,
+            "settings_hash": c.hash(), **provenance(), "inputs": inputs}
+    blob = {"state_dict": cpu_state(model), "meta": meta}
+    if ckpt_steps:  # weights for the eval stage's best-of-checkpoints metric (eval.every_steps)
+        blob["test_checkpoints"] = {k: v for k, v in test_ckpts.items() if v is not None}
+    save_pt(blob, out_weights)
+    write_parquet(rows, out_log, metadata={"seed": c.seed, "device": str(dev)})
+    ckpt_file.remove()
+
+
+def kept_checkpoint_steps(c: TrainContract, train_s: TrainSettings, data: dict) -> list[int]:
+    """The steps after which a train job keeps its weights for the test evaluations of
+    ``eval.every_steps`` / ``eval.keep_last`` (none unless the cell's contract asks)."""
+    if c.test_checkpoints is None:
+        return []
+    total = train_s.total_steps(steps_per_epoch(training_examples(data, train_s, c.seed), train_s.batch_size))
+    return c.test_checkpoints.checkpoint_steps(total)
