@@ -53,16 +53,16 @@ def child(args) -> dict:
     import torch.nn.functional as F
 
     from prunelib import stages
-
-    from prunelib.data import datasets
-
-    from prunelib.methods import masking
-
-    from prunelib.nets import models
-
-    from prunelib.methods import scorers
     from prunelib.config import ScoreSettings
-    from prunelib.train.loop import resolve_device
+
+    try:  # the subpackage layout
+        from prunelib.data import datasets
+        from prunelib.methods import masking, scorers
+        from prunelib.nets import models
+        from prunelib.train.loop import resolve_device
+    except ImportError:  # a --baseline snapshot from before it (one flat package)
+        from prunelib import datasets, masking, models, scorers
+        from prunelib.training import resolve_device
 
     torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)
@@ -96,7 +96,12 @@ def child(args) -> dict:
         dev_before = torch.cuda.memory_allocated()
     t = time.perf_counter()
     net = stages.build_model(args.arch, args.dataset).to(dev)
-    if "knobs" in inspect.signature(stages.compute_scores).parameters:  # the registry's API
+    params = inspect.signature(stages.compute_scores).parameters
+    if "scorer" in params:  # the stage contracts' API: one scorer per job
+        data_s, knobs = settings.data_for(args.method), settings.knobs_for(args.method)
+        scorer = m.make_scorer(knobs)
+        scores, _ = stages.compute_scores(net, prunable, scorer, data, args.dataset, 0, data_s, dev)
+    elif "knobs" in params:  # a --baseline snapshot from the registry's API
         data_s, knobs = settings.data_for(args.method), settings.knobs_for(args.method)
         scores, _ = stages.compute_scores(net, prunable, args.method, data, args.dataset, 0, data_s, knobs, dev)
         scorer = m.make_scorer(knobs)

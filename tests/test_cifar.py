@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunelib import config, stages
+from prunelib import stages
 
 from prunelib.data import datasets
 
 from prunelib.nets import models
-from prunelib.config import TrainSettings
+from prunelib.config import TrainSettings, contracts
 from prunelib.foundations.errors import PrunelibError
 from prunelib.methods.masking import select_masks
 from prunelib.train.loop import crop_flip, crop_flip_params, split_indices, train
 
+from cells import settings
 from conftest import tensor_dict_digest
 
 CPU = torch.device("cpu")
@@ -140,9 +141,9 @@ def test_out_of_memory_names_label_batch_size_and_device(synth, monkeypatch):
 
 
 def test_shortcut_setting_reaches_the_network_through_the_stages(tmp_path):
-    s = config.to_settings(config.resolve({"model": {"shortcut": "B"}}))
-    settings = config.init_settings(s, "resnet20", "synthetic_cifar10", 0, "pytorch_default")
-    stages.run_init(settings, tmp_path / "init.pt", tmp_path / "init.parquet")
+    s = settings(model={"shortcut": "B"})
+    contract = contracts.init_contract(s, "resnet20", "synthetic_cifar10", 0, "pytorch_default")
+    stages.run_init(contract, tmp_path / "init.pt", tmp_path / "init.parquet")
     model, meta = stages.load_model(tmp_path / "init.pt")
     assert meta["model"] == {"shortcut": "B", "bn_momentum": 0.1, "bn_eps": 1e-5}
     assert sum(p.numel() for p in model.parameters()) == 272_282

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from prunelib import config
 from prunelib.config import ConfigError, resolve
 
+from cells import settings
 from conftest import REPO, run
 
 KINDS = [
@@ -55,13 +55,12 @@ def test_each_constraint_kind_names_the_violated_bound(kind, user, message):
 
 
 def test_command_line_strings_are_coerced_to_the_schemas_types():
-    s = config.to_settings(resolve({"train": {"epochs": "2", "nesterov": "false", "lr": "0.1",
-                                              "train_subset": "null"},
-                                    "grid": {"ratios": ["1", "16", "1e12"], "seeds": ["3"]}}))
+    s = settings(train={"epochs": "2", "nesterov": "false", "lr": "0.1", "train_subset": "null"},
+                 grid={"ratios": ["1", "16", "1e12"], "seeds": ["3"]})
     assert (s.train.epochs, s.train.nesterov, s.train.lr, s.train.train_subset) == (2, False, 0.1, None)
     assert s.grid.ratios == (1.0, 16.0, 1e12) and s.grid.seeds == (3,)
     # strings stay strings where the schema asks for one, and enums are not touched
-    assert config.to_settings(resolve({"device": "cpu", "data_dir": "123"})).data_dir == "123"
+    assert settings(device="cpu", data_dir="123").data_dir == "123"
 
 
 def test_a_nested_override_on_snakemakes_command_line_works(tmp_path, snakemake_bin):

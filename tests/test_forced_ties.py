@@ -16,23 +16,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunelib import config, stages
+from prunelib import stages
+from prunelib.config import contracts
 from prunelib.foundations.artifacts import load_pt, read_parquet_rows, save_pt
 from prunelib.methods.masking import kept_count
+
+from cells import settings
 
 N = 266_200  # prunable weights of lenet300
 LIVE = 10    # fc1 units left alive by the dead-unit init
 # GraSP scores its network at the weights it was given (reinit_linear false): redrawing
 # lenet300's Linear weights, as the authors' code does by default, would revive the dead units.
-SETTINGS = config.to_settings(config.resolve({"score": {"batch_size": 64, "per_method": {
-    "synflow": {"rounds": 10}, "grasp": {"reinit_linear": False}}}}))
+SETTINGS = settings(score={"batch_size": 64, "per_method": {
+    "synflow": {"rounds": 10}, "grasp": {"reinit_linear": False}}})
 C = 0.125    # a power of two: sums of C^2 are exact, so LAMP's cross-tensor ties are exact
 
 
 @pytest.fixture(scope="module")
 def base_init(tmp_path_factory):
     d = tmp_path_factory.mktemp("ties")
-    stages.run_init(config.init_settings(SETTINGS, "lenet300", "mnist", 0, "pytorch_default"),
+    stages.run_init(contracts.init_contract(SETTINGS, "lenet300", "mnist", 0, "pytorch_default"),
                     d / "init.pt", d / "init.parquet")
     return d
 
@@ -65,8 +68,8 @@ def dead_init(base_init):
 
 
 def score_and_mask(init_path, method, ratio, mnist_pt, d, seed=0):
-    stages.run_score(config.score_settings(SETTINGS, method, seed), init_path, mnist_pt, d / "scores.pt")
-    stages.run_mask(config.mask_settings(SETTINGS, method, ratio, seed), init_path, d / "scores.pt",
+    stages.run_score(contracts.score_contract(SETTINGS, method, seed), init_path, mnist_pt, d / "scores.pt")
+    stages.run_mask(contracts.mask_contract(SETTINGS, method, ratio, seed), init_path, d / "scores.pt",
                     d / "mask.pt", d / "mask.parquet")
     scores = {n: s.to(torch.float64) for n, s in load_pt(d / "scores.pt")["scores"].items()}
     return read_parquet_rows(d / "mask.parquet"), load_pt(d / "mask.pt"), scores
@@ -138,10 +141,9 @@ def test_synflow_single_shot_on_constant_weights_splits_one_layers_tie(base_init
             v.fill_(C)
 
     init = _derived_init(base_init, "constant_all", change)
-    s = config.to_settings(config.resolve({"score": {"per_method": {"synflow": {"rounds": 1,
-                                                                                "precision": "float64"}}}}))
-    stages.run_score(config.score_settings(s, "synflow", 0), init, mnist_pt, tmp_path / "scores.pt")
-    stages.run_mask(config.mask_settings(s, "synflow", 4, 0), init, tmp_path / "scores.pt", tmp_path / "mask.pt",
+    s = settings(score={"per_method": {"synflow": {"rounds": 1, "precision": "float64"}}})
+    stages.run_score(contracts.score_contract(s, "synflow", 0), init, mnist_pt, tmp_path / "scores.pt")
+    stages.run_mask(contracts.mask_contract(s, "synflow", 4, 0), init, tmp_path / "scores.pt", tmp_path / "mask.pt",
                     tmp_path / "mask.parquet")
     scores = {n: v.to(torch.float64) for n, v in load_pt(tmp_path / "scores.pt")["scores"].items()}
     assert all(int(torch.unique(v).numel()) == 1 for v in scores.values())
@@ -184,7 +186,7 @@ def test_synflow_dead_units_tie_at_zero_in_every_round_and_each_round_is_exact(d
     assert sum(r_["tied_at_threshold"] for r_ in rows) == survivors_before_last - live
     assert sum(r_["tied_kept"] for r_ in rows) == kept_count(N, r) - live
     # the draw among the zero-flow survivors follows the seed
-    stages.run_mask(config.mask_settings(SETTINGS, "synflow", r, 1), dead_init, tmp_path / "scores.pt",
+    stages.run_mask(contracts.mask_contract(SETTINGS, "synflow", r, 1), dead_init, tmp_path / "scores.pt",
                     tmp_path / "mask1.pt", tmp_path / "mask1.parquet")
     other = load_pt(tmp_path / "mask1.pt")["masks"]
     assert sum(int(other[n].sum()) for n in other) == kept_count(N, r)

@@ -15,11 +15,12 @@ import pytest
 import torch
 from torch import nn
 
+from cells import settings
 from conftest import grasp_long_way
 from prunelib import config, stages
 from prunelib.catalogue import registry
 from prunelib.foundations.artifacts import load_pt
-from prunelib.config import ConfigError
+from prunelib.config import ConfigError, contracts
 from prunelib.data.datasets import scoring_batches
 from prunelib.methods.scorers.grasp import REINIT_STREAM, GraspScorer
 from prunelib.foundations.seeding import generator
@@ -185,16 +186,15 @@ def test_a_temperature_that_is_not_positive_is_rejected_in_one_line(method, valu
 
 
 def test_the_configured_temperature_reaches_the_scorer_and_the_score_artifact(tmp_path, mnist, mnist_pt):
-    default = config.to_settings(config.resolve({}))
-    s = config.to_settings(config.resolve({"score": {"per_method": {"grasp": {"temperature": 3}}}}))
-    knobs = config.score_settings(s, "grasp", 0)["knobs"]
+    default = settings()
+    s = settings(score={"per_method": {"grasp": {"temperature": 3}}})
+    knobs = contracts.score_contract(s, "grasp", 0).knobs
     assert knobs == {"temperature": 3, "reinit_linear": True}
-    assert config.score_settings(s, "grasp_filter", 0) == config.score_settings(default, "grasp_filter", 0)
-    assert config.settings_hash(config.score_settings(s, "grasp", 0)) != \
-        config.settings_hash(config.score_settings(default, "grasp", 0))
-    stages.run_init(config.init_settings(s, "lenet300", "mnist", 0, "pytorch_default"), tmp_path / "i.pt",
+    assert contracts.score_contract(s, "grasp_filter", 0) == contracts.score_contract(default, "grasp_filter", 0)
+    assert contracts.score_contract(s, "grasp", 0).hash() != contracts.score_contract(default, "grasp", 0).hash()
+    stages.run_init(contracts.init_contract(s, "lenet300", "mnist", 0, "pytorch_default"), tmp_path / "i.pt",
                     tmp_path / "i.parquet")
-    stages.run_score(config.score_settings(s, "grasp", 0), tmp_path / "i.pt", mnist_pt, tmp_path / "s.pt")
+    stages.run_score(contracts.score_contract(s, "grasp", 0), tmp_path / "i.pt", mnist_pt, tmp_path / "s.pt")
     blob = load_pt(tmp_path / "s.pt")
     assert (blob["meta"]["temperature"], blob["meta"]["reinit_linear"]) == (3.0, True)
     model, meta = stages.load_model(tmp_path / "i.pt")

@@ -7,7 +7,9 @@ from fractions import Fraction
 import pytest
 import torch
 
+from cells import settings
 from prunelib import config, stages
+from prunelib.config import contracts
 
 from prunelib.methods import iterative
 
@@ -127,13 +129,13 @@ def test_a_target_that_would_empty_a_tensor_is_an_error():
 def test_the_criterion_is_allowed_in_one_place_and_a_typo_is_a_one_line_config_error():
     schema = validation.load_schema()["properties"]["iterative"]["properties"]["criterion"]
     assert schema["enum"] == list(iterative.CRITERIA) and LOH in iterative.CRITERIA
-    assert config.to_settings(config.resolve({"iterative": {"criterion": LOH}})).iterative.criterion == LOH
+    assert settings(iterative={"criterion": LOH}).iterative.criterion == LOH
     with pytest.raises(ConfigError) as err:
         config.resolve({"iterative": {"criterion": "layer_output_halve"}})
     assert str(err.value) == ('config error: iterative.criterion = "layer_output_halve" is not allowed; '
                               'allowed: global, layer, layer_output_half')
     s = config.load(config.preset_dir() / "lth_mnist.yaml")
-    assert s.iterative.criterion == LOH and config.imp_spec(s, "lth")["criterion"] == LOH
+    assert s.iterative.criterion == LOH and config.imp_spec(s, "lth").criterion == LOH
 
 
 # one tiny chain through the stage functions: 120 examples in batches of 60, 1 epoch = T = 2
@@ -147,16 +149,16 @@ CFG = {
 
 
 def test_an_lth_chain_with_layer_rates_through_the_stages(tmp_path, mnist_pt):
-    s = config.to_settings(config.resolve(CFG))
+    s = settings(CFG)
     densities = config.imp_densities(s.grid.ratios, s.iterative.round_factor)
     assert densities == [Fraction(1, 2), Fraction(1, 4)]
-    stages.run_init(config.init_settings(s, "lenet300", "mnist", 0, "pytorch_default"), tmp_path / "init.pt",
+    stages.run_init(contracts.init_contract(s, "lenet300", "mnist", 0, "pytorch_default"), tmp_path / "init.pt",
                     tmp_path / "init.parquet")
     files = [imp_round_files(tmp_path / f"round{j}") for j in range(3)]
-    stages.run_imp_round(config.imp_round_settings(s, "lth", 0, "mnist", 0), mnist_pt, files[0],
+    stages.run_imp_round(contracts.imp_round_contract(s, "lth", 0, "mnist", 0), mnist_pt, files[0],
                          init_path=tmp_path / "init.pt")
     for j in (1, 2):
-        stages.run_imp_round(config.imp_round_settings(s, "lth", 0, "mnist", j), mnist_pt, files[j],
+        stages.run_imp_round(contracts.imp_round_contract(s, "lth", 0, "mnist", j), mnist_pt, files[j],
                              prev_weights=files[j - 1]["weights"], prev_mask=files[j - 1]["mask"],
                              rewind_path=files[0]["rewind"])
     n_total = 266_200
@@ -184,7 +186,7 @@ def test_an_lth_chain_with_layer_rates_through_the_stages(tmp_path, mnist_pt):
     chain = load_pt(files[2]["mask"])
     for variant in ("none", "invert"):
         out = tmp_path / f"r4-{variant}"
-        stages.run_mask(config.mask_settings(s, "lth", 4, 0, variant), None, files[2]["mask"],
+        stages.run_mask(contracts.mask_contract(s, "lth", 4, 0, variant), None, files[2]["mask"],
                         out / "mask.pt", out / "mask.parquet")
         cell = load_pt(out / "mask.pt")
         assert cell["meta"]["layer_rates"] == chain["meta"]["layer_rates"]

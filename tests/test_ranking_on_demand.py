@@ -2,20 +2,21 @@
 
 import pytest
 
-from prunelib import config, stages
+from prunelib import stages
 
+from prunelib.config import contracts
 from prunelib.methods import masking
 from prunelib.foundations.artifacts import load_pt, read_parquet_rows
 
-SETTINGS = config.to_settings(config.resolve({"score": {"per_method": {"synflow": {"rounds": 5}}}}))
+from cells import run_cell, settings
+
+SETTINGS = settings(score={"per_method": {"synflow": {"rounds": 5}}})
 
 
 @pytest.fixture(scope="module")
 def synflow_init(tmp_path_factory):
     d = tmp_path_factory.mktemp("rank")
-    stages.run_init(config.init_settings(SETTINGS, "lenet300", "mnist", 0, "pytorch_default"),
-                    d / "init.pt", d / "init.parquet")
-    stages.run_score(config.score_settings(SETTINGS, "synflow", 0), d / "init.pt", None, d / "scores.pt")
+    run_cell(d, None, SETTINGS, "lenet300", "synflow", 16, until="score", folder=d)
     return d
 
 
@@ -26,7 +27,7 @@ def test_synflow_mask_without_invert_never_builds_the_ranking(synflow_init, monk
         raise AssertionError("removal_ranking built without a variant that reads it")
 
     monkeypatch.setattr(masking, "removal_ranking", refuse)
-    stages.run_mask(config.mask_settings(SETTINGS, "synflow", 16, 0), d / "init.pt", d / "scores.pt",
+    stages.run_mask(contracts.mask_contract(SETTINGS, "synflow", 16, 0), d / "init.pt", d / "scores.pt",
                     d / "m.pt", d / "m.parquet")
     meta = load_pt(d / "m.pt")["meta"]
     assert meta["n_kept"] == meta["target_kept"] == masking.kept_count(266_200, 16)
@@ -35,9 +36,9 @@ def test_synflow_mask_without_invert_never_builds_the_ranking(synflow_init, monk
 
 def test_synflow_invert_keeps_the_weights_the_first_round_removed(synflow_init):
     d = synflow_init
-    stages.run_mask(config.mask_settings(SETTINGS, "synflow", 16, 0), d / "init.pt", d / "scores.pt",
+    stages.run_mask(contracts.mask_contract(SETTINGS, "synflow", 16, 0), d / "init.pt", d / "scores.pt",
                     d / "m.pt", d / "m.parquet")
-    stages.run_mask(config.mask_settings(SETTINGS, "synflow", 16, 0, variant="invert"), d / "init.pt",
+    stages.run_mask(contracts.mask_contract(SETTINGS, "synflow", 16, 0, variant="invert"), d / "init.pt",
                     d / "scores.pt", d / "i.pt", d / "i.parquet")
     method, inverted = load_pt(d / "m.pt")["masks"], load_pt(d / "i.pt")["masks"]
     assert sum(r["kept"] for r in read_parquet_rows(d / "i.parquet")) == masking.kept_count(266_200, 16)

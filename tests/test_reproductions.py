@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from prunelib import config, stages
+from prunelib import config
 
 from prunelib.foundations import paths
+from prunelib.foundations.artifacts import read_parquet_rows
 
 from prunelib.report import reproductions
+
+from cells import run_cell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,24 +22,11 @@ SHORT = (("train", {"steps": 6, "train_subset": 300}), ("eval", {"every_steps": 
 
 
 def _run_cell(root: Path, rep, s, method: str, ratio: float, seed: int, data_path) -> dict:
-    """One cell through the stage functions, at the paths Snakemake would use."""
-    arch, dataset = rep.arch, rep.dataset
-    seed_dir = root / paths.SEED_DIR.format(dataset=dataset, arch=arch, seed=seed)
-    scheme = s.init.scheme_for(method)
-    init = seed_dir / f"init_{scheme}.pt"
-    if not init.exists():
-        stages.run_init(config.init_settings(s, arch, dataset, seed, scheme), init, init.with_suffix(".parquet"))
-    cell = root / paths.CELL.format(dataset=dataset, arch=arch, seed=seed, method=method,
-                                    ratio=config.format_ratio(ratio), variant="")
-    cell.mkdir(parents=True, exist_ok=True)
-    scores = seed_dir / method / "scores.pt"
-    if method != "dense":
-        stages.run_score(config.score_settings(s, method, seed), init, data_path, scores)
-    stages.run_mask(config.mask_settings(s, method, ratio, seed), init, scores, cell / "mask.pt", cell / "mask.parquet")
-    stages.run_train(config.cell_train_settings(s, method, ratio, seed, dataset), init, cell / "mask.pt", data_path,
-                     cell / "final.pt", cell / "train_log.parquet")
-    return stages.run_eval(config.eval_settings(s, arch, dataset, method, ratio, seed), cell / "final.pt",
-                           cell / "mask.pt", data_path, cell / "eval.parquet")
+    """One cell through the stage functions, its eval row at the path Snakemake would use."""
+    folder = root / paths.CELL.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
+                                      ratio=config.format_ratio(ratio), variant="")
+    cell = run_cell(root, data_path, s, rep.arch, method, ratio, seed, dataset=rep.dataset, folder=folder)
+    return read_parquet_rows(cell.eval)[0]
 
 
 def test_the_table_reports_final_and_best_of_checkpoints_errors_from_the_eval_rows_and_names_what_is_missing(

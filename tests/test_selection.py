@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from prunelib.config import contracts
 from prunelib.methods import variants
 from prunelib.methods.masking import ScoreError, kept_count, kth_largest, multi_round_select, select_masks, select_top
 
@@ -110,6 +111,9 @@ def test_multi_round_selection_refuses_non_finite_scores_and_bad_settings():
 
 
 def test_only_invert_needs_the_ranking():
-    assert variants.needs_ranking({"variant": "invert", "seed": 0}) and variants.needs_ranking("invert")
+    # the stage's record of a variant is its contract's dict form (as the mask's meta holds it)
+    assert variants.needs_ranking(contracts.variant_contract("invert", 0).to_dict())
+    assert variants.needs_ranking("invert")
+    assert contracts.variant_contract("none", 0) is None
     assert not any(variants.needs_ranking(v) for v in (None, "none", "shuffle_layer", "reinit",
-                                                       {"variant": "shuffle_weights", "seed": 1}))
+                                                       contracts.variant_contract("shuffle_weights", 1).to_dict()))

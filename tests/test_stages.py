@@ -8,37 +8,20 @@ import torch
 from prunelib import config, stages
 
 from prunelib.catalogue import registry
+from prunelib.config import contracts
 from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+from prunelib.foundations.eval_row import RERUN_VARYING_COLUMNS
 from prunelib.methods.masking import kept_count
 
+from cells import run_cell, settings
 from conftest import tensor_dict_digest
 
-SETTINGS = config.to_settings(config.resolve({
-    "train": {"epochs": 1, "train_subset": 2000, "batch_size": 64},
-    "score": {"batch_size": 64},
-}))
-
-
-def run_cell(root, mnist_pt, arch, method, ratio, seed, s=SETTINGS, train=True):
-    d = root / f"{arch}/seed{seed}/{method}/r{config.format_ratio(ratio)}"
-    scheme = s.init.scheme_for(method)
-    stages.run_init(config.init_settings(s, arch, "mnist", seed, scheme), d / "init.pt", d / "init.parquet")
-    if method != config.DENSE:
-        stages.run_score(config.score_settings(s, method, seed), d / "init.pt", mnist_pt, d / "scores.pt")
-    stages.run_mask(config.mask_settings(s, method, ratio, seed), d / "init.pt", d / "scores.pt",
-                    d / "mask.pt", d / "mask.parquet")
-    if not train:
-        return d
-    stages.run_train(config.train_settings(s, seed), d / "init.pt", d / "mask.pt", mnist_pt,
-                     d / "final.pt", d / "train_log.parquet")
-    stages.run_eval(config.eval_settings(s, arch, "mnist", method, ratio, seed), d / "final.pt",
-                    d / "mask.pt", mnist_pt, d / "eval.parquet")
-    return d
+SETTINGS = settings(train={"epochs": 1, "train_subset": 2000, "batch_size": 64}, score={"batch_size": 64})
 
 
 @pytest.fixture(scope="module")
 def snip_cell(tmp_path_factory, mnist_pt):
-    return run_cell(tmp_path_factory.mktemp("a"), mnist_pt, "lenet300", "snip", 16, 0)
+    return run_cell(tmp_path_factory.mktemp("a"), mnist_pt, SETTINGS, "lenet300", "snip", 16, 0)
 
 
 def test_init_table_lists_every_parameter(snip_cell):
@@ -96,15 +79,15 @@ def test_eval_row(snip_cell):
 
 def test_same_seed_and_config_give_bit_identical_artifacts(tmp_path, mnist_pt):
     s = dataclasses.replace(SETTINGS, train=dataclasses.replace(SETTINGS.train, train_subset=512))
-    a = run_cell(tmp_path / "a", mnist_pt, "lenet5", "snip", 8, 1, s=s)
-    b = run_cell(tmp_path / "b", mnist_pt, "lenet5", "snip", 8, 1, s=s)
-    c = run_cell(tmp_path / "c", mnist_pt, "lenet5", "snip", 8, 2, s=s, train=False)  # (only its mask is compared)
+    a = run_cell(tmp_path / "a", mnist_pt, s, "lenet5", "snip", 8, 1)
+    b = run_cell(tmp_path / "b", mnist_pt, s, "lenet5", "snip", 8, 1)
+    c = run_cell(tmp_path / "c", mnist_pt, s, "lenet5", "snip", 8, 2, until="mask")  # (only its mask is compared)
     digest = {k: tensor_dict_digest(load_pt(d / "mask.pt")["masks"]) for k, d in zip("abc", (a, b, c))}
     assert digest["a"] == digest["b"] != digest["c"]
     for f, key in (("init.pt", "state_dict"), ("scores.pt", "scores"), ("final.pt", "state_dict")):
         assert tensor_dict_digest(load_pt(a / f)[key]) == tensor_dict_digest(load_pt(b / f)[key]), f
     ra, rb = (read_parquet_rows(d / "eval.parquet")[0] for d in (a, b))
-    for col in stages.RERUN_VARYING_COLUMNS:
+    for col in RERUN_VARYING_COLUMNS:
         ra.pop(col), rb.pop(col)
     assert ra == rb
 
@@ -112,7 +95,7 @@ def test_same_seed_and_config_give_bit_identical_artifacts(tmp_path, mnist_pt):
 @pytest.fixture(scope="module")
 def lenet5_init(tmp_path_factory):
     d = tmp_path_factory.mktemp("lenet5")
-    stages.run_init(config.init_settings(SETTINGS, "lenet5", "mnist", 0, "pytorch_default"),
+    stages.run_init(contracts.init_contract(SETTINGS, "lenet5", "mnist", 0, "pytorch_default"),
                     d / "i.pt", d / "i.parquet")
     return d / "i.pt"
 
@@ -127,9 +110,9 @@ def test_every_method_meets_the_ratio_exactly_on_lenet5_deterministically(tmp_pa
         ratios = (4, 64)
     digests = []
     for run in ("a", "b"):
-        stages.run_score(config.score_settings(s, method, 0), lenet5_init, mnist_pt, d / f"s{run}.pt")
+        stages.run_score(contracts.score_contract(s, method, 0), lenet5_init, mnist_pt, d / f"s{run}.pt")
         for r in ratios:
-            stages.run_mask(config.mask_settings(s, method, r, 0), lenet5_init, d / f"s{run}.pt",
+            stages.run_mask(contracts.mask_contract(s, method, r, 0), lenet5_init, d / f"s{run}.pt",
                             d / "m.pt", d / "m.parquet")
             meta = load_pt(d / "m.pt")["meta"]
             rows = read_parquet_rows(d / "m.parquet")
@@ -145,8 +128,8 @@ def test_every_method_meets_the_ratio_exactly_on_lenet5_deterministically(tmp_pa
 
 
 def test_dense_control_keeps_everything(tmp_path, mnist_pt):
-    d = run_cell(tmp_path, mnist_pt, "lenet300", config.DENSE, 1, 0,
-                 s=dataclasses.replace(SETTINGS, train=dataclasses.replace(SETTINGS.train, train_subset=128)))
+    s = dataclasses.replace(SETTINGS, train=dataclasses.replace(SETTINGS.train, train_subset=128))
+    d = run_cell(tmp_path, mnist_pt, s, "lenet300", config.DENSE, 1, 0)
     row = read_parquet_rows(d / "eval.parquet")[0]
     assert row["n_kept"] == row["n_prunable"] == 266_200
     assert row["empirical_ratio"] == 1.0 and row["compression_error"] == 0.0
@@ -157,7 +140,7 @@ def test_diverged_training_is_recorded_as_a_failed_cell_not_a_crash(tmp_path, mn
     from prunelib.report import aggregate
 
     s = dataclasses.replace(SETTINGS, train=dataclasses.replace(SETTINGS.train, lr=1e12, train_subset=256))
-    d = run_cell(tmp_path, mnist_pt, "lenet300", "global_magnitude", 4, 0, s=s)
+    d = run_cell(tmp_path, mnist_pt, s, "lenet300", "global_magnitude", 4, 0)
     row = read_parquet_rows(d / "eval.parquet")[0]
     assert row["status"] == "failed"
     assert row["reason"].startswith("training loss became")

@@ -9,19 +9,21 @@ import subprocess
 import pytest
 import yaml
 
-from prunelib import config, stages
+from prunelib import stages
 
 from prunelib.audit import checks as audit
+from prunelib.config import contracts
 from prunelib.foundations.paths import producing_rule
 from prunelib.foundations.artifacts import (ChecksumError, checksum_path, load_pt, read_checksum,
                                 read_parquet_rows, save_pt, sha256_file)
 
+from cells import settings
 from conftest import PYTHON, REPO
 
 GRID = {"archs": ["lenet300"], "datasets": ["mnist"], "methods": ["global_magnitude"], "ratios": [4],
         "seeds": [0]}
 USER = {"grid": GRID, "train": {"epochs": 1, "train_subset": 512, "batch_size": 64}}
-S = config.to_settings(config.resolve(USER))
+S = settings(USER)
 SEED = "results/mnist/lenet300/seed0"
 CELL = f"{SEED}/global_magnitude/r4"
 DATA = "results/data/mnist.pt"
@@ -31,14 +33,14 @@ SCORES = f"{SEED}/global_magnitude/scores.pt"
 
 def _run_cell(s=S):
     """The grid's global-magnitude cell, stage by stage, with the workflow's relative paths."""
-    stages.run_init(config.init_settings(s, "lenet300", "mnist", 0, "pytorch_default"), INIT,
+    stages.run_init(contracts.init_contract(s, "lenet300", "mnist", 0, "pytorch_default"), INIT,
                     INIT.replace(".pt", ".parquet"))
-    stages.run_score(config.score_settings(s, "global_magnitude", 0), INIT, DATA, SCORES)
-    stages.run_mask(config.mask_settings(s, "global_magnitude", 4, 0), INIT, SCORES, f"{CELL}/mask.pt",
+    stages.run_score(contracts.score_contract(s, "global_magnitude", 0), INIT, DATA, SCORES)
+    stages.run_mask(contracts.mask_contract(s, "global_magnitude", 4, 0), INIT, SCORES, f"{CELL}/mask.pt",
                     f"{CELL}/mask.parquet")
-    stages.run_train(config.cell_train_settings(s, "global_magnitude", 4, 0, "mnist"), INIT, f"{CELL}/mask.pt",
+    stages.run_train(contracts.train_contract(s, "global_magnitude", 4, 0, "mnist"), INIT, f"{CELL}/mask.pt",
                      DATA, f"{CELL}/final.pt", f"{CELL}/train_log.parquet")
-    stages.run_eval(config.eval_settings(s, "lenet300", "mnist", "global_magnitude", 4, 0), f"{CELL}/final.pt",
+    stages.run_eval(contracts.eval_contract(s, "lenet300", "mnist", "global_magnitude", 4, 0), f"{CELL}/final.pt",
                     f"{CELL}/mask.pt", DATA, f"{CELL}/eval.parquet")
 
 
@@ -90,18 +92,18 @@ def _grid_state(fast=False):
 
 # the job that reads each artifact next, and what it would have written
 READERS = {
-    INIT: ("mask", lambda: stages.run_train(config.cell_train_settings(S, "global_magnitude", 4, 0, "mnist"),
+    INIT: ("mask", lambda: stages.run_train(contracts.train_contract(S, "global_magnitude", 4, 0, "mnist"),
                                             INIT, f"{CELL}/mask.pt", DATA, "out/final.pt", "out/log.parquet")),
     f"{CELL}/mask.pt": ("train", lambda: stages.run_train(
-        config.cell_train_settings(S, "global_magnitude", 4, 0, "mnist"), INIT, f"{CELL}/mask.pt", DATA,
+        contracts.train_contract(S, "global_magnitude", 4, 0, "mnist"), INIT, f"{CELL}/mask.pt", DATA,
         "out/final.pt", "out/log.parquet")),
-    SCORES: ("mask", lambda: stages.run_mask(config.mask_settings(S, "global_magnitude", 4, 0), INIT, SCORES,
+    SCORES: ("mask", lambda: stages.run_mask(contracts.mask_contract(S, "global_magnitude", 4, 0), INIT, SCORES,
                                              "out/mask.pt", "out/mask.parquet")),
     f"{CELL}/final.pt": ("eval", lambda: stages.run_eval(
-        config.eval_settings(S, "lenet300", "mnist", "global_magnitude", 4, 0), f"{CELL}/final.pt",
+        contracts.eval_contract(S, "lenet300", "mnist", "global_magnitude", 4, 0), f"{CELL}/final.pt",
         f"{CELL}/mask.pt", DATA, "out/eval.parquet")),
     DATA: ("eval", lambda: stages.run_eval(
-        config.eval_settings(S, "lenet300", "mnist", "global_magnitude", 4, 0), f"{CELL}/final.pt",
+        contracts.eval_contract(S, "lenet300", "mnist", "global_magnitude", 4, 0), f"{CELL}/final.pt",
         f"{CELL}/mask.pt", DATA, "out/eval.parquet")),
 }
 
@@ -126,11 +128,9 @@ def test_a_flipped_byte_stops_the_next_job_and_marks_the_cell_corrupted(in_workd
 
 
 def test_the_command_line_fails_with_one_line_and_audit_grid_exits_1(in_workdir):
-    import json
-
-    settings = json.dumps(config.cell_train_settings(S, "global_magnitude", 4, 0, "mnist"))
+    contract = contracts.train_contract(S, "global_magnitude", 4, 0, "mnist").to_json()
     with _flipped(in_workdir / CELL / "mask.pt"):
-        job = subprocess.run([PYTHON, "-m", "prunelib", "train", "--settings", settings, "--init", INIT,
+        job = subprocess.run([PYTHON, "-m", "prunelib", "train", "--settings", contract, "--init", INIT,
                               "--mask", f"{CELL}/mask.pt", "--data", DATA, "--out-weights", "out/f.pt",
                               "--out-log", "out/l.parquet"], capture_output=True, text=True,
                              env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})

@@ -1,7 +1,6 @@
 """The pre-imported worker: same results as a cold start, streams and exit codes passed
 through, a cancelled client's job killed, and a fallback when no worker is there."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from prunelib import config
-
 from prunelib.cli import worker
+from prunelib.config import contracts
 from prunelib.foundations.artifacts import load_pt
 
+from cells import settings
 from conftest import PYTHON, REPO
 
 
@@ -32,9 +31,8 @@ def running_worker(tmp_path_factory):
 
 
 def _init_cmd(out_dir, seed=3):
-    s = config.to_settings(config.resolve({}))
-    settings = json.dumps(config.init_settings(s, "lenet300", "mnist", seed, "pytorch_default"))
-    return [PYTHON, "-m", "prunelib", "init", "--settings", settings,
+    contract = contracts.init_contract(settings(), "lenet300", "mnist", seed, "pytorch_default")
+    return [PYTHON, "-m", "prunelib", "init", "--settings", contract.to_json(),
             "--out-weights", str(out_dir / "init.pt"), "--out-table", str(out_dir / "init.parquet")]
 
 
@@ -67,8 +65,8 @@ def test_a_cancelled_client_kills_its_job(running_worker, tmp_path):
     # a stage that sleeps: `train` on a data file that is a FIFO nobody writes to
     fifo = tmp_path / "data.pt"
     os.mkfifo(fifo)
-    s = config.to_settings(config.resolve({}))
-    args = ["train", "--settings", json.dumps(config.train_settings(s, 0)), "--init", str(fifo),
+    contract = contracts.train_contract(settings(), "dense", 1, 0, "mnist")
+    args = ["train", "--settings", contract.to_json(), "--init", str(fifo),
             "--mask", str(fifo), "--data", str(fifo), "--out-weights", str(tmp_path / "f.pt"),
             "--out-log", str(tmp_path / "l.parquet")]
     client = subprocess.Popen([PYTHON, "-c", code, *args], env={**os.environ, worker.ENV_VAR: running_worker.sock})

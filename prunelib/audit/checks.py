@@ -411,8 +411,8 @@ def audit_grid(config_path="config.yaml", root=".", fast: bool = False) -> dict:
     hashed: dict = {}
     for c in plconfig.cells(s):
         rel = paths.CELL_ID.format(**c.wildcards())
-        expected = plconfig.eval_settings(s, c.arch, c.dataset, c.method, float(c.ratio), c.seed,
-                                          c.variant)["cell_hash"]
+        expected = plconfig.contracts.eval_contract(s, c.arch, c.dataset, c.method, float(c.ratio), c.seed,
+                                                    c.variant).cell_hash
         detail = ""
         eval_path = root / paths.EVAL.format(**c.wildcards())
         row = None

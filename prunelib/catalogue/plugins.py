@@ -8,7 +8,7 @@ validated, and registers entries with the same public decorators the built-ins u
 ``prunelib audit`` like the built-ins.
 
 Each entry records its plugin and the SHA-256 of the plugin's source; the settings of
-every job that uses the entry carry both (``stage_settings``), so the job imports the
+every job that uses the entry carry both (prunelib/config/contracts.py), so the job imports the
 plugin before it runs, and editing the plugin reruns exactly the jobs that use it.  A
 job whose plugin changed since the workflow was planned stops with one line.
 

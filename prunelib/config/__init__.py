@@ -1,18 +1,20 @@
-"""Configuration: resolution and loading; the one import for the Snakefile.
+"""Configuration: from the user's YAML to what each job depends on; the one import for
+the Snakefile.
 
-Resolution order (later wins): the defaults (``prunelib.config.settings``), the preset file
-named by ``preset`` (``workflow/presets/<name>.yaml``), then the user's config
-(``config.yaml`` plus any ``--configfile``/``--config`` overrides, which Snakemake has
-already merged).  The plugins named by ``plugins:`` are imported next, so that their
-entries are known; then strings from the command line are coerced and the result is
-validated (``prunelib.config.validation``: one line naming the key, the value and what is
-allowed).
+Owns: the typed config sections and their defaults (``settings``), the schema and its
+one-line messages (``validation``), the expanded grid of cells and IMP chains
+(``grid``), the stage contracts built from the resolved settings (``contracts``), and,
+here, resolution and loading.  Add a stage option here: a field of its section or
+contract, its entry in workflow/schemas/config.schema.yaml, and its use in the stage.
 
-The pieces live by concern: ``settings`` (typed sections), ``validation`` (schema and
-messages), ``grid`` (cells and IMP chains), ``contracts`` (what each job depends
-on), ``paths`` (file names), ``registry`` (methods, networks, datasets, ...).  This
-module re-exports their public names, so ``prunelib.config`` stays the one import the
-workflow needs.  No torch import.
+Resolution order (later wins): the defaults (``settings``), the preset file named by
+``preset`` (``workflow/presets/<name>.yaml``), then the user's config (``config.yaml``
+plus any ``--configfile``/``--config`` overrides, which Snakemake has already merged).
+The plugins named by ``plugins:`` are imported next, so that their entries are known;
+then strings from the command line are coerced and the result is validated (one line
+naming the key, the value and what is allowed).
+
+May import: ``foundations``, ``catalogue``, ``data`` (a dataset's defaults).  No torch.
 """
 
 from __future__ import annotations

@@ -158,8 +158,7 @@ def _error(values) -> str:
 def rows(root: str | Path = ".", runs=RUNS) -> list[dict]:
     """One table row per (reproduction, ratio), from the cells' eval rows on disk."""
     from prunelib.foundations.artifacts import read_parquet_rows
-
-    from prunelib import config
+    from prunelib.config import contracts
 
     out = []
     for rep in runs:
@@ -176,7 +175,7 @@ def rows(root: str | Path = ".", runs=RUNS) -> list[dict]:
                     continue
                 row = read_parquet_rows(full)[0]  # verified against its checksum
                 method = "dense" if r == 1 else rep.method
-                expected = config.eval_settings(s, rep.arch, rep.dataset, method, r, seed)["cell_hash"]
+                expected = contracts.eval_contract(s, rep.arch, rep.dataset, method, r, seed).cell_hash
                 if row["settings_hash"] != expected:  # made with other settings than the preset's now
                     stale.append(seed)
                     continue

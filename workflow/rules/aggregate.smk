@@ -82,7 +82,7 @@ rule aggregate:
         ENV
     params:
         config=as_json(RESOLVED),
-        reports=plpaths.REPORTS,
+        reports=lambda w, output: str(Path(output.config).parent),
     shell:
         "python -m prunelib aggregate --all {output.all:q} --reports {params.reports:q} --config-json {params.config:q} "
         "--imp-rounds {input.imp_rounds:q} --masks {input.masks:q} --curves {input.curves:q} "

@@ -90,7 +90,7 @@ def mem_mb(w):
 
 
 def train_runtime(w):
-    epochs = SETTINGS.train.epochs_per_dataset.get(w.dataset, SETTINGS.train.epochs)
+    epochs = SETTINGS.train.for_dataset(w.dataset).epochs
     return int(15 * _cost(w) * epochs)
 
 
