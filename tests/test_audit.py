@@ -5,6 +5,7 @@ report of the same run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import pytest
@@ -71,6 +72,30 @@ def test_audit_run_passes_on_the_real_cell(small_run, capsys):
     prov = rep["provenance"]
     assert prov["seed"] == 0 and len(prov["settings_hash"]) == 12 and prov["device"] == "cpu"
     assert prov["torch_version"] == str(torch.__version__) and prov["speedup"] == pytest.approx(16, rel=1e-3)
+
+
+def test_audit_run_resolves_lineage_against_the_audited_run_wherever_it_starts(small_run, capsys, tmp_path,
+                                                                                monkeypatch):
+    """From a project with results of its own (same relative paths, other bytes) and from
+    an unrelated folder, the verdict on another run's cell is the same: that run's files."""
+    cell = small_run / CELL
+    decoy = tmp_path / "other_project"
+    recorded = [rec["path"] for name in ("final.pt", "mask.pt")
+                for rec in load_pt(cell / name)["meta"]["inputs"].values()]
+    assert any(not Path(p).is_absolute() for p in recorded)  # (what makes the current folder matter)
+    for p in recorded:
+        if not Path(p).is_absolute():
+            (decoy / p).parent.mkdir(parents=True, exist_ok=True)
+            (decoy / p).write_bytes(b"another run's artifact")
+    verdicts = []
+    for where in (decoy, tmp_path / "unrelated"):
+        where.mkdir(exist_ok=True)
+        monkeypatch.chdir(where)
+        rc, out, _ = audit(capsys, "run", cell, "--json")
+        rep = json.loads(out)
+        verdicts.append((rc, rep["ok"], [(r["check"], r["status"]) for r in rep["checks"]]))
+    assert verdicts[0] == verdicts[1]
+    assert verdicts[0][:2] == (0, True), [c for c in verdicts[0][2] if c[1] != "ok"]
 
 
 def test_audit_compare(small_run, capsys):

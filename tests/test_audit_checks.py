@@ -13,11 +13,14 @@ import yaml
 from prunelib import config, stages
 
 from prunelib.audit import checks as audit
+from prunelib.config import contracts
 from prunelib.foundations.artifacts import load_pt, read_parquet_rows, save_pt, write_parquet
 from prunelib.methods.masking import kept_count
 
+from cells import settings
+
 N = 266_200
-SETTINGS = config.to_settings(config.resolve({"train": {"epochs": 1, "train_subset": 256, "batch_size": 64}}))
+SETTINGS = settings(train={"epochs": 1, "train_subset": 256, "batch_size": 64})
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +30,18 @@ def cells(tmp_path_factory, mnist_pt):
     root = tmp_path_factory.mktemp("audit_cells")
     s, seed = SETTINGS, 0
     init, scores = root / "init.pt", root / "scores.pt"
-    stages.run_init(config.init_settings(s, "lenet300", "mnist", seed, "pytorch_default"), init,
+    stages.run_init(contracts.init_contract(s, "lenet300", "mnist", seed, "pytorch_default"), init,
                     root / "init.parquet")
-    stages.run_score(config.score_settings(s, "global_magnitude", seed), init, mnist_pt, scores)
+    stages.run_score(contracts.score_contract(s, "global_magnitude", seed), init, mnist_pt, scores)
     for r in (16, 4):
         d = root / f"r{r}"
-        stages.run_mask(config.mask_settings(s, "global_magnitude", r, seed), init, scores, d / "mask.pt",
+        stages.run_mask(contracts.mask_contract(s, "global_magnitude", r, seed), init, scores, d / "mask.pt",
                         d / "mask.parquet")
-        stages.run_train(config.train_settings(s, seed), init, d / "mask.pt", mnist_pt, d / "final.pt",
-                         d / "train_log.parquet")
-        stages.run_eval(config.eval_settings(s, "lenet300", "mnist", "global_magnitude", r, seed),
+        stages.run_train(contracts.train_contract(s, "global_magnitude", r, seed, "mnist"), init, d / "mask.pt",
+                         mnist_pt, d / "final.pt", d / "train_log.parquet")
+        stages.run_eval(contracts.eval_contract(s, "lenet300", "mnist", "global_magnitude", r, seed),
                         d / "final.pt", d / "mask.pt", mnist_pt, d / "eval.parquet")
-    stages.run_mask(config.mask_settings(s, "layer_magnitude", 16, seed), init, scores,
+    stages.run_mask(contracts.mask_contract(s, "layer_magnitude", 16, seed), init, scores,
                     root / "layer" / "mask.pt", root / "layer" / "mask.parquet")
     return root
 
@@ -174,8 +177,8 @@ def test_audit_grid_tells_complete_stale_failed_and_missing_apart(tmp_path):
     rels = {}
     for c in config.cells(s):
         rels[(c.seed, c.method, c.ratio)] = (f"{c.dataset}/{c.arch}/seed{c.seed}/{c.method}/r{c.ratio}",
-                                             config.eval_settings(s, c.arch, c.dataset, c.method, float(c.ratio),
-                                                                  c.seed, c.variant)["cell_hash"])
+                                             contracts.eval_contract(s, c.arch, c.dataset, c.method, float(c.ratio),
+                                                                     c.seed, c.variant).cell_hash)
     res = tmp_path / "results"
 
     def row(key, **kw):

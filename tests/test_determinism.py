@@ -18,30 +18,33 @@ import subprocess
 
 import pytest
 
-from prunelib import config, stages
+from prunelib import stages
 
 from prunelib.cli import worker
+from prunelib.config import contracts
 from prunelib.foundations.artifacts import load_pt, read_parquet_rows
 
+from cells import settings
 from conftest import PYTHON, tensor_dict_digest
 
-SETTINGS = config.to_settings(config.resolve({
-    "train": {"epochs": 1, "train_subset": 512, "batch_size": 64}, "score": {"batch_size": 64}}))
+SETTINGS = settings(train={"epochs": 1, "train_subset": 512, "batch_size": 64}, score={"batch_size": 64})
 ARCH, METHOD, RATIO, SEED = "lenet5", "snip", 8, 1
 TENSOR_KEYS = {"scores.pt": "scores", "mask.pt": "masks", "final.pt": "state_dict"}
 TABLES = ("mask.parquet", "train_log.parquet", "eval.parquet")
 
 
 def stage_argvs(init, data, out, threads) -> list[list[str]]:
-    s, j = SETTINGS, json.dumps
+    s = SETTINGS
     argvs = [
-        ["score", "--settings", j(config.score_settings(s, METHOD, SEED)), "--init", init, "--data", data,
-         "--out", f"{out}/scores.pt"],
-        ["mask", "--settings", j(config.mask_settings(s, METHOD, RATIO, SEED)), "--init", init,
-         "--scores", f"{out}/scores.pt", "--out-mask", f"{out}/mask.pt", "--out-table", f"{out}/mask.parquet"],
-        ["train", "--settings", j(config.train_settings(s, SEED)), "--init", init, "--mask", f"{out}/mask.pt",
-         "--data", data, "--out-weights", f"{out}/final.pt", "--out-log", f"{out}/train_log.parquet"],
-        ["eval", "--settings", j(config.eval_settings(s, ARCH, "mnist", METHOD, RATIO, SEED)), "--final",
+        ["score", "--settings", contracts.score_contract(s, METHOD, SEED, ARCH, "mnist").to_json(), "--init", init,
+         "--data", data, "--out", f"{out}/scores.pt"],
+        ["mask", "--settings", contracts.mask_contract(s, METHOD, RATIO, SEED, arch=ARCH, dataset="mnist").to_json(),
+         "--init", init, "--scores", f"{out}/scores.pt", "--out-mask", f"{out}/mask.pt",
+         "--out-table", f"{out}/mask.parquet"],
+        ["train", "--settings", contracts.train_contract(s, METHOD, RATIO, SEED, "mnist", arch=ARCH).to_json(),
+         "--init", init, "--mask", f"{out}/mask.pt", "--data", data, "--out-weights", f"{out}/final.pt",
+         "--out-log", f"{out}/train_log.parquet"],
+        ["eval", "--settings", contracts.eval_contract(s, ARCH, "mnist", METHOD, RATIO, SEED).to_json(), "--final",
          f"{out}/final.pt", "--mask", f"{out}/mask.pt", "--data", data, "--out", f"{out}/eval.parquet"],
     ]
     return [[*a, "--threads", str(threads)] for a in argvs]
@@ -74,7 +77,7 @@ def fingerprint(folder) -> dict:
 def runs(tmp_path_factory, mnist_pt):
     root = tmp_path_factory.mktemp("determinism")
     init = root / "init.pt"
-    stages.run_init(config.init_settings(SETTINGS, ARCH, "mnist", SEED, "pytorch_default"), init,
+    stages.run_init(contracts.init_contract(SETTINGS, ARCH, "mnist", SEED, "pytorch_default"), init,
                     root / "init.parquet")
     cold_env = {k: v for k, v in os.environ.items() if k != worker.ENV_VAR}
     # (b) cold: a fresh process runs the four stages; 1 thread once, 2 threads twice

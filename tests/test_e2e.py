@@ -22,6 +22,7 @@ import yaml
 
 from prunelib.foundations.artifacts import load_pt
 
+from cells import run_cell
 from conftest import PYTHON, REPO, run
 
 pytestmark = pytest.mark.e2e
@@ -165,7 +166,7 @@ def test_cells_the_kill_cut_short_end_with_the_rows_of_an_uninterrupted_run(comp
     interrupted gives.  Every cell that had anything on disk at the kill is recomputed
     here uninterrupted, in-process with the stage functions (which test_determinism.py
     shows write what the workflow's jobs write), from a fresh init, and compared."""
-    from prunelib import config, stages
+    from prunelib import config
 
     wd, _ = completed
     touched = (wd / "killed_with.txt").read_text().split()
@@ -177,22 +178,9 @@ def test_cells_the_kill_cut_short_end_with_the_rows_of_an_uninterrupted_run(comp
     try:
         fresh = wd.parent / f"{wd.name}_uninterrupted"
         for rel in touched:
-            _, _, arch, seed_dir, method, rdir = rel.split("/")
+            _, dataset, arch, seed_dir, method, rdir = rel.split("/")
             seed, ratio = int(seed_dir[4:]), float(rdir[1:])
-            d = fresh / rel
-            init = fresh / f"{seed_dir}_init.pt"
-            if not init.exists():
-                stages.run_init(config.init_settings(s, arch, "mnist", seed, s.init.scheme_for(method)), init,
-                                init.with_suffix(".parquet"))
-            scores = d / "scores.pt"
-            if method != config.DENSE:
-                stages.run_score(config.score_settings(s, method, seed), init, data, scores)
-            stages.run_mask(config.mask_settings(s, method, ratio, seed), init, scores, d / "mask.pt",
-                            d / "mask.parquet")
-            stages.run_train(config.cell_train_settings(s, method, ratio, seed, "mnist"), init, d / "mask.pt",
-                             data, d / "final.pt", d / "train_log.parquet")
-            stages.run_eval(config.eval_settings(s, arch, "mnist", method, ratio, seed), d / "final.pt",
-                            d / "mask.pt", data, d / "eval.parquet")
+            run_cell(fresh, data, s, arch, method, ratio, seed, dataset=dataset, folder=fresh / rel)
             from prunelib.audit import rows as compare_rows
 
             rep = compare_rows.compare(wd / rel / "eval.parquet", fresh / rel / "eval.parquet")

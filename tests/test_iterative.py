@@ -1,6 +1,7 @@
 """Iterative magnitude pruning: one round of every preset checked by hand on real MNIST,
 exact densities for every round, and the chain's ranking."""
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from prunelib import config, stages
 
+from prunelib.config import contracts
 from prunelib.methods import iterative
 
 from prunelib.nets import models
@@ -15,6 +17,8 @@ from prunelib.foundations.paths import imp_round_files
 from prunelib.foundations.artifacts import load_pt, read_parquet_rows
 from prunelib.methods.masking import kept_count, removal_ranking
 from prunelib.train.loop import run_steps
+
+from cells import settings
 
 # 120 training examples in batches of 60: S = 2 steps per epoch, T = 4 epochs = 8 steps.
 # Step schedule: lr 0.05 in epochs 0-1 (positions 0-3), 0.005 in epochs 2-3 (4-7).
@@ -26,7 +30,7 @@ CFG = {
               "milestones": [2], "gamma": 0.1, "lr": 0.05},
     "iterative": {"round_factor": 0.5, "rewind_fraction": 0.25, "gimp_fraction": 0.75},
 }
-S = config.to_settings(config.resolve(CFG))
+S = settings(CFG)
 T, SPE = 8, 2
 
 
@@ -48,14 +52,14 @@ EXPECTED = {
 def chain(tmp_path_factory, mnist_pt):
     """Round 0 and round 1 of every preset, as the workflow runs them."""
     root = tmp_path_factory.mktemp("imp")
-    stages.run_init(config.init_settings(S, "lenet300", "mnist", 0, "pytorch_default"), root / "init.pt",
+    stages.run_init(contracts.init_contract(S, "lenet300", "mnist", 0, "pytorch_default"), root / "init.pt",
                     root / "init.parquet")
     for method in config.IMP_METHODS:
         d = root / method
         r0, r1 = imp_round_files(d / "round0"), imp_round_files(d / "round1")
-        stages.run_imp_round(config.imp_round_settings(S, method, 0, "mnist", 0), mnist_pt, r0,
+        stages.run_imp_round(contracts.imp_round_contract(S, method, 0, "mnist", 0), mnist_pt, r0,
                              init_path=root / "init.pt")
-        stages.run_imp_round(config.imp_round_settings(S, method, 0, "mnist", 1), mnist_pt, r1,
+        stages.run_imp_round(contracts.imp_round_contract(S, method, 0, "mnist", 1), mnist_pt, r1,
                              prev_weights=r0["weights"], prev_mask=r0["mask"], rewind_path=r0["rewind"])
     return root
 
@@ -178,9 +182,9 @@ def test_layerwise_rounds_prune_every_tensor_to_the_density():
 def test_resolve_plan_rejects_impossible_schedules():
     spec = config.imp_spec(S, "lth")
     with pytest.raises(ValueError, match="retrain_steps = 9 with rewind_lr"):
-        iterative.resolve_plan({**spec, "retrain_steps": 9}, SPE, 4)
+        iterative.resolve_plan(dataclasses.replace(spec, retrain_steps=9), SPE, 4)
     with pytest.raises(ValueError, match="rewind_weights_to = 20 is outside"):
-        iterative.resolve_plan({**spec, "rewind_weights_to": 20}, SPE, 4)
+        iterative.resolve_plan(dataclasses.replace(spec, rewind_weights_to=20), SPE, 4)
 
 
 def test_a_failed_round_fails_the_rest_of_the_chain_with_exact_masks(chain, mnist_pt, tmp_path):
@@ -195,7 +199,7 @@ def test_a_failed_round_fails_the_rest_of_the_chain_with_exact_masks(chain, mnis
     blob["state_dict"]["fc1.weight"][0, :5] = float("nan")
     blob["meta"].update(status="failed", reason="training loss became nan in epoch 2 (lr 0.05)")
     save_pt(blob, prev / "weights.pt")
-    stages.run_imp_round(config.imp_round_settings(S, "lth", 0, "mnist", 1), mnist_pt,
+    stages.run_imp_round(contracts.imp_round_contract(S, "lth", 0, "mnist", 1), mnist_pt,
                          imp_round_files(tmp_path / "round1"), prev_weights=prev / "weights.pt",
                          prev_mask=prev / "mask.pt", rewind_path=prev / "rewind.pt")
     out = load_pt(tmp_path / "round1" / "weights.pt")["meta"]

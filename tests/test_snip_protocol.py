@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cells import run_cell, settings
 from prunelib import config, stages
+from prunelib.catalogue import registry
+from prunelib.config import contracts
 
 from prunelib.nets import init_schemes
 
@@ -53,8 +56,8 @@ def test_snip_with_zero_biases_prunes_every_bias_and_counts_them_in_the_ratio(mn
     net = init_schemes.apply(models.build("lenet300", 10, 1, 28), "variance_scaling")
     prunable = models.prunable_names(net, include_bias=True)
     assert sum(n.endswith(".bias") for n in prunable) == 3
-    scores, _used = stages.compute_scores(net, prunable, "snip", mnist, "mnist", 0,
-                                          {"batch_size": 100, "num_batches": 1, "class_balanced": False}, {},
+    scores, _used = stages.compute_scores(net, prunable, registry.method("snip").make_scorer({}), mnist, "mnist", 0,
+                                          {"batch_size": 100, "num_batches": 1, "class_balanced": False},
                                           torch.device("cpu"))
     masks, _rows = masking.select_masks(scores, 20, "global", 0, method="snip")
     assert sum(int(m.sum()) for m in masks.values()) == masking.kept_count(266_610, 20) == 13_331
@@ -62,13 +65,16 @@ def test_snip_with_zero_biases_prunes_every_bias_and_counts_them_in_the_ratio(mn
 
 
 def test_after_pruning_redraw_is_recorded_only_when_asked_and_draws_fresh_weights_with_zero_biases(tmp_path):
-    s = config.to_settings(config.resolve({"init": {"scheme": "variance_scaling", "after_pruning": "redraw"},
-                                           "train": {"epochs": 1, "train_subset": 200, "batch_size": 100}}))
-    keep = config.to_settings(config.resolve({}))
-    assert config.cell_train_settings(s, "snip", 4, 0, "mnist")["after_pruning"] == "redraw"
-    assert "after_pruning" not in config.cell_train_settings(keep, "snip", 4, 0, "mnist")
-    assert "after_pruning" not in config.cell_train_settings(s, "lth", 4, 0, "mnist")  # a chain trains its own
-    init = config.init_settings(s, "lenet300", "mnist", 0, "variance_scaling")
+    s = settings(init={"scheme": "variance_scaling", "after_pruning": "redraw"},
+                 train={"epochs": 1, "train_subset": 200, "batch_size": 100})
+    keep = settings()
+    redraw = contracts.train_contract(s, "snip", 4, 0, "mnist")
+    assert redraw.after_pruning == "redraw" and redraw.to_dict()["after_pruning"] == "redraw"
+    assert contracts.train_contract(keep, "snip", 4, 0, "mnist").after_pruning == "keep"
+    assert "after_pruning" not in contracts.train_contract(keep, "snip", 4, 0, "mnist").to_dict()
+    chain = contracts.train_contract(s, "lth", 4, 0, "mnist")  # a chain trains its own
+    assert chain.after_pruning == "keep" and "after_pruning" not in chain.to_dict()
+    init = contracts.init_contract(s, "lenet300", "mnist", 0, "variance_scaling")
     stages.run_init(init, tmp_path / "init.pt", tmp_path / "init.parquet")
     meta = load_pt(tmp_path / "init.pt")["meta"]
     fresh = stages.redrawn_state(meta, 0)
@@ -81,21 +87,14 @@ def test_after_pruning_redraw_is_recorded_only_when_asked_and_draws_fresh_weight
 
 @pytest.mark.parametrize("after", ["keep", "redraw"])
 def test_training_starts_from_the_redrawn_weights_masked(tmp_path, mnist_pt, after):
-    s = config.to_settings(config.resolve({"init": {"scheme": "variance_scaling", "after_pruning": after},
-                                           "train": {"epochs": 1, "train_subset": 200, "batch_size": 100,
-                                                     "lr": 1e-9}}))
-    stages.run_init(config.init_settings(s, "lenet300", "mnist", 0, "variance_scaling"), tmp_path / "init.pt",
-                    tmp_path / "init.parquet")
-    stages.run_score(config.score_settings(s, "global_magnitude", 0), tmp_path / "init.pt", mnist_pt,
-                     tmp_path / "scores.pt")
-    stages.run_mask(config.mask_settings(s, "global_magnitude", 4, 0), tmp_path / "init.pt", tmp_path / "scores.pt",
-                    tmp_path / "mask.pt", tmp_path / "mask.parquet")
-    stages.run_train(config.cell_train_settings(s, "global_magnitude", 4, 0, "mnist"), tmp_path / "init.pt",
-                     tmp_path / "mask.pt", mnist_pt, tmp_path / "final.pt", tmp_path / "log.parquet")
-    final = load_pt(tmp_path / "final.pt")
-    mask = load_pt(tmp_path / "mask.pt")["masks"]["fc1.weight"]
-    start = (stages.redrawn_state(load_pt(tmp_path / "init.pt")["meta"], 0) if after == "redraw"
-             else load_pt(tmp_path / "init.pt")["state_dict"])
+    s = settings(init={"scheme": "variance_scaling", "after_pruning": after},
+                 train={"epochs": 1, "train_subset": 200, "batch_size": 100, "lr": 1e-9})
+    cell = run_cell(tmp_path, mnist_pt, s, "lenet300", "global_magnitude", 4, until="train", folder=tmp_path)
+    assert load_pt(cell.init)["meta"]["init_scheme"] == "variance_scaling"
+    final = load_pt(cell.final)
+    mask = load_pt(cell.mask)["masks"]["fc1.weight"]
+    start = (stages.redrawn_state(load_pt(cell.init)["meta"], 0) if after == "redraw"
+             else load_pt(cell.init)["state_dict"])
     w = final["state_dict"]["fc1.weight"]
     assert not w[~mask].any()
     torch.testing.assert_close(w[mask], start["fc1.weight"][mask], rtol=0, atol=1e-6)  # lr ~ 0: barely moved
@@ -115,30 +114,24 @@ def test_step_milestones_drop_the_lr_once_that_many_steps_are_done_as_tf_piecewi
 
 
 def _cell(tmp_path, mnist_pt, extra: dict):
-    s = config.to_settings(config.resolve({"init": {"scheme": "variance_scaling"},
-                                           "train": {"train_subset": 300, "batch_size": 100, "lr": 0.1,
-                                                     "eval_batch_size": 1000}, **extra}))
-    stages.run_init(config.init_settings(s, "lenet300", "mnist", 0, "variance_scaling"), tmp_path / "init.pt",
-                    tmp_path / "init.parquet")
-    stages.run_score(config.score_settings(s, "snip", 0), tmp_path / "init.pt", mnist_pt, tmp_path / "scores.pt")
-    stages.run_mask(config.mask_settings(s, "snip", 4, 0), tmp_path / "init.pt", tmp_path / "scores.pt",
-                    tmp_path / "mask.pt", tmp_path / "mask.parquet")
-    train_settings = config.cell_train_settings(s, "snip", 4, 0, "mnist")
-    stages.run_train(train_settings, tmp_path / "init.pt", tmp_path / "mask.pt", mnist_pt, tmp_path / "final.pt",
-                     tmp_path / "log.parquet")
-    row = stages.run_eval(config.eval_settings(s, "lenet300", "mnist", "snip", 4, 0), tmp_path / "final.pt",
-                          tmp_path / "mask.pt", mnist_pt, tmp_path / "eval.parquet")
-    return train_settings, row
+    """A snip cell at r = 4 run to its eval row; its train contract and the row."""
+    from prunelib.foundations.artifacts import read_parquet_rows
+
+    s = settings({"init": {"scheme": "variance_scaling"},
+                  "train": {"train_subset": 300, "batch_size": 100, "lr": 0.1, "eval_batch_size": 1000}, **extra})
+    cell = run_cell(tmp_path, mnist_pt, s, "lenet300", "snip", 4, folder=tmp_path)
+    [row] = read_parquet_rows(cell.eval)
+    return contracts.train_contract(s, "snip", 4, 0, "mnist", arch="lenet300"), row
 
 
 def test_train_steps_replace_epochs_and_a_partial_last_epoch_is_logged(tmp_path, mnist_pt):
     from prunelib.foundations.artifacts import read_parquet_rows
 
-    settings, _row = _cell(tmp_path, mnist_pt, {"train": {"steps": 7, "train_subset": 300, "batch_size": 100}})
-    assert settings["train"]["steps"] == 7
-    log = read_parquet_rows(tmp_path / "log.parquet")
+    train, _row = _cell(tmp_path, mnist_pt, {"train": {"steps": 7, "train_subset": 300, "batch_size": 100}})
+    assert train.train.steps == 7 and train.to_dict()["train"]["steps"] == 7
+    log = read_parquet_rows(tmp_path / "train_log.parquet")
     assert [(r["epoch"], r["step"]) for r in log] == [(1, 3), (2, 6), (3, 7)]  # 3 steps per epoch, 7 in all
-    unset = config.cell_train_settings(config.to_settings(config.resolve({})), "snip", 4, 0, "mnist")
+    unset = contracts.train_contract(settings(), "snip", 4, 0, "mnist").to_dict()
     assert "steps" not in unset["train"] and "milestone_unit" not in unset["train"]  # old hashes unchanged
 
 
@@ -146,9 +139,10 @@ def test_best_of_checkpoints_is_the_max_test_top1_over_the_last_checkpoints_besi
     from prunelib.data import datasets
     from prunelib.train.loop import evaluate
 
-    settings, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 12, "train_subset": 300, "batch_size": 100},
-                                                "eval": {"every_steps": 3, "keep_last": 3}})
-    assert settings["test_checkpoints"] == {"every_steps": 3, "keep_last": 3}
+    train, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 12, "train_subset": 300, "batch_size": 100},
+                                             "eval": {"every_steps": 3, "keep_last": 3}})
+    assert (train.test_checkpoints.every_steps, train.test_checkpoints.keep_last) == (3, 3)
+    assert train.to_dict()["test_checkpoints"] == {"every_steps": 3, "keep_last": 3}
     final = load_pt(tmp_path / "final.pt")
     kept = final["test_checkpoints"]
     assert sorted(kept) == [6, 9, 12]  # every 3 steps, the last 3 kept
@@ -167,8 +161,9 @@ def test_best_of_checkpoints_is_the_max_test_top1_over_the_last_checkpoints_besi
 
 
 def test_without_eval_every_steps_no_checkpoints_are_kept_and_the_row_says_so(tmp_path, mnist_pt):
-    settings, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 3, "train_subset": 300, "batch_size": 100}})
-    assert "test_checkpoints" not in settings and "test_checkpoints" not in load_pt(tmp_path / "final.pt")
+    train, row = _cell(tmp_path, mnist_pt, {"train": {"steps": 3, "train_subset": 300, "batch_size": 100}})
+    assert train.test_checkpoints is None and "test_checkpoints" not in train.to_dict()
+    assert "test_checkpoints" not in load_pt(tmp_path / "final.pt")
     assert row["best_test_top1"] is None and row["best_test_step"] is None and row["checkpoints_evaluated"] == 0
     from prunelib.foundations.artifacts import read_parquet_rows
 
@@ -196,7 +191,7 @@ def test_the_checkpoints_table_shows_final_beside_best_of_checkpoints_with_its_l
 
 
 def test_the_snip_preset_states_the_authors_protocol_point_by_point():
-    s = config.to_settings(config.resolve({"preset": "snip"}))
+    s = settings(preset="snip")
     assert set(s.grid.archs) == {"lenet300", "lenet5_caffe"} and s.grid.methods == ("snip",)
     assert s.init.scheme == "variance_scaling" and s.init.after_pruning == "redraw"  # main.py, model.py
     assert s.prune.include_bias and not s.prune.include_norm  # every w and b key is pruned

@@ -10,6 +10,8 @@ from prunelib.methods import variants
 from prunelib.foundations.artifacts import load_pt
 from prunelib.methods.masking import kept_count, select_masks
 
+from cells import run_cell, settings
+
 
 def _scores(seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -72,29 +74,26 @@ def test_unknown_variant_is_refused():
         variants.transform_mask("flip", {}, 0)
 
 
-S = config.to_settings(config.resolve({"train": {"epochs": 1, "train_subset": 256, "batch_size": 64},
-                                       "grid": {"archs": ["lenet300"], "datasets": ["mnist"],
-                                                "methods": ["global_magnitude"], "ratios": [1, 4], "seeds": [3],
-                                                "variants": list(config.VARIANTS)}}))
+S = settings(train={"epochs": 1, "train_subset": 256, "batch_size": 64},
+             grid={"archs": ["lenet300"], "datasets": ["mnist"], "methods": ["global_magnitude"], "ratios": [1, 4],
+                   "seeds": [3], "variants": list(config.VARIANTS)})
 
 
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory, mnist_pt):
+    """One folder per variant (``none`` is the method itself), each its cell's init -> train."""
     root = tmp_path_factory.mktemp("variants")
-    init = root / "init.pt"
-    stages.run_init(config.init_settings(S, "lenet300", "mnist", 3, "pytorch_default"), init, root / "init.parquet")
-    stages.run_score(config.score_settings(S, "global_magnitude", 3), init, mnist_pt, root / "scores.pt")
     for v in config.VARIANTS:
-        d = root / v
-        stages.run_mask(config.mask_settings(S, "global_magnitude", 4, 3, v), init, root / "scores.pt",
-                        d / "mask.pt", d / "mask.parquet")
-        stages.run_train(config.cell_train_settings(S, "global_magnitude", 4, 3, "mnist", v), init, d / "mask.pt",
-                         mnist_pt, d / "final.pt", d / "train_log.parquet")
+        run_cell(root, mnist_pt, S, "lenet300", "global_magnitude", 4, seed=3, variant=v, until="train",
+                 folder=root / v)
     return root
 
 
 def test_stages_record_each_variant_and_its_seed(cells):
-    init = load_pt(cells / "init.pt")["state_dict"]
+    init = load_pt(cells / "none" / "init.pt")["state_dict"]
+    # every variant's cell starts from the same initial weights (same seed and scheme)
+    assert all(torch.equal(load_pt(cells / v / "init.pt")["state_dict"]["fc1.weight"], init["fc1.weight"])
+               for v in config.VARIANTS)
     base = load_pt(cells / "none" / "mask.pt")
     assert "variant" not in base["meta"]
     for v in ("shuffle_layer", "invert"):
@@ -107,7 +106,7 @@ def test_stages_record_each_variant_and_its_seed(cells):
             "variant": v, "seed": 3, "stream": {"reinit": "variant:reinit",
                                                 "shuffle_weights": "variant:shuffle_weights:<tensor>"}[v]}
     # reinit trains from other initial weights: same network, fresh draw
-    fresh = stages.fresh_init_state(load_pt(cells / "init.pt")["meta"], 3, "variant:reinit")
+    fresh = stages.fresh_init_state(load_pt(cells / "none" / "init.pt")["meta"], 3, "variant:reinit")
     assert set(fresh) == set(init) and not torch.equal(fresh["fc1.weight"], init["fc1.weight"])
     assert fresh["fc1.weight"].std().item() == pytest.approx(init["fc1.weight"].std().item(), rel=0.05)
     finals = {v: load_pt(cells / v / "final.pt")["state_dict"]["fc1.weight"] for v in config.VARIANTS}

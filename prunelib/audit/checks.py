@@ -324,13 +324,12 @@ def _lineage_checks(checks: Checks, cell: Path, loaded: dict, row: dict | None) 
         checks.add("lineage recorded", None, "artifacts made before lineage was recorded")
         return
     visited = {path.resolve() for _, path, _ in todo}
-    # recorded paths are relative to the workflow's folder: the one holding results/
-    base = next((p.parent for p in cell.resolve().parents if p.name == "results"), Path.cwd())
+    base = run_folder(cell)
     while todo:
         label, _, meta = todo.pop(0)
         for role, rec in (meta.get("inputs") or {}).items():
             path = Path(rec["path"])
-            if not path.is_absolute() and not path.is_file():
+            if not path.is_absolute():  # (never the current folder's file of that name: another run's)
                 path = base / path
             what = f"lineage: {label} <- {role}"
             if not path.is_file():
@@ -356,6 +355,14 @@ def _lineage_checks(checks: Checks, cell: Path, loaded: dict, row: dict | None) 
                 ok = row.get(col) == on_disk(path)
                 checks.add(f"eval row {col} is {path.name} on disk", ok,
                            "" if ok else f"row {str(row.get(col))[:12]}…, on disk {on_disk(path)[:12]}…")
+
+
+def run_folder(cell: Path) -> Path:
+    """The folder of the run that made ``cell``: the one holding its ``results/``, which
+    every relative path its lineage records is relative to (the workflow's folder), from
+    wherever the audit is started.  A cell outside any ``results/`` folder (made by hand
+    from Python) recorded its paths relative to where it ran: the current folder."""
+    return next((p.parent for p in Path(cell).resolve().parents if p.name == "results"), Path.cwd())
 
 
 # --- audit grid -------------------------------------------------------------------------
