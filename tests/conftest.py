@@ -17,6 +17,27 @@ PYTHON = sys.executable
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
+def _tree_state(folder: Path) -> dict:
+    """Every file under ``folder``: (size, mtime in ns), by relative path."""
+    if not folder.is_dir():
+        return {}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_results_untouched():
+    """Tests never write (nor need) the checkout's own results/ or reports/ (a user's
+    ``make run`` fills them): every test works in a temporary folder of its own.  This
+    holds the suite to that: the two folders are the same after it as before."""
+    before = {name: _tree_state(REPO / name) for name in ("results", "reports")}
+    yield
+    after = {name: _tree_state(REPO / name) for name in ("results", "reports")}
+    for name in before:
+        changed = sorted(set(before[name].items()) ^ set(after[name].items()))
+        assert not changed, f"the test suite changed the checkout's {name}/: {changed[:5]}"
+
+
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     from prunelib.data.datasets import fetch_mnist
@@ -39,6 +60,25 @@ def mnist(mnist_pt) -> dict:
     from prunelib.data.datasets import load_prepared
 
     return load_prepared(mnist_pt)
+
+
+#: The upper bound of every wait on an event: generous, so that it fires only on a real
+#: hang, never on a loaded machine (the suite passes with two busy processes per core).
+HANG_SECONDS = 600.0
+
+
+def wait_until(event, what: str, timeout: float = HANG_SECONDS, interval: float = 0.02):
+    """Poll ``event()`` until it returns something truthy, and return that; fail naming
+    ``what`` only after ``timeout`` seconds (a hang, not a slow machine)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = event()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}: it never happened"
+        time.sleep(interval)
 
 
 def tensor_dict_digest(tensors: dict) -> str:

@@ -7,8 +7,9 @@ from prunelib import config
 
 from prunelib.catalogue import registry
 from prunelib.config import validation
-from prunelib.config import ConfigError, resolve
+from prunelib.config import ConfigError, contracts, resolve
 
+from cells import settings
 from conftest import REPO, SNAKEMAKE
 
 
@@ -47,7 +48,7 @@ def test_default_config_resolves_to_the_fast_preset():
 
 
 def test_preset_then_config_overrides():
-    s = config.to_settings(resolve({"preset": "thesis", "train": {"epochs": 2}}))
+    s = settings({"preset": "thesis", "train": {"epochs": 2}})
     assert s.train.lr == 1e-4 and s.train.nesterov and s.train.batch_size == 128
     assert s.train.epochs == 2                     # the user's key wins over the preset
     assert s.init.scheme_for("snip") == "xavier_normal"
@@ -163,41 +164,47 @@ def test_settings_hash_is_stable_and_sensitive():
 
 
 def test_grid_pairs_replace_the_cross_product():
-    s = config.to_settings(resolve(_grid(archs=["lenet5", "resnet20"], datasets=["mnist", "cifar10"],
-                                         pairs=[["resnet20", "cifar10"], ["lenet5", "mnist"]])))
+    s = settings(_grid(archs=["lenet5", "resnet20"], datasets=["mnist", "cifar10"],
+                       pairs=[["resnet20", "cifar10"], ["lenet5", "mnist"]]))
     assert sorted({(c.arch, c.dataset) for c in config.cells(s)}) == [("lenet5", "mnist"), ("resnet20", "cifar10")]
-    cross = config.to_settings(resolve(_grid(archs=["lenet5", "resnet20"], datasets=["mnist", "cifar10"])))
+    cross = settings(_grid(archs=["lenet5", "resnet20"], datasets=["mnist", "cifar10"]))
     assert len({(c.arch, c.dataset) for c in config.cells(cross)}) == 4   # lenet5 fits CIFAR: allowed
 
 
 def test_thesis_preset_is_the_whole_study_grid():
-    s = config.to_settings(resolve({"preset": "thesis"}))
+    s = settings({"preset": "thesis"})
     assert set(s.grid.arch_dataset_pairs()) == {("lenet5", "mnist"), ("vgg16", "cifar10"), ("resnet56", "cifar10"),
                                                ("vgg16", "cifar100"), ("resnet56", "cifar100")}
     assert len(config.cells(s)) == 5 * 3 * (1 + 14 * 6)
-    epochs = {d: config.train_settings(s, 42, d)["train"]["epochs"] for d in ("mnist", "cifar10", "cifar100")}
+    epochs = {d: contracts.train_contract(s, "dense", 1, 42, d).train.epochs for d in ("mnist", "cifar10", "cifar100")}
     assert epochs == {"mnist": 5, "cifar10": 25, "cifar100": 50}
 
 
 def test_epochs_per_dataset_changes_only_that_datasets_train_settings():
-    base = config.to_settings(resolve({"preset": "thesis"}))
-    more = config.to_settings(resolve({"preset": "thesis", "train": {"epochs_per_dataset": {"cifar100": 60}}}))
+    base = settings({"preset": "thesis"})
+    more = settings({"preset": "thesis", "train": {"epochs_per_dataset": {"cifar100": 60}}})
+    def train(s, d):
+        return contracts.train_contract(s, "dense", 1, 42, d)
+
     for d in ("mnist", "cifar10"):
-        assert config.train_settings(base, 42, d) == config.train_settings(more, 42, d)
-    assert config.train_settings(base, 42, "cifar100") != config.train_settings(more, 42, "cifar100")
-    assert "epochs_per_dataset" not in config.train_settings(base, 42, "cifar10")["train"]
+        assert train(base, d) == train(more, d) and train(base, d).hash() == train(more, d).hash()
+    assert train(base, "cifar100") != train(more, "cifar100")
+    assert train(base, "cifar100").hash() != train(more, "cifar100").hash()
+    assert train(base, "cifar10").train.epochs_per_dataset == {}
+    assert "epochs_per_dataset" not in train(base, "cifar10").to_dict()["train"]
 
 
 def test_augment_auto_resolves_per_dataset_and_model_options_only_for_resnets():
-    s = config.to_settings(resolve({"model": {"shortcut": "B"}}))
-    assert config.train_settings(s, 0, "cifar10")["train"]["augment"] == "cifar"
-    assert config.train_settings(s, 0, "synthetic_cifar10")["train"]["augment"] == "cifar"
-    assert config.train_settings(s, 0, "mnist")["train"]["augment"] == "none"
-    assert config.init_settings(s, "resnet20", "cifar10", 0, "pytorch_default")["model"] == \
+    s = settings({"model": {"shortcut": "B"}})
+    assert contracts.train_contract(s, "dense", 1, 0, "cifar10").train.augment == "cifar"
+    assert contracts.train_contract(s, "dense", 1, 0, "synthetic_cifar10").train.augment == "cifar"
+    assert contracts.train_contract(s, "dense", 1, 0, "mnist").train.augment == "none"
+    assert contracts.init_contract(s, "resnet20", "cifar10", 0, "pytorch_default").model == \
         {"shortcut": "B", "bn_momentum": 0.1, "bn_eps": 1e-5}
-    assert config.init_settings(s, "vgg16", "cifar10", 0, "pytorch_default")["model"] == \
+    assert contracts.init_contract(s, "vgg16", "cifar10", 0, "pytorch_default").model == \
         {"bn_momentum": 0.1, "bn_eps": 1e-5}
-    assert "model" not in config.init_settings(s, "lenet5", "mnist", 0, "pytorch_default")
+    lenet5 = contracts.init_contract(s, "lenet5", "mnist", 0, "pytorch_default")
+    assert lenet5.model == {} and "model" not in lenet5.to_dict()
 
 
 def test_batchnorm_settings_reach_every_batchnorm_layer_and_the_init_artifact(tmp_path):
@@ -211,9 +218,9 @@ def test_batchnorm_settings_reach_every_batchnorm_layer_and_the_init_artifact(tm
     assert {a for a, e in registry.ARCHS.items() if e.batchnorm} == {
         a for a in registry.ARCHS
         if any(isinstance(m, torch.nn.BatchNorm2d) for m in models.build(a, 10, 3, 32).modules())}
-    s = config.to_settings(resolve({"model": {"bn_momentum": 0.01, "bn_eps": 1e-3}}))
-    settings = config.init_settings(s, "resnet20", "synthetic_cifar10", 0, "pytorch_default")
-    stages.run_init(settings, tmp_path / "i.pt", tmp_path / "i.parquet")
+    s = settings({"model": {"bn_momentum": 0.01, "bn_eps": 1e-3}})
+    init = contracts.init_contract(s, "resnet20", "synthetic_cifar10", 0, "pytorch_default")
+    stages.run_init(init, tmp_path / "i.pt", tmp_path / "i.parquet")
     model, meta = stages.load_model(tmp_path / "i.pt")
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(m.momentum == 0.01 and m.eps == 1e-3 for m in bns)
@@ -222,7 +229,7 @@ def test_batchnorm_settings_reach_every_batchnorm_layer_and_the_init_artifact(tm
 
 @pytest.mark.parametrize("preset", ["standard", "snip"])
 def test_new_presets_resolve(preset):
-    s = config.to_settings(resolve({"preset": preset}))
+    s = settings({"preset": preset})
     assert config.cells(s)
     if preset == "snip":
         assert (s.train.lr, s.train.batch_size, s.train.weight_decay, s.train.val_fraction) == (0.1, 100, 5e-4, 0.1)
@@ -247,10 +254,13 @@ def test_imp_mnist_preset_has_every_iterative_method():
 
 
 def test_a_thread_count_other_than_one_enters_every_computing_jobs_settings():
-    one, two = (config.to_settings(resolve({"threads": t})) for t in (1, 2))
-    for make in (lambda s: config.score_settings(s, "snip", 0), lambda s: config.train_settings(s, 0, "mnist"),
-                 lambda s: config.mask_settings(s, "synflow", 4, 0),
-                 lambda s: config.imp_round_settings(s, "lth", 0, "mnist", 0)):
-        assert "threads" not in make(one) and make(two)["threads"] == 2
+    one, two = (settings(threads=t) for t in (1, 2))
+    for make in (lambda s: contracts.score_contract(s, "snip", 0),
+                 lambda s: contracts.train_contract(s, "dense", 1, 0, "mnist"),
+                 lambda s: contracts.mask_contract(s, "synflow", 4, 0),
+                 lambda s: contracts.imp_round_contract(s, "lth", 0, "mnist", 0)):
+        assert make(one).threads == 1 and make(two).threads == 2
+        assert "threads" not in make(one).to_dict() and make(two).to_dict()["threads"] == 2
+        assert make(one).hash() != make(two).hash()
     cell = ("lenet300", "mnist", "snip", 4, 0)
-    assert config.eval_settings(one, *cell)["cell_hash"] != config.eval_settings(two, *cell)["cell_hash"]
+    assert contracts.eval_contract(one, *cell).cell_hash != contracts.eval_contract(two, *cell).cell_hash

@@ -8,7 +8,6 @@ with ``plugins: [examples/plugins/study_snip.py]`` through Snakemake.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,13 +18,14 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from prunelib import config
+from prunelib.config import contracts
 
 from prunelib.catalogue import plugins
 
 from prunelib.catalogue import registry
 from prunelib.foundations.artifacts import load_pt
 
+from cells import settings
 from conftest import PYTHON, REPO, run
 
 EXAMPLE = REPO / "examples" / "plugins" / "study_snip.py"
@@ -51,14 +51,15 @@ def test_the_example_registers_through_the_public_api(isolated_registry):
     assert entry.origin.sha256 == plugins.sha256_of(str(EXAMPLE))
     assert "Eq. 3.5" in entry.paper
     # its jobs carry the plugin (so they import it, and rerun when it changes); built-ins' do not
-    s = config.to_settings(config.resolve({"plugins": [str(EXAMPLE)],
-                                           "grid": {"archs": ["lenet300"], "datasets": ["mnist"],
-                                                    "methods": ["snip", "snip_abs_grad"],
-                                                    "ratios": [1, 4], "seeds": [0]}}))
-    rec = config.score_settings(s, "snip_abs_grad", 0, "lenet300", "mnist")["plugins"]
-    assert rec == [{"plugin": str(EXAMPLE), "sha256": entry.origin.sha256}]
-    assert "plugins" not in config.score_settings(s, "snip", 0, "lenet300", "mnist")
-    assert "plugins" not in config.init_settings(s, "lenet300", "mnist", 0, "pytorch_default")
+    s = settings(plugins=[str(EXAMPLE)], grid={"archs": ["lenet300"], "datasets": ["mnist"],
+                                               "methods": ["snip", "snip_abs_grad"], "ratios": [1, 4], "seeds": [0]})
+    mine = contracts.score_contract(s, "snip_abs_grad", 0, "lenet300", "mnist")
+    assert mine.plugins == ({"plugin": str(EXAMPLE), "sha256": entry.origin.sha256},)
+    assert mine.to_dict()["plugins"] == [{"plugin": str(EXAMPLE), "sha256": entry.origin.sha256}]
+    snip = contracts.score_contract(s, "snip", 0, "lenet300", "mnist")
+    assert snip.plugins == () and "plugins" not in snip.to_dict()
+    init = contracts.init_contract(s, "lenet300", "mnist", 0, "pytorch_default")
+    assert init.plugins == () and "plugins" not in init.to_dict()
 
 
 def test_the_example_scores_the_studys_eq_3_5(isolated_registry):
@@ -196,23 +197,23 @@ def test_a_plugin_network_and_dataset_run_the_data_and_init_stages_in_fresh_proc
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        s = config.to_settings(config.resolve(cfg))
-        data = config.data_settings("stripes")
-        init = config.init_settings(s, "tiny_mlp", "stripes", 0, "pytorch_default")
+        s = settings(cfg)
+        data = contracts.data_contract("stripes")
+        init = contracts.init_contract(s, "tiny_mlp", "stripes", 0, "pytorch_default")
     finally:
         os.chdir(cwd)
-    assert data["plugins"] == init["plugins"] and data["plugins"][0]["plugin"] == "mine.py"
+    assert data.plugins == init.plugins and data.plugins[0]["plugin"] == "mine.py"
     assert registry.arch("tiny_mlp").cost == 0.5 and registry.dataset("stripes").image_size == 8
     run([PYTHON, "-m", "prunelib", "data", "--dataset", "stripes", "--root", ".", "--out", "stripes.pt",
-         "--settings", json.dumps(data)], cwd=tmp_path)
-    run([PYTHON, "-m", "prunelib", "init", "--settings", json.dumps(init), "--out-weights", "init.pt",
+         "--settings", data.to_json()], cwd=tmp_path)
+    run([PYTHON, "-m", "prunelib", "init", "--settings", init.to_json(), "--out-weights", "init.pt",
          "--out-table", "init.parquet"], cwd=tmp_path)
     blob = load_pt(tmp_path / "init.pt")
     assert blob["state_dict"]["1.weight"].shape == (32, 64) and blob["meta"]["arch"] == "tiny_mlp"
     assert load_pt(tmp_path / "stripes.pt")["meta"]["source"] == "made here"
     # the jobs refuse a plugin edited after the workflow was planned
     (tmp_path / "mine.py").write_text(NET_AND_DATA + "\n# edited\n")
-    proc = run([PYTHON, "-m", "prunelib", "init", "--settings", json.dumps(init), "--out-weights", "x.pt",
+    proc = run([PYTHON, "-m", "prunelib", "init", "--settings", init.to_json(), "--out-weights", "x.pt",
                 "--out-table", "x.parquet"], cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "mine.py changed since the workflow was planned" in proc.stderr
     assert not (tmp_path / "x.pt").exists()

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from prunelib import config, stages
+from prunelib.config import contracts
 
 from prunelib.cli import main as cli
 
@@ -21,12 +22,12 @@ from prunelib.foundations.artifacts import load_pt, read_parquet_rows
 from prunelib.methods.masking import kept_count
 from prunelib.methods.scorers.grasp import GraspScorer
 
+from cells import run_cell, settings
 from conftest import REPO
 
 
 def _settings(**over):
-    return config.to_settings(config.resolve({"train": {"epochs": 1, "train_subset": 256, "batch_size": 64},
-                                              **over}))
+    return settings(**{"train": {"epochs": 1, "train_subset": 256, "batch_size": 64}, **over})
 
 
 @pytest.mark.parametrize("arch, prune, extra", [
@@ -35,35 +36,28 @@ def _settings(**over):
 ])
 def test_include_bias_and_norm_make_those_parameters_prunable_and_counted(tmp_path, mnist_pt, arch, prune, extra):
     s = _settings(prune=prune)
-    stages.run_init(config.init_settings(s, arch, "mnist", 0, "pytorch_default"), tmp_path / "i.pt",
-                    tmp_path / "i.parquet")
-    init = load_pt(tmp_path / "i.pt")
+    cell = run_cell(tmp_path, mnist_pt, s, arch, "global_magnitude", 8, until="mask", folder=tmp_path)
+    init = load_pt(cell.init)
     prunable = init["meta"]["prunable"]
     assert set(extra) <= set(prunable)
-    table = {r["name"]: r["prunable"] for r in read_parquet_rows(tmp_path / "i.parquet")}
+    table = {r["name"]: r["prunable"] for r in read_parquet_rows(cell.init_table)}
     assert all(table[n] for n in extra)
     n = sum(init["state_dict"][k].numel() for k in prunable)
-    stages.run_score(config.score_settings(s, "global_magnitude", 0), tmp_path / "i.pt", mnist_pt,
-                     tmp_path / "s.pt")
-    stages.run_mask(config.mask_settings(s, "global_magnitude", 8, 0), tmp_path / "i.pt", tmp_path / "s.pt",
-                    tmp_path / "m.pt", tmp_path / "m.parquet")
-    masks = load_pt(tmp_path / "m.pt")["masks"]
+    masks = load_pt(cell.mask)["masks"]
     assert list(masks) == prunable
     assert sum(int(m.sum()) for m in masks.values()) == kept_count(n, 8)
 
 
 def test_grasp_scores_on_class_balanced_batches_by_default(tmp_path, mnist, mnist_pt):
     s = _settings()
-    stages.run_init(config.init_settings(s, "lenet300", "mnist", 3, "pytorch_default"), tmp_path / "i.pt",
-                    tmp_path / "i.parquet")
-    stages.run_score(config.score_settings(s, "grasp", 3), tmp_path / "i.pt", mnist_pt, tmp_path / "s.pt")
-    blob = load_pt(tmp_path / "s.pt")
+    cell = run_cell(tmp_path, mnist_pt, s, "lenet300", "grasp", 8, seed=3, until="score", folder=tmp_path)
+    blob = load_pt(cell.scores)
     assert (blob["meta"]["class_balanced"], blob["meta"]["batch_size"], blob["meta"]["n_examples"]) == \
         (True, 100, 100)
     batches = list(datasets.scoring_batches(mnist, "mnist", 3, 100, 1, class_balanced=True))
     assert torch.bincount(batches[0][1], minlength=10).tolist() == [10] * 10
     # the stage scored exactly those examples: recomputing on them gives the same bits
-    model, meta = stages.load_model(tmp_path / "i.pt")
+    model, meta = stages.load_model(cell.init)
     params = {n: p for n, p in model.named_parameters() if n in meta["prunable"]}
     want = GraspScorer().score(model, params, batches, 3)
     assert all(torch.equal(blob["scores"][n], want[n].detach()) for n in want)
@@ -89,19 +83,21 @@ def test_iterative_per_method_overrides_reach_the_imp_rounds(tmp_path, mnist_pt)
     s = _settings(iterative={"train_steps": 4, "per_method": {"lth": {"rewind_weights_to": 2, "retrain_steps": 2}}},
                   grid={"ratios": [1, 2], "methods": ["lth", "lrr"]})
     assert config.imp_spec(s, "lrr") == config.imp_spec(_settings(iterative={"train_steps": 4}), "lrr")
-    stages.run_init(config.init_settings(s, "lenet300", "mnist", 0, "pytorch_default"), tmp_path / "i.pt",
+    assert (config.imp_spec(s, "lth").rewind_weights_to, config.imp_spec(s, "lth").retrain_steps) == (2, 2)
+    stages.run_init(contracts.init_contract(s, "lenet300", "mnist", 0, "pytorch_default"), tmp_path / "i.pt",
                     tmp_path / "i.parquet")
     r0, r1 = tmp_path / "round0", tmp_path / "round1"
-    stages.run_imp_round(config.imp_round_settings(s, "lth", 0, "mnist", 0), mnist_pt, imp_round_files(r0),
-                         init_path=tmp_path / "i.pt")
+    stages.run_imp_round(contracts.imp_round_contract(s, "lth", 0, "mnist", 0, "lenet300"), mnist_pt,
+                         imp_round_files(r0), init_path=tmp_path / "i.pt")
     rewind = load_pt(r0 / "rewind.pt")
     assert rewind["meta"]["step"] == 2 and rewind["meta"]["plan"]["rewind_step"] == 2
     init = load_pt(tmp_path / "i.pt")["state_dict"]
     dense = load_pt(r0 / "weights.pt")["state_dict"]
     assert not torch.equal(rewind["state_dict"]["fc1.weight"], init["fc1.weight"])  # step 2, not 0
     assert not torch.equal(rewind["state_dict"]["fc1.weight"], dense["fc1.weight"])  # nor T = 4
-    stages.run_imp_round(config.imp_round_settings(s, "lth", 0, "mnist", 1), mnist_pt, imp_round_files(r1),
-                         prev_weights=r0 / "weights.pt", prev_mask=r0 / "mask.pt", rewind_path=r0 / "rewind.pt")
+    stages.run_imp_round(contracts.imp_round_contract(s, "lth", 0, "mnist", 1, "lenet300"), mnist_pt,
+                         imp_round_files(r1), prev_weights=r0 / "weights.pt", prev_mask=r0 / "mask.pt",
+                         rewind_path=r0 / "rewind.pt")
     plan = load_pt(r1 / "weights.pt")["meta"]["plan"]
     assert (plan["rewind_step"], plan["retrain_steps"], plan["train_steps"]) == (2, 2, 4)
     log = read_parquet_rows(r1 / "train_log.parquet")

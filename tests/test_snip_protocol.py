@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cells import run_cell, settings
-from prunelib import config, stages
+from prunelib import stages
 from prunelib.catalogue import registry
 from prunelib.config import contracts
 

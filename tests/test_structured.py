@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from prunelib import config, stages
+from cells import run_cell, settings
+from prunelib import stages
+from prunelib.config import contracts
 
 from prunelib.nets import models
 
@@ -153,24 +155,14 @@ def test_measure_on_resnet_with_shortcut_b():
 
 def test_structured_cell_through_the_stages(tmp_path, mnist_pt, monkeypatch):
     monkeypatch.setattr(slimming, "REPEATS", FAST)
-    s = config.to_settings(config.resolve({"train": {"epochs": 1, "train_subset": 512, "batch_size": 64},
-                                           "score": {"batch_size": 64}}))
-    arch, method, ratio, seed, d = "lenet5", "snip_filter", 4, 0, tmp_path
-    stages.run_init(config.init_settings(s, arch, "mnist", seed, s.init.scheme_for(method)), d / "init.pt",
-                    d / "init.parquet")
-    stages.run_score(config.score_settings(s, method, seed), d / "init.pt", mnist_pt, d / "scores.pt")
-    stages.run_mask(config.mask_settings(s, method, ratio, seed), d / "init.pt", d / "scores.pt",
-                    d / "mask.pt", d / "mask.parquet")
-    mask = load_pt(d / "mask.pt")
+    s = settings(train={"epochs": 1, "train_subset": 512, "batch_size": 64}, score={"batch_size": 64})
+    cell = run_cell(tmp_path, mnist_pt, s, "lenet5", "snip_filter", 4, folder=tmp_path)
+    mask = load_pt(cell.mask)
     rec = mask["meta"]["structured"]
     assert mask["meta"]["target_kept"] == rec["filter_target_kept"]
     assert mask["meta"]["n_kept"] == rec["filter_n_kept"] == sum(int(m.sum()) for m in mask["masks"].values())
     assert {f["layer"] for f in rec["filters"]} == {"conv1", "conv2", "fc1"}
-    stages.run_train(config.train_settings(s, seed), d / "init.pt", d / "mask.pt", mnist_pt,
-                     d / "final.pt", d / "train_log.parquet")
-    stages.run_eval(config.eval_settings(s, arch, "mnist", method, ratio, seed), d / "final.pt",
-                    d / "mask.pt", mnist_pt, d / "eval.parquet")
-    row = read_parquet_rows(d / "eval.parquet")[0]
+    row = read_parquet_rows(cell.eval)[0]
     assert row["granularity"] == "filter" and row["slim_equal"]
     assert row["slim_max_abs_diff"] <= slimming.TOLERANCE
     assert row["slim_params"] < row["n_params"]
@@ -236,14 +228,15 @@ def test_compression_table_and_figure_show_theoretical_vs_measured(tmp_path):
 
 @pytest.mark.parametrize("method", [m for m, e in registry.METHODS.items() if e.structured])
 def test_every_filter_method_scores_and_masks_through_the_stages(tmp_path, mnist_pt, method):
-    s = config.to_settings(config.resolve({"score": {"batch_size": 32}}))
+    s = settings(score={"batch_size": 32})
     d = tmp_path
-    stages.run_init(config.init_settings(s, "lenet5", "mnist", 0, s.init.scheme_for(method)), d / "i.pt",
+    stages.run_init(contracts.init_contract(s, "lenet5", "mnist", 0, s.init.scheme_for(method)), d / "i.pt",
                     d / "i.parquet")
-    stages.run_score(config.score_settings(s, method, 0), d / "i.pt", mnist_pt, d / "s.pt")
+    stages.run_score(contracts.score_contract(s, method, 0), d / "i.pt", mnist_pt, d / "s.pt")
     masks = []
     for r in (2, 8):
-        stages.run_mask(config.mask_settings(s, method, r, 0), d / "i.pt", d / "s.pt", d / "m.pt", d / "m.parquet")
+        stages.run_mask(contracts.mask_contract(s, method, r, 0), d / "i.pt", d / "s.pt", d / "m.pt",
+                        d / "m.parquet")
         blob = load_pt(d / "m.pt")
         meta, rec = blob["meta"], blob["meta"]["structured"]
         assert meta["n_kept"] == rec["filter_n_kept"] <= meta["target_kept"] == rec["filter_target_kept"]

@@ -16,7 +16,7 @@ from prunelib.config import contracts
 from prunelib.foundations.artifacts import load_pt
 
 from cells import settings
-from conftest import PYTHON, REPO
+from conftest import PYTHON, wait_until, REPO
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +74,20 @@ def test_a_cancelled_client_kills_its_job(running_worker, tmp_path):
         return subprocess.run(["pgrep", "-P", str(running_worker.pid)], capture_output=True,
                               text=True).stdout.split()
 
-    deadline = time.time() + 10
-    while not jobs() and time.time() < deadline:
-        time.sleep(0.05)
-    assert len(jobs()) == 1  # the forked job, blocked reading the FIFO
-    client.send_signal(signal.SIGKILL)
-    client.wait()
-    deadline = time.time() + 10
-    while jobs() and time.time() < deadline:
-        time.sleep(0.05)
-    assert jobs() == []
+    def job_opened_the_fifo():
+        try:  # succeeds once a reader has the FIFO open (or is opening it)
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK) + 1
+        except OSError:
+            return 0
+
+    writer = wait_until(job_opened_the_fifo, "the forked job to open its data file") - 1
+    try:
+        assert len(jobs()) == 1  # the forked job, blocked reading the FIFO
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+        wait_until(lambda: not jobs(), "the worker to kill the job of a cancelled client")
+    finally:
+        os.close(writer)
     assert not (tmp_path / "f.pt").exists()
 
 

@@ -343,7 +343,7 @@ def _lineage_checks(checks: Checks, cell: Path, loaded: dict, row: dict | None) 
             if ok and role != "data" and path.suffix == ".pt" and path.resolve() not in visited:
                 visited.add(path.resolve())
                 try:
-                    todo.append((str(path), path, load_pt_checked(path)["meta"]))
+                    todo.append((rec["path"], path, load_pt_checked(path)["meta"]))  # (named as recorded)
                 except AuditError as exc:
                     checks.add(f"lineage: {path} loads", False, str(exc))
     if row and "mask_sha256" in row:

@@ -148,7 +148,10 @@ def cmd_audit(a) -> None:
         ok = rep["identical"]
     else:
         rep, text = audit.audit_grid(a.config, a.root, fast=a.fast), audit.render_grid
-        ok = rep["counts"]["failed"] == rep["counts"]["corrupted"] == 0
+        counts = rep["counts"]
+        ok = counts["failed"] == counts["corrupted"] == 0
+        if a.complete:  # every cell, not only no bad one
+            ok = ok and counts["complete"] == sum(counts.values())
     print(json.dumps(_json_safe(rep), indent=2, default=str) if a.json else text(rep))
     if not ok:
         raise SystemExit(1)
@@ -300,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--config", default="config.yaml")
     a.add_argument("--root", default=".", help="folder holding results/")
     a.add_argument("--fast", action="store_true", help="skip hashing the files (no corrupted cells reported)")
+    a.add_argument("--complete", action="store_true", help="exit 1 unless every cell is complete (missing or "
+                   "stale cells too, not only failed or corrupted ones)")
     for a in audit_sub.choices.values():
         a.add_argument("--json", action="store_true", help="JSON instead of a table")
         a.set_defaults(func=cmd_audit)
