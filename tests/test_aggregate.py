@@ -1,6 +1,5 @@
 """Tables checked against values computed by hand from small eval rows."""
 
-import math
 
 import pandas as pd
 import pytest

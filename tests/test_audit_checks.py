@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import torch
 import yaml
 
 from prunelib import config, stages

@@ -50,7 +50,7 @@ def test_the_failed_job_is_reported_with_its_log_path(cluster_run):
     assert out.returncode != 0
     text = out.stdout + out.stderr
     assert "Error in rule train" in text or "Error in group" in text
-    assert f"results/logs/train/mnist/lenet300/seed1/snip/r16.log" in text
+    assert "results/logs/train/mnist/lenet300/seed1/snip/r16.log" in text
 
 
 def test_every_other_cell_completes(cluster_run):

@@ -213,7 +213,6 @@ def test_batchnorm_settings_reach_every_batchnorm_layer_and_the_init_artifact(tm
     from prunelib import stages
 
     from prunelib.nets import models
-    from prunelib.foundations.artifacts import load_pt
 
     assert {a for a, e in registry.ARCHS.items() if e.batchnorm} == {
         a for a in registry.ARCHS

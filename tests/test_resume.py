@@ -4,17 +4,16 @@ to an uninterrupted run; a stale or damaged checkpoint is ignored; the file goes
 once the job completes."""
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from prunelib import config, stages
+from prunelib import stages
+from prunelib.config import contracts
 
 from prunelib.train import resume
 
@@ -22,14 +21,18 @@ from prunelib.cli import worker
 from prunelib.foundations.paths import imp_round_files
 from prunelib.foundations.artifacts import checksum_path, load_pt, read_parquet_rows
 
-from conftest import PYTHON, REPO, tensor_dict_digest
+from cells import run_cell, settings
+from conftest import HANG_SECONDS, PYTHON, REPO, tensor_dict_digest, wait_until
 
 # ~300 steps of LeNet-300-100 per job: long enough to be killed mid-run, a few seconds in all
-S = config.to_settings(config.resolve({
-    "train": {"epochs": 3, "train_subset": 3200, "batch_size": 32},
-    "iterative": {"train_steps": 300, "rewind_fraction": 0.5},
-}))
+S = settings(train={"epochs": 3, "train_subset": 3200, "batch_size": 32},
+             iterative={"train_steps": 300, "rewind_fraction": 0.5})
 TINY = "0.001"  # minutes between checkpoints (60 ms): several per job
+
+
+def _train(s=S):
+    """A plain train job's contract on MNIST (what every train job here runs)."""
+    return contracts.train_contract(s, "dense", 1, 0, "mnist")
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +40,7 @@ def cell(tmp_path_factory, mnist_pt):
     """init + scores + mask of one global-magnitude cell at r = 4, and the final weights
     and log of an uninterrupted train job (the reference)."""
     d = tmp_path_factory.mktemp("cell")
-    stages.run_init(config.init_settings(S, "lenet300", "mnist", 0, "pytorch_default"), d / "init.pt",
-                    d / "init.parquet")
-    stages.run_score(config.score_settings(S, "global_magnitude", 0), d / "init.pt", mnist_pt, d / "scores.pt")
-    stages.run_mask(config.mask_settings(S, "global_magnitude", 4, 0), d / "init.pt", d / "scores.pt",
-                    d / "mask.pt", d / "mask.parquet")
+    run_cell(d, mnist_pt, S, "lenet300", "global_magnitude", 4, until="mask", folder=d)
     # the reference runs as the jobs do (a process, one thread): results depend on the thread count
     ref = subprocess.run(_train_cmd(d, mnist_pt, d / "ref"), env=_env("0"), capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
@@ -66,7 +65,7 @@ def _same_result(a_dir, b_dir, weights="final.pt", log="train_log.parquet"):
 
 
 def _train_cmd(cell, mnist_pt, out):
-    return [PYTHON, "-m", "prunelib", "train", "--settings", json.dumps(config.train_settings(S, 0)),
+    return [PYTHON, "-m", "prunelib", "train", "--settings", _train().to_json(),
             "--init", str(cell / "init.pt"), "--mask", str(cell / "mask.pt"), "--data", str(mnist_pt),
             "--out-weights", str(out / "final.pt"), "--out-log", str(out / "train_log.parquet")]
 
@@ -76,13 +75,13 @@ def _env(minutes, **extra):
     return {**env, resume.ENV_VAR: minutes, "PYTHONPATH": str(REPO), **extra}
 
 
-def _wait_for(path, proc, past=50, timeout=60.0):
+def _wait_for(path, proc, past=50):
     """Until the job's checkpoint is past step ``past`` (then it is surely mid-run)."""
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and _position(path) > past):
+    def past_step():
         assert proc.poll() is None, "the job finished before it wrote a checkpoint"
-        assert time.monotonic() < deadline, f"no checkpoint {path} after {timeout} s"
-        time.sleep(0.005)
+        return path.exists() and _position(path) > past
+
+    wait_until(past_step, f"a checkpoint {path} past step {past}", interval=0.005)
 
 
 def _resumed_step(stderr: str) -> int:
@@ -112,7 +111,7 @@ def test_sigterm_writes_a_checkpoint_and_stops_with_one_line(cell, mnist_pt, tmp
     proc = subprocess.Popen(_train_cmd(cell, mnist_pt, out), env=_env(TINY), stderr=subprocess.PIPE, text=True)
     _wait_for(ckpt, proc)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG_SECONDS)
     assert proc.returncode == 2, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("prunelib train: stopped by SIGTERM before step") and str(ckpt) in last
@@ -139,10 +138,8 @@ def test_a_cancelled_worker_job_checkpoints_before_it_dies(cell, mnist_pt, tmp_p
         _wait_for(ckpt, client)
         client.send_signal(signal.SIGKILL)
         client.wait()
-        deadline = time.monotonic() + 20
-        while subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout and \
-                time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout,
+                   "the worker to end the job of its killed client")
         assert ckpt.exists() and not (out / "final.pt").exists()
         step = resume.read_checkpoint(ckpt)["position"]
     finally:
@@ -177,20 +174,20 @@ def test_resume_mid_epoch_in_process_is_bit_identical(cell, mnist_pt, tmp_path, 
     """Step 137 is inside epoch 2 (100 steps per epoch): the partial epoch's running sums
     and the optimizer's momentum must come back exactly."""
     monkeypatch.setenv(resume.ENV_VAR, "60")
-    settings = config.train_settings(S, 0)
+    train = _train()
     real = resume.for_job
 
-    def killing(output, settings_, inputs):
-        ck = real(output, settings_, inputs)
+    def killing(output, contract, inputs):
+        ck = real(output, contract, inputs)
         return _KillAt(output, ck.key, 137)
 
     monkeypatch.setattr(resume, "for_job", killing)
     with pytest.raises(_KilledAt):
-        stages.run_train(settings, cell / "init.pt", cell / "mask.pt", mnist_pt, tmp_path / "final.pt",
+        stages.run_train(train, cell / "init.pt", cell / "mask.pt", mnist_pt, tmp_path / "final.pt",
                          tmp_path / "train_log.parquet")
     monkeypatch.setattr(resume, "for_job", real)
     assert resume.read_checkpoint(resume.checkpoint_path(tmp_path / "final.pt"))["partial"]["seen"] == 37 * 32
-    stages.run_train(settings, cell / "init.pt", cell / "mask.pt", mnist_pt, tmp_path / "final.pt",
+    stages.run_train(train, cell / "init.pt", cell / "mask.pt", mnist_pt, tmp_path / "final.pt",
                      tmp_path / "train_log.parquet")
     _same_result(tmp_path, cell / "ref")
 
@@ -200,30 +197,34 @@ def test_a_stale_or_damaged_checkpoint_is_ignored(cell, mnist_pt, tmp_path, monk
     out = tmp_path / "final.pt"
     ckpt = resume.checkpoint_path(out)
     other = dataclasses.replace(S, train=dataclasses.replace(S.train, lr=0.01))
-    key = resume.job_key(config.train_settings(other, 0), {})
+    key = resume.job_key(_train(other), {})
     # a checkpoint of other settings, full of garbage weights: resuming it would show
     resume.Checkpointer(out, {**key, "positions": [0, 300]}, 1).save(
         {"position": 299, "rows": [], "model": {}, "optimizer": {}, "rng": {}, "snapshots": {}, "partial": None})
-    stages.run_train(config.train_settings(S, 0), cell / "init.pt", cell / "mask.pt", mnist_pt, out,
+    stages.run_train(_train(), cell / "init.pt", cell / "mask.pt", mnist_pt, out,
                      tmp_path / "train_log.parquet")
     _same_result(tmp_path, cell / "ref")
     assert not ckpt.exists()
     # damaged: a flipped byte fails its checksum; training starts over, correctly
-    resume.Checkpointer(out, resume.job_key(config.train_settings(S, 0), {}), 1).save({"position": 5})
+    resume.Checkpointer(out, resume.job_key(_train(), {}), 1).save({"position": 5})
     with open(ckpt, "r+b") as fh:
         fh.seek(140)
         b = fh.read(1)
         fh.seek(40)
         fh.write(bytes([b[0] ^ 0xFF]))
-    stages.run_train(config.train_settings(S, 0), cell / "init.pt", cell / "mask.pt", mnist_pt, out,
+    stages.run_train(_train(), cell / "init.pt", cell / "mask.pt", mnist_pt, out,
                      tmp_path / "train_log.parquet")
     _same_result(tmp_path, cell / "ref")
 
 
-def test_the_interval_is_in_no_settings_hash():
-    a = config.train_settings(S, 0)
-    b = config.train_settings(dataclasses.replace(S, train=dataclasses.replace(S.train, checkpoint_minutes=1)), 0)
-    assert a == b and "checkpoint_minutes" not in a["train"]
+def test_the_interval_is_in_no_settings_hash(monkeypatch):
+    a = _train()
+    b = _train(dataclasses.replace(S, train=dataclasses.replace(S.train, checkpoint_minutes=1)))
+    assert a.to_dict() == b.to_dict() and a.hash() == b.hash() and "checkpoint_minutes" not in a.to_dict()["train"]
+    assert resume.job_key(a, {}) == resume.job_key(b, {})
+    # the contract still carries it, for a job run without the environment variable
+    monkeypatch.delenv(resume.ENV_VAR, raising=False)
+    assert resume.interval_minutes(b) == 1 and resume.interval_minutes(a) == S.train.checkpoint_minutes
 
 
 def test_a_bad_interval_is_one_line(monkeypatch):
@@ -231,14 +232,14 @@ def test_a_bad_interval_is_one_line(monkeypatch):
 
     monkeypatch.setenv(resume.ENV_VAR, "soon")
     with pytest.raises(PrunelibError, match=r"PRUNELIB_CHECKPOINT_MINUTES = 'soon' is not a number; allowed"):
-        resume.interval_minutes({})
+        resume.interval_minutes(_train())
 
 
 # --- one IMP round ---------------------------------------------------------------------
 
 def _round_cmd(cell, mnist_pt, out):
-    settings = config.imp_round_settings(S, "lth_rewind", 0, "mnist", 0)
-    return [PYTHON, "-m", "prunelib", "imp-round", "--settings", json.dumps(settings), "--init",
+    contract = contracts.imp_round_contract(S, "lth_rewind", 0, "mnist", 0)
+    return [PYTHON, "-m", "prunelib", "imp-round", "--settings", contract.to_json(), "--init",
             str(cell / "init.pt"), "--data", str(mnist_pt), "--out-dir", str(out)]
 
 
@@ -276,10 +277,10 @@ def test_a_pruning_round_resumed_mid_retraining_is_bit_identical(round0, mnist_p
     """Round 1 (prune to 80 %, rewind to step 150, retrain steps 150..300) 'killed' before
     step 222 and rerun, against the same round uninterrupted."""
     monkeypatch.setenv(resume.ENV_VAR, "60")
-    settings = config.imp_round_settings(S, "lth_rewind", 0, "mnist", 1)
+    contract = contracts.imp_round_contract(S, "lth_rewind", 0, "mnist", 1)
 
     def round1(out):
-        stages.run_imp_round(settings, mnist_pt, imp_round_files(out), prev_weights=round0 / "weights.pt",
+        stages.run_imp_round(contract, mnist_pt, imp_round_files(out), prev_weights=round0 / "weights.pt",
                              prev_mask=round0 / "mask.pt", rewind_path=round0 / "rewind.pt")
 
     round1(tmp_path / "ref")
@@ -332,10 +333,14 @@ def test_a_snakemake_run_killed_mid_training_resumes_with_rerun_incomplete(tmp_p
     ckpt = wd / (target + resume.SUFFIX)
     proc = subprocess.Popen([str(c) for c in base + ["--directory", wd, target]], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(ckpt, proc, past=100, timeout=300)
+    _wait_for(ckpt, proc, past=100)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(2)  # the worker's fork saves on SIGTERM
+    # the worker (its own session) outlives Snakemake: its fork saves on SIGTERM and exits,
+    # then the worker, its parent gone, exits too; both carry the socket's name in argv
+    socket_name = f"prunelib-worker-{proc.pid}.sock"
+    wait_until(lambda: not subprocess.run(["pgrep", "-f", socket_name], capture_output=True).stdout,
+               "the worker and its job to exit after Snakemake was killed")
     assert ckpt.exists() and not (wd / target).exists()
     run(base + ["--directory", wd, "--unlock"])
     run(base + ["--directory", wd, "--rerun-incomplete", target])

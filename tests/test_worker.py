@@ -4,8 +4,6 @@ through, a cancelled client's job killed, and a fallback when no worker is there
 import os
 import signal
 import subprocess
-import sys
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +14,7 @@ from prunelib.config import contracts
 from prunelib.foundations.artifacts import load_pt
 
 from cells import settings
-from conftest import PYTHON, wait_until, REPO
+from conftest import PYTHON, wait_until
 
 
 @pytest.fixture(scope="module")

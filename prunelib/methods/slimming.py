@@ -43,7 +43,7 @@ TOLERANCE = 1e-5
 SPARSE_MIN_SPARSITY = 0.9
 REPEATS = {"b1": 15, "b256": 5, "train": 5, "sparse": 7, "warmup": 2}
 
-#: Timing columns: in every row, NaN where they do not apply (stages.TIMING_COLUMNS).
+#: Timing columns: in every row, NaN where they do not apply (prunelib/foundations/eval_row.py).
 MEASURED = ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train",
             "measured_speedup_infer_sparse")
 #: Columns of the slimmed network: only in the rows of structured masks (absent, not NaN,
