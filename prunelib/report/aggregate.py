@@ -22,9 +22,10 @@ from prunelib.foundations.eval_row import METRICS as ALL_METRICS
 from prunelib.report.layout import (default_table_ratios, writes_checkpoints, method_label, output_names,  # noqa: F401
                                     report_choices, table_metrics)
 from prunelib.report.stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
-from prunelib.report.tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table, blalock_table,
-                                    checkpoints_table, collapse_table,  # noqa: F401
-                                    compression_table, escape_plain, imp_rounds_table, measured_devices, study_table, to_html, to_markdown, variants_table, write_table_files)
+from prunelib.report.tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table,  # noqa: F401
+                                    blalock_table, checkpoints_table, collapse_table, compression_table, escape_plain,
+                                    imp_rounds_table, measured_devices, render, study_table, to_html, to_markdown,
+                                    variants_table, write_table_files)
 from prunelib.config.settings import format_ratio
 
 
