@@ -43,3 +43,4 @@ onsuccess:
 
 onerror:
     plworker.stop_started()
+    plconsole.report(log)

@@ -91,6 +91,10 @@ class MethodEntry:
     imp: dict | None = None
     #: In the default grid (``grid.methods`` when the config lists none).
     default_grid: bool = True
+    #: Whether all-equal scores are this method's design (a random method that draws its
+    #: mask from the tie-break stream); any other method whose scores all tie is refused
+    #: (prunelib/methods/score_checks.py).
+    ties_by_design: bool = False
     origin: Origin = Origin()
     #: How its mask is made (prunelib/catalogue/pruning.py): the one place that says
     #: whether it re-scores per ratio (SynFlow), prunes whole filters (the summed scores
@@ -219,17 +223,20 @@ def add_method(name: str, kind: str, scope: str | None, paper: str, scorer: Any 
 
 
 def register_method(name: str, *, scope: str = "global", paper: str, settings: dict | None = None,
-                    data: dict | None = None, default_grid: bool = False) -> Callable:
+                    data: dict | None = None, default_grid: bool = False, ties_by_design: bool = False) -> Callable:
     """Class decorator: register a ``prunelib.Scorer`` subclass as a foresight method.
 
     ``settings``: ``{key: Setting(default, json_schema, help)}``, passed to the class's
     constructor and configurable under ``score.per_method.<name>``; ``data``: defaults
-    of the scoring data (``batch_size``, ``num_batches``, ``class_balanced``).  A scorer
-    whose scores depend on the ratio sets ``needs_ratio`` and implements ``prune``."""
+    of the scoring data (``batch_size``, ``num_batches``, ``class_balanced``);
+    ``ties_by_design``: all-equal scores are the method (else they are refused).  A scorer
+    whose scores depend on the ratio sets ``needs_ratio`` and implements ``prune``
+    (prunelib/methods/scorers/base.py states what both must return)."""
 
     def deco(cls):
         add_method(name, "foresight", scope, paper, cls, settings=dict(settings or {}), data=dict(data or {}),
-                   rescores=bool(getattr(cls, "needs_ratio", False)), default_grid=default_grid)
+                   rescores=bool(getattr(cls, "needs_ratio", False)), default_grid=default_grid,
+                   ties_by_design=ties_by_design)
         return cls
 
     return deco

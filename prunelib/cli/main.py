@@ -342,4 +342,30 @@ def main(argv: list[str] | None = None) -> int:
     except PrunelibError as exc:
         print(f"prunelib {args.command}: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a bug (often a plugin's): the traceback, then one line
+        if args.command not in STAGE_COMMANDS:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print(f"prunelib {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line, naming where it came from outside prunelib and the
+    libraries (a plugin's file and line), so that the console shows the user's mistake
+    rather than Snakemake's ``message: None``; the job log keeps the whole traceback."""
+    import traceback
+    from pathlib import Path
+
+    import prunelib
+
+    ours = str(Path(prunelib.__file__).parent)
+    libs = (sys.base_prefix, sys.prefix, "site-packages", "<frozen")
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(ours) and not any(lib in f.filename for lib in libs)]
+    text = (str(exc).strip().splitlines() or [""])[0]
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+    return f"{type(exc).__name__}: {text}{where}"

@@ -48,6 +48,11 @@ METRICS = {m.column: m for m in (
 #: and may add one of the others).
 HEADLINE = ("top1", "top5")
 
+#: ``tied_at_cut_fraction``: the share of the prunable weights whose fate the seeded
+#: tie-break drew, not the scores; from this share on a cell is marked in the tables (as
+#: a collapsed layer is): its mask is partly random.
+TIED_SHARE_MARKED = 0.01
+
 #: The columns of a row whose model could not be evaluated (a failed cell), beyond
 #: top-1, top-5 and the test loss.
 MISSING_METRICS = {"balanced_accuracy": float("nan"), "min_class_recall": float("nan"), "min_recall_class": -1,

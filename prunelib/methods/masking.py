@@ -216,14 +216,24 @@ def _audit_rows(names: list[str], masks: dict[str, torch.Tensor], tie: dict) -> 
     return rows
 
 
+def tied_at_cut(rows: list[dict]) -> int:
+    """Weights equal to the threshold in tensors where the draw kept only some of them:
+    the weights whose fate the seeded tie-break decided, not the scores."""
+    return sum(r.get("tied_at_threshold", 0) for r in rows
+               if r.get("tied_kept", 0) < r.get("tied_at_threshold", 0))
+
+
 def mask_summary(rows: list[dict]) -> dict:
     n = sum(r["numel"] for r in rows)
     kept = sum(r["kept"] for r in rows)
+    tied = tied_at_cut(rows)
     return {
         "n_prunable": n,
         "n_kept": kept,
         "collapsed_layers": [r["name"] for r in rows if r["collapsed"]],
         "empirical_ratio": (n / kept) if kept else float("inf"),
+        "tied_at_cut": tied,
+        "tied_at_cut_fraction": tied / n if n else 0.0,
     }
 
 

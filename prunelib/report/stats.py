@@ -14,6 +14,8 @@ marked):
   (the best's sample std sets the band; with n = 1 for the best only exact ties qualify;
   means are compared unrounded);
 * **collapsed**: in at least one seed the method's mask kept nothing of some layer.
+* **ties**: in at least one seed the seeded tie-break, not the scores, decided the fate of
+  at least ``eval_row.TIED_SHARE_MARKED`` of the prunable weights (degenerate scores).
 
 Also the per-layer densities of the heat map (from each cell's ``mask.parquet``).
 Nothing here imports torch.
@@ -29,7 +31,7 @@ import pandas as pd
 from prunelib.foundations.artifacts import verified_bytes
 from prunelib.config.grid import DENSE
 from prunelib.foundations.paths import CELL_FILES
-from prunelib.foundations.eval_row import HEADLINE, METRICS as ALL_METRICS
+from prunelib.foundations.eval_row import HEADLINE, TIED_SHARE_MARKED, METRICS as ALL_METRICS
 from prunelib.report.layout import method_order, split_label
 
 
@@ -68,18 +70,21 @@ def fmt_cell(values) -> str:
 def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (dataset, arch, method, ratio): mean, std, n, marks (see module doc)."""
     has_collapse = "collapsed_layers" in df.columns
+    has_ties = "tied_at_cut_fraction" in df.columns
     rows = []
     for (dataset, arch, method, ratio), sub in df.groupby(["dataset", "arch", "method", "ratio"], sort=True):
         # (rows from before a metric existed have no column: n = 0, shown as a dash)
         values = sub[metric].tolist() if metric in sub.columns else []
         mean, std, n = mean_std_n(values, ALL_METRICS[metric].scale)
         collapsed = int((sub["collapsed_layers"].fillna(0) > 0).sum()) if has_collapse else 0
+        tied = int((sub["tied_at_cut_fraction"].fillna(0) >= TIED_SHARE_MARKED).sum()) if has_ties else 0
         # a failed cell (e.g. diverged training) has an eval row with status "failed" and no
         # accuracy: it is counted and shown, never silently dropped
         failed = int((sub["status"] != "ok").sum()) if "status" in sub.columns else 0
         rows.append({"dataset": dataset, "arch": arch, "metric": metric, "method": method,
                      "ratio": float(ratio), "mean": mean, "std": std, "n": n,
-                     "seeds": len(sub), "collapsed_seeds": collapsed, "failed_seeds": failed})
+                     "seeds": len(sub), "collapsed_seeds": collapsed, "tied_seeds": tied,
+                     "failed_seeds": failed})
     stats = pd.DataFrame(rows)
     return mark_best(stats) if len(stats) else stats
 

@@ -25,12 +25,15 @@ from prunelib.config.settings import format_ratio
 
 
 DAGGER = "†"
+DOUBLE_DAGGER = "‡"
 
 
 NOTE = ("Cells: mean ± sample std (n seeds) of final-epoch test accuracy in %; rows: methods with the "
         "dense control first; columns: compression ratio r = 1/density. Per column, among pruning methods: "
         "bold = best mean; italics = mean within one sample std of the best's mean (mean ≥ best mean − "
-        f"best std); {DAGGER} = a layer collapsed (mask kept none of its weights) in at least one seed.")
+        f"best std); {DAGGER} = a layer collapsed (mask kept none of its weights) in at least one seed; "
+        f"{DOUBLE_DAGGER} = in at least one seed, ties at the cut left at least 1% of the weights to the seeded "
+        "tie-break draw (degenerate scores: the mask is partly random).")
 
 
 VARIANTS_NOTE = (
@@ -56,21 +59,25 @@ def render(stat: dict | pd.Series | None, style: str = "plain") -> str:
     if style == "plain":
         return text
     collapsed = stat["collapsed_seeds"] > 0
+    tied = int(stat.get("tied_seeds", 0) or 0) > 0
     if style == "csv":
         marks = (["[best]"] if stat["best"] else []) + (["[~best]"] if stat["within_one_std"] else [])
         marks += [f"[collapsed {stat['collapsed_seeds']}/{stat['seeds']}]"] if collapsed else []
+        marks += [f"[ties {int(stat['tied_seeds'])}/{stat['seeds']}]"] if tied else []
         return " ".join([text, *marks])
     if style == "md":
         text = f"**{text}**" if stat["best"] else f"*{text}*" if stat["within_one_std"] else text
-        return text + (f" {DAGGER}" if collapsed else "")
+        return text + (f" {DAGGER}" if collapsed else "") + (f" {DOUBLE_DAGGER}" if tied else "")
     if style == "tex":
         text = _tex_escape(text)
         text = rf"\textbf{{{text}}}" if stat["best"] else rf"\textit{{{text}}}" if stat["within_one_std"] else text
-        return text + (r"$^\dagger$" if collapsed else "")
+        return text + (r"$^\dagger$" if collapsed else "") + (r"$^\ddagger$" if tied else "")
     if style == "html":
         text = html.escape(text)
         text = f"<b>{text}</b>" if stat["best"] else f"<i>{text}</i>" if stat["within_one_std"] else text
-        return text + (f" <span title='a layer collapsed'>{DAGGER}</span>" if collapsed else "")
+        return (text + (f" <span title='a layer collapsed'>{DAGGER}</span>" if collapsed else "")
+                + (f" <span title='ties at the cut: the mask is partly random'>{DOUBLE_DAGGER}</span>"
+                   if tied else ""))
     raise ValueError(f"unknown style {style!r}")
 
 

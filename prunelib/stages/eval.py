@@ -61,6 +61,9 @@ def run_eval(c: EvalContract, final_path, mask_path, data_path, out) -> dict:
         "n_kept": sum(int(m.sum()) for m in masks.values()),
         "empirical_ratio": r_e, "compression_error": (r_e - ratio) / ratio,
         "collapsed_layers": len(collapsed), "collapsed_names": ",".join(collapsed),
+        # weights whose fate the seeded tie-break drew, not the scores (0 in masks from before it was recorded)
+        "tied_at_cut": int(mask_blob["meta"].get("tied_at_cut", 0)),
+        "tied_at_cut_fraction": float(mask_blob["meta"].get("tied_at_cut_fraction", 0.0)),
         "macs_dense": macs_dense, "macs_kept": macs_kept,
         "speedup": macs_dense / macs_kept if macs_kept else float("inf"),
         "train_seconds": meta["train_seconds"], "score_seconds": meta["mask"].get("score_seconds", 0.0),

@@ -15,7 +15,7 @@ import torch
 from prunelib.catalogue import pruning, registry
 from prunelib.config.contracts import MaskContract
 from prunelib.foundations.artifacts import input_record, load_pt, save_pt, write_parquet
-from prunelib.methods import masking, structured, variants
+from prunelib.methods import masking, score_checks, structured, variants
 from prunelib.stages.common import load_model, provenance
 from prunelib.train.loop import resolve_device
 
@@ -63,6 +63,10 @@ def _rescored(c: MaskContract, init_path, scores_path) -> Selected:
     params = {n: named[n] for n in meta["prunable"]}
     masks, rows, ranking = scorer.prune(model, params, c.ratio, m.scope, c.seed, method=m.name,
                                         ranking=variants.needs_ranking(c.variant and c.variant.variant))
+    counts = ({n: masking.kept_count(p.numel(), c.ratio) for n, p in params.items()} if m.scope == "layer"
+              else None)
+    score_checks.check_pruned(m, masks, rows, params, masking.target_kept(
+        [{"numel": p.numel()} for p in params.values()], c.ratio, m.scope), m.scope, counts)
     ranking = ranking and {n: v.cpu() for n, v in ranking.items()}  # (only a variant that reads it builds it)
     return Selected({n: mk.cpu() for n, mk in masks.items()}, rows, ranking,
                     m.scope, scorer.describe(), load_pt(scores_path)["meta"].get("seconds", 0.0),

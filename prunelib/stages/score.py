@@ -10,16 +10,18 @@ from prunelib.catalogue import registry
 from prunelib.config.contracts import ScoreContract
 from prunelib.data import datasets
 from prunelib.foundations.artifacts import input_record, save_pt
-from prunelib.methods import masking
+from prunelib.methods import score_checks
 from prunelib.stages.common import load_model, provenance
 from prunelib.train.loop import resolve_device
 
 
 def compute_scores(model: torch.nn.Module, prunable: list[str], scorer, data: dict | None, dataset: str,
-                   seed: int, data_settings: dict, device: torch.device) -> tuple[dict, dict]:
+                   seed: int, data_settings: dict, device: torch.device, entry=None) -> tuple[dict, dict]:
     """Scores of ``scorer`` (a method's ``Scorer``, built with its settings) for the
     ``prunable`` parameters of ``model`` (on the CPU), and what was used to compute them
-    (scoring data, method settings).  ``data_settings``: ``ScoreSettings.data_for(method)``."""
+    (scoring data, method settings).  ``data_settings``: ``ScoreSettings.data_for(method)``.
+    With ``entry`` (the method's registry entry), what ``score()`` returned and how it
+    used the batches are held to the scorer contract first (prunelib/methods/score_checks.py)."""
     model.to(device)
     named = dict(model.named_parameters())
     params = {n: named[n] for n in prunable}
@@ -31,7 +33,12 @@ def compute_scores(model: torch.nn.Module, prunable: list[str], scorer, data: di
                    datasets.scoring_batches(data, dataset, seed, d["batch_size"], d["num_batches"],
                                             d["class_balanced"])]
         used = {**d, "n_examples": d["batch_size"] * d["num_batches"]}
-    scores = {n: s.detach().cpu() for n, s in scorer.score(model, params, batches, seed).items()}
+    batches = score_checks.Batches(batches)
+    raw = scorer.score(model, params, batches, seed)
+    if entry is not None:
+        score_checks.check_data_use(entry, scorer.needs_data, batches)
+        score_checks.check_scores(entry, raw, params)
+    scores = {n: s.detach().cpu() for n, s in raw.items()}
     return scores, {**used, **scorer.describe()}
 
 
@@ -42,9 +49,9 @@ def run_score(c: ScoreContract, init_path, data_path, out) -> None:
     data = datasets.load_prepared(data_path) if scorer.needs_data else None
     dev = resolve_device(c.device)
     start = time.perf_counter()
-    scores, used = compute_scores(model, meta["prunable"], scorer, data, meta["dataset"], c.seed, c.data, dev)
+    scores, used = compute_scores(model, meta["prunable"], scorer, data, meta["dataset"], c.seed, c.data, dev,
+                                  entry=m)
     seconds = time.perf_counter() - start
-    masking.check_finite(scores, c.method)
     save_pt({"scores": scores,
              "meta": {"method": c.method, "seed": c.seed, "scope": m.scope, "paper": m.paper, **used,
                       "n_examples": used.get("n_examples", 0), "seconds": seconds, "device": str(dev),

@@ -10,6 +10,7 @@ from prunelib import config as plconfig
 from prunelib.config import contracts as plcontracts
 from prunelib.foundations import paths as plpaths
 from prunelib.catalogue import registry as plregistry
+from prunelib.cli import console as plconsole
 from prunelib.cli import worker as plworker
 from prunelib.foundations.errors import PrunelibError
 
