@@ -189,3 +189,57 @@ def test_ties_by_design_lets_all_equal_scores_through():
     score_checks.check_scores(Random, {"a": torch.ones(3)}, {"a": torch.zeros(3)})
     with pytest.raises(score_checks.ScorerContractError):
         score_checks.check_scores(_Entry, {"a": torch.ones(3)}, {"a": torch.zeros(3)})
+
+
+# --- reruns per registry entry ------------------------------------------------------------------
+
+TWO_METHODS = '''
+import torch
+from prunelib import Scorer, register_method
+
+
+def magnitude(p):  # shared by both entries
+    return p.detach().abs()
+
+
+@register_method("mine_a", paper="entry A")
+class A(Scorer):
+    def score(self, model, params, batches, seed):
+        return {n: magnitude(p) for n, p in params.items()}
+
+
+@register_method("mine_b", paper="entry B")
+class B(Scorer):
+    def score(self, model, params, batches, seed):
+        return {n: magnitude(p) + 1.0 for n, p in params.items()}
+'''
+
+
+def _planned(wd) -> set:
+    """(rule, method) of every job a dry run would run."""
+    dry = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(wd), "-n"],
+                         capture_output=True, text=True, timeout=HANG_SECONDS)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    import re
+
+    return {(rule, method) for rule, method in re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+wildcards: .*method=(\w+)",
+                                                          dry.stdout, re.M)}
+
+
+def test_editing_one_entry_reruns_its_jobs_only_and_shared_code_reruns_all(tmp_path, mnist_root):
+    (tmp_path / "two.py").write_text(TWO_METHODS)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+        "preset": "fast", "device": "cpu", "data_dir": str(mnist_root), "plugins": ["two.py"],
+        "grid": {"archs": ["lenet300"], "datasets": ["mnist"], "methods": ["mine_a", "mine_b"], "ratios": [1, 4],
+                 "seeds": [0]},
+        "train": {"epochs": 1, "train_subset": 500, "batch_size": 100}}))
+    done = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"],
+                          capture_output=True, text=True, timeout=HANG_SECONDS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _planned(tmp_path) == set()
+    plugin = tmp_path / "two.py"
+    plugin.write_text(TWO_METHODS.replace("magnitude(p) + 1.0", "magnitude(p) + 2.0"))  # entry B only
+    assert {m for _, m in _planned(tmp_path)} == {"mine_b"}
+    assert {r for r, _ in _planned(tmp_path)} >= {"score", "mask", "train", "eval"}
+    plugin.write_text(TWO_METHODS.replace("return p.detach().abs()", "return p.detach().abs().clone()"))  # shared
+    assert {m for _, m in _planned(tmp_path)} == {"mine_a", "mine_b"}

@@ -63,13 +63,16 @@ class Origin:
 
     name: str = BUILTIN
     sha256: str = ""
+    #: The entry this origin's digest covers (``"method foo"``), when the plugin's source
+    #: could be split per entry (prunelib/catalogue/plugins.py); else the whole file's.
+    entry: str = ""
 
     @property
     def builtin(self) -> bool:
         return self.name == BUILTIN
 
     def record(self) -> dict:
-        return {"plugin": self.name, "sha256": self.sha256}
+        return {"plugin": self.name, "sha256": self.sha256, **({"entry": self.entry} if self.entry else {})}
 
 
 @dataclass(frozen=True)
@@ -327,8 +330,21 @@ def plugin_records(*entries) -> list[dict]:
     seen = {}
     for e in entries:
         if e is not None and not e.origin.builtin:
-            seen[e.origin.name] = e.origin.record()
+            seen[(e.origin.name, e.origin.entry)] = e.origin.record()
     return [seen[k] for k in sorted(seen)]
+
+
+def entries_from(plugin: str) -> list[tuple[str, object]]:
+    """(table, entry) of every entry registered by ``plugin``."""
+    return [(table, e) for table, entries in _TABLES.items() for e in entries.values() if e.origin.name == plugin]
+
+
+def set_origin(table: str, name: str, origin: Origin) -> None:
+    """Give entry ``name`` of ``table`` its own origin (its per-entry digest)."""
+    import dataclasses
+
+    entries = _TABLES[table]
+    entries[name] = dataclasses.replace(entries[name], origin=origin)
 
 
 # --- the built-in catalogue ---------------------------------------------------------------

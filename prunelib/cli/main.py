@@ -160,7 +160,10 @@ def cmd_audit(a) -> None:
 def cmd_check_config(a) -> None:
     from prunelib import config
 
+    from prunelib.methods import bounds
+
     s = config.load(a.config)
+    bounds.check_ratios(s)
     print(f"{a.config}: ok ({len(config.cells(s))} cells)")
 
 

@@ -85,8 +85,12 @@ def resolve(user_config: dict) -> dict:
     if preset is not None:
         presets = available_presets()
         if preset not in presets:
+            hint = ""
+            if isinstance(preset, str) and ("/" in preset or preset.endswith((".yaml", ".yml"))):
+                hint = (" (a preset is a name, not a file: pass a file of settings with "
+                        f"snakemake --configfile {preset})")
             raise ConfigError(
-                f"config error: preset = {json.dumps(preset)} is not allowed; allowed: {', '.join(presets)}"
+                f"config error: preset = {json.dumps(preset)} is not allowed; allowed: {', '.join(presets)}{hint}"
             )
         merged = deep_merge(merged, load_yaml(preset_dir() / f"{preset}.yaml"))
     merged = deep_merge(merged, user_config)

@@ -130,6 +130,13 @@ def _coerce_value(value, schema: dict):
             return int(text)
         except ValueError:
             pass
+        try:  # a number, but not a whole one: validation then says integers (not "it is text")
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            if "number" not in types and number == number:
+                return int(number) if number.is_integer() else number
     if "number" in types:
         try:
             return float(text)

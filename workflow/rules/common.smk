@@ -16,9 +16,15 @@ from prunelib.foundations.errors import PrunelibError
 
 try:
     RESOLVED = plconfig.resolve(config)  # (imports the plugins it names)
+    SETTINGS = plconfig.to_settings(RESOLVED)
+    if (
+        workflow.is_main_process
+    ):  # (ratios a network can take: built on the meta device, once)
+        from prunelib.methods import bounds as plbounds
+
+        plbounds.check_ratios(SETTINGS)
 except PrunelibError as exc:
     sys.exit(str(exc))
-SETTINGS = plconfig.to_settings(RESOLVED)
 
 CELLS = plconfig.cells(SETTINGS)
 
