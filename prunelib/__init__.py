@@ -9,9 +9,9 @@ imports torch on first use), ``Setting``, ``register_method``, ``register_arch``
 __version__ = "0.1.0"
 
 from prunelib.catalogue.registry import (  # noqa: E402,F401
-    Setting, register_arch, register_dataset, register_init, register_method)
+    Setting, register_allocation, register_arch, register_dataset, register_init, register_method)
 
-__all__ = ["Scorer", "Setting", "register_arch", "register_dataset", "register_init", "register_method"]
+__all__ = ["Scorer", "Setting", "register_allocation", "register_arch", "register_dataset", "register_init", "register_method"]
 
 
 def __getattr__(name: str):

@@ -169,6 +169,7 @@ def audit_mask(path) -> dict:
         problems.append(f"{path}: meta n_kept {meta['n_kept']} but the masks keep {kept}")
     problems += [f"{path}: {p}" for p in kept_count_problems(blob["masks"], meta)]
     return {"path": str(path), "method": meta.get("method"), "ratio": ratio, "seed": meta.get("seed"),
+            "allocation": meta.get("allocation") or meta.get("scope"), "tied_at_cut": meta.get("tied_at_cut"),
             "tensors": rows, "n_prunable": n, "kept": kept, "r_e": r_e,
             "compression_error": (r_e - ratio) / ratio if ratio and not math.isnan(ratio) else math.nan,
             "checksum": verify_checksum(path), "parquet_check": cross, "problems": problems}
@@ -477,7 +478,9 @@ def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
 
 
 def render_mask(rep: dict) -> str:
-    head = (f"{rep['path']}: method {rep['method']}, r = {rep['ratio']:g}, seed {rep['seed']}\n")
+    alloc = f", allocation {rep['allocation']}" if rep.get("allocation") else ""
+    ties = (f", {rep['tied_at_cut']:,} weights left to the tie-break draw" if rep.get("tied_at_cut") else "")
+    head = f"{rep['path']}: method {rep['method']}{alloc}, r = {rep['ratio']:g}, seed {rep['seed']}{ties}\n"
     totals = (f"\nn_prunable {rep['n_prunable']:,}  kept {rep['kept']:,}  r_e {rep['r_e']:.4f}  "
               f"compression error {100 * rep['compression_error']:+.4f}%\n"
               f"checksum: {rep['checksum']}; mask.parquet cross-check: {rep['parquet_check']}")

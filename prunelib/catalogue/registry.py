@@ -175,6 +175,17 @@ class InitEntry:
 
 
 @dataclass(frozen=True)
+class AllocationEntry:
+    name: str
+    #: ``fn(shapes: {name: shape}, total) -> {name: kept count}`` (None for the selection
+    #: scopes ``global`` and ``layer``); prunelib/methods/allocation.py.
+    fn: Any
+    description: str
+    paper: str = ""
+    origin: Origin = Origin()
+
+
+@dataclass(frozen=True)
 class VariantEntry:
     name: str
     #: What the variant changes: ``mask``, ``weights`` (the starting weights) or nothing.
@@ -190,7 +201,9 @@ ARCHS: dict[str, ArchEntry] = {}
 DATASETS: dict[str, DatasetEntry] = {}
 INITS: dict[str, InitEntry] = {}
 VARIANTS: dict[str, VariantEntry] = {}
-_TABLES = {"method": METHODS, "arch": ARCHS, "dataset": DATASETS, "init scheme": INITS, "variant": VARIANTS}
+ALLOCATIONS: dict[str, AllocationEntry] = {}
+_TABLES = {"method": METHODS, "arch": ARCHS, "dataset": DATASETS, "init scheme": INITS, "variant": VARIANTS,
+           "allocation": ALLOCATIONS}
 
 #: The origin of entries registered now (a plugin's, while it imports).
 _current_origin = [Origin()]
@@ -275,6 +288,18 @@ def register_init(name: str, *, description: str) -> Callable:
 
     def deco(fn):
         _add(INITS, "init scheme", InitEntry(name, fn, description, origin=_current_origin[-1]))
+        return fn
+
+    return deco
+
+
+def register_allocation(name: str, *, description: str, paper: str = "") -> Callable:
+    """Decorator on ``fn(shapes, total) -> {name: kept count}``: a density allocation
+    (``prune.allocation``), the kept count of every prunable tensor (``shapes``: their
+    shapes in order), summing to exactly ``total``; prunelib/methods/allocation.py."""
+
+    def deco(fn):
+        _add(ALLOCATIONS, "allocation", AllocationEntry(name, fn, description, paper, origin=_current_origin[-1]))
         return fn
 
     return deco
@@ -461,6 +486,19 @@ def _builtins() -> None:
     register_init("kaiming_normal", description="He normal weights (ReLU gain), zero biases")(i + "kaiming_normal")
     register_init("variance_scaling", description="TF's variance_scaling_initializer() (fan_in, scale 1, truncated "
                   "normal) weights, zero biases, as the SNIP code draws them")(i + "variance_scaling")
+
+    al = "prunelib.methods.allocation:"
+    for name, fn, desc, paper in (
+        ("global", None, "the scores compete across all prunable tensors (a global_* method's scope)", ""),
+        ("layer", None, "round(n_l / r) of every tensor (a layer_* method's scope)", ""),
+        ("uniform", al + "uniform", "one density for every tensor but the first, which stays dense",
+         "Evci et al., ICML 2020 (RigL's uniform; Gale et al. 2019)"),
+        ("erk", al + "erk", "Erdős–Rényi-Kernel: density ∝ (sum of the dimensions) / (their product)",
+         "Evci et al., ICML 2020"),
+        ("er", al + "er", "Erdős–Rényi: density ∝ (n_in + n_out) / (n_in n_out)",
+         "Mocanu et al., Nat. Commun. 2018; Evci et al., ICML 2020"),
+    ):
+        register_allocation(name, description=desc, paper=paper)(fn)
 
     for name, changes, desc in (
         ("none", None, "the method itself"),

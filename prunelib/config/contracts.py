@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from prunelib.catalogue import registry
 from prunelib.config.grid import imp_densities, imp_round_of
-from prunelib.config.settings import EvalSettings, PruneSettings, Settings, TrainSettings
+from prunelib.config.settings import EvalSettings, Prunable, Settings, TrainSettings
 from prunelib.foundations.hparams import Hparams, settings_hash  # noqa: F401 (settings_hash: re-exported)
 
 
@@ -42,7 +42,7 @@ class InitContract(Hparams):
     dataset: str
     seed: int
     init_scheme: str
-    prune: PruneSettings
+    prune: Prunable
     #: The network's options (``ModelSettings.options_for``), for networks that have any.
     model: dict = field(default_factory=dict)
     plugins: tuple = ()
@@ -83,6 +83,9 @@ class MaskContract(Hparams):
     imp_round: int | None = None
     criterion: str | None = None
     variant: VariantContract | None = None
+    #: ``prune.allocation``: the kept count of each tensor, apart from the scores (null =
+    #: the method's own scope).
+    allocation: str | None = None
     plugins: tuple = ()
 
 
@@ -180,7 +183,7 @@ def data_contract(dataset: str) -> DataContract:
 
 
 def init_contract(s: Settings, arch: str, dataset: str, seed: int, scheme: str) -> InitContract:
-    return InitContract(arch, dataset, int(seed), scheme, s.prune, s.model.options_for(arch),
+    return InitContract(arch, dataset, int(seed), scheme, s.prune.prunable(), s.model.options_for(arch),
                         _plugins(*_network(arch, dataset), registry.get("init scheme", scheme)))
 
 
@@ -225,8 +228,11 @@ def mask_contract(s: Settings, method: str, ratio: float, seed: int, variant: st
     if how.chain:
         extra.update(imp_round=imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio),
                      criterion=s.iterative.criterion)
+    if how.scored and s.prune.allocation is not None:
+        extra["allocation"] = s.prune.allocation
+    allocation = registry.get("allocation", extra["allocation"]) if "allocation" in extra else None
     return MaskContract(method, float(ratio), int(seed), **extra, variant=variant_contract(variant, seed),
-                        plugins=_plugins(entry, *_network(arch, dataset)))
+                        plugins=_plugins(entry, allocation, *_network(arch, dataset)))
 
 
 def train_contract(s: Settings, method: str, ratio: float, seed: int, dataset: str, variant: str = "none",

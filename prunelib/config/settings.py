@@ -42,6 +42,22 @@ class InitSettings:
 
 @dataclass(frozen=True)
 class PruneSettings(Hparams):
+    """What is prunable (``include_bias``, ``include_norm``: the init stage's concern) and
+    how a mask's density is allocated over the tensors (``allocation``: the mask stage's;
+    null = each method's own scope, prunelib/methods/allocation.py)."""
+
+    include_bias: bool = always(False)
+    include_norm: bool = always(False)
+    allocation: str | None = None
+
+    def prunable(self) -> "Prunable":
+        return Prunable(self.include_bias, self.include_norm)
+
+
+@dataclass(frozen=True)
+class Prunable(Hparams):
+    """Which parameters pruning may remove: the init contract's part of ``prune``."""
+
     include_bias: bool = always(False)
     include_norm: bool = always(False)
 

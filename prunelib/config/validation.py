@@ -82,6 +82,7 @@ def _registry_node(table: str) -> dict:
         "variants": list(registry.VARIANTS),
         "metrics": list(METRICS),
         "iterative_criteria": list(IMP_CRITERIA),
+        "allocations": [None, *registry.ALLOCATIONS],
     }[table]
     return {"enum": names}
 
@@ -194,7 +195,7 @@ def _range(schema: dict) -> str:
 def _allowed(error) -> str:
     v, val, schema = error.validator, error.validator_value, error.schema
     if v == "enum":
-        return ", ".join(str(x) for x in val)
+        return ", ".join("null" if x is None else str(x) for x in val)
     if v == "additionalProperties":
         return "keys " + ", ".join(sorted(schema.get("properties", {})))
     if v == "propertyNames":
@@ -258,6 +259,23 @@ def validate(config: dict) -> None:
             raise ConfigError(f"config error: grid.ratios[{i}] = {r} is not allowed; allowed: finite numbers >= 1")
     check_fit(config["grid"])
     check_iterative(config["iterative"])
+    check_allocation(config)
+
+
+def check_allocation(config: dict) -> None:
+    """A density allocation fixes per-tensor counts before the scores pick: it applies to
+    methods scored once, not to those that re-score per ratio, prune filters or are IMP
+    chains (their own rounds and groups decide the counts)."""
+    allocation = (config.get("prune") or {}).get("allocation")
+    if allocation is None:
+        return
+    why = {"rescored": "re-scores per ratio", "structured": "prunes whole filters", "chain": "is an IMP chain"}
+    bad = [f"{m} {why[registry.method(m).pruning.name]}" for m in config["grid"]["methods"]
+           if registry.method(m).pruning.name in why]
+    if bad:
+        raise ConfigError(f"config error: prune.allocation = {json.dumps(allocation)} is not allowed with "
+                          f"{'; '.join(bad)}; allowed: methods scored once (drop those from grid.methods, or set "
+                          "prune.allocation: null)")
 
 
 def check_iterative(it: dict) -> None:

@@ -60,10 +60,11 @@ def shuffle_layer(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.
 def invert(scores: dict[str, torch.Tensor], ratio: float, scope: str, seed: int, method: str = "?",
            counts: dict[str, int] | None = None):
     """Masks and audit rows keeping the lowest-scoring weights (``scope`` as the method;
-    IMP's ``layer_output_half``, whose per-tensor counts are the chain's, needs ``counts``:
-    the method's kept count per tensor)."""
+    IMP's ``layer_output_half`` and a density allocation (``erk``, ...), whose per-tensor
+    counts are fixed apart from the scores, need ``counts``: the method's kept count per
+    tensor)."""
     negated = {n: -s.to(torch.float64) for n, s in scores.items()}
-    if scope == LAYER_OUTPUT_HALF:
+    if scope == LAYER_OUTPUT_HALF or scope not in ("global", "layer", "all"):
         if counts is None:
             raise ValueError(f"variant invert of {method} (scope {scope}) needs the method's kept count per tensor")
         return select_per_tensor(negated, counts, seed, method=f"{method} (inverted)")

@@ -68,7 +68,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
     with atomic_path(all_path) as tmp:
         df.drop(columns="cell_dir").to_parquet(tmp, index=False)
     # tables and figures name a sanity-check variant's row "method (variant)", next to the method
-    df["method"] = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
+    allocations = df["allocation"].fillna("") if "allocation" in df.columns else [""] * len(df)
+    df["method"] = [method_label(m, v, a) for m, v, a in zip(df["method"], df["variant"], allocations)]
     choices = report_choices(report, df["method"].unique(), df["ratio"].unique())
     rounds = (pd.concat([read_verified(p) for p in imp_rounds], ignore_index=True) if imp_rounds
               else pd.DataFrame())

@@ -22,9 +22,11 @@ def table_metrics(metric: str | None = None) -> list[str]:
     return [first] + [m for m in HEADLINE if m != first]
 
 
-def method_label(method: str, variant: str = "none") -> str:
-    """A table row's name: the method, or ``method (variant)`` for a sanity check."""
-    return method if variant in ("none", None) else f"{method} ({variant})"
+def method_label(method: str, variant: str = "none", allocation: str = "") -> str:
+    """A table row's name: the method, ``method+allocation`` under ``prune.allocation``
+    (``snip+erk``), and `` (variant)`` after it for a sanity check."""
+    name = f"{method}+{allocation}" if allocation else method
+    return name if variant in ("none", None) else f"{name} ({variant})"
 
 
 def split_label(label: str) -> tuple[str, str]:
@@ -41,7 +43,8 @@ def method_order(methods) -> list[str]:
 
     def key(label):
         m, v = split_label(label)
-        return (order.index(m) if m in order else len(order), m,
+        base = m.split("+", 1)[0]  # (snip+erk sorts with snip)
+        return (order.index(base) if base in order else len(order), m,
                 variants.index(v) if v in variants else len(variants), v)
 
     return sorted(set(methods), key=key)

@@ -53,6 +53,8 @@ def run_eval(c: EvalContract, final_path, mask_path, data_path, out) -> dict:
     row = {
         "arch": meta["arch"], "dataset": meta["dataset"], "method": method, "ratio": ratio,
         "seed": seed, "variant": c.variant, "init_scheme": meta["init_scheme"],
+        # prune.allocation ('' = the method's own scope)
+        "allocation": mask_blob["meta"].get("allocation") or "",
         **metrics,
         "n_params": sum(p.numel() for p in params.values()),
         "n_prunable": n_prunable,

@@ -15,7 +15,7 @@ import torch
 from prunelib.catalogue import pruning, registry
 from prunelib.config.contracts import MaskContract
 from prunelib.foundations.artifacts import input_record, load_pt, save_pt, write_parquet
-from prunelib.methods import masking, score_checks, structured, variants
+from prunelib.methods import allocation, masking, score_checks, structured, variants
 from prunelib.stages.common import load_model, provenance
 from prunelib.train.loop import resolve_device
 
@@ -44,11 +44,21 @@ def _dense(c: MaskContract, init_path, _scores_path) -> Selected:
 
 
 def _single_pass(c: MaskContract, _init_path, scores_path) -> Selected:
-    """A single-pass foresight method: the top-k of its stored scores."""
+    """A single-pass foresight method: the top-k of its stored scores, over its own scope
+    or, with ``prune.allocation``, within the kept count the allocation gives each tensor."""
     m = registry.method(c.method)
     blob = load_pt(scores_path)
-    masks, rows = masking.select_masks(blob["scores"], c.ratio, m.scope, c.seed, method=m.name)
-    return Selected(masks, rows, blob["scores"], m.scope, {}, blob["meta"].get("seconds", 0.0),
+    scores = blob["scores"]
+    scope = c.allocation or m.scope
+    extra = {"allocation": c.allocation} if c.allocation else {}
+    if scope in allocation.SCOPES:
+        masks, rows = masking.select_masks(scores, c.ratio, scope, c.seed, method=m.name)
+    else:
+        shapes = {n: tuple(s.shape) for n, s in scores.items()}
+        total = masking.kept_count(sum(s.numel() for s in scores.values()), c.ratio)
+        counts = allocation.counts_for(scope, shapes, total)
+        masks, rows = masking.select_per_tensor(scores, counts, c.seed, method=m.name)
+    return Selected(masks, rows, scores, scope, extra, blob["meta"].get("seconds", 0.0),
                     {"scores": input_record(scores_path)})
 
 
