@@ -211,6 +211,7 @@ STAGE_COMMANDS = ("init", "score", "mask", "train", "eval", "imp-round", "imp-ro
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from prunelib.catalogue.listing import TABLES as catalogue_tables
     from prunelib.foundations.paths import IMP_FILES, IMP_ROUND0_ONLY
 
     p = argparse.ArgumentParser(prog="prunelib", description=__doc__.splitlines()[0])
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_imp_rounds)
 
     s = sub.add_parser("catalogue", help="list the methods, networks, datasets, init schemes and variants")
-    s.add_argument("table", nargs="?", choices=("methods", "archs", "datasets", "inits", "variants"))
+    s.add_argument("table", nargs="?", choices=catalogue_tables)
     s.add_argument("--config", default="", help="also list the plugins this config names")
     s.add_argument("--write", default="", help="rewrite the generated section of this Markdown file")
     s.set_defaults(func=cmd_catalogue)
