@@ -48,14 +48,16 @@ def test_the_example_registers_through_the_public_api(isolated_registry):
     plugins.load([str(EXAMPLE)])
     entry = registry.method("snip_abs_grad")
     assert (entry.kind, entry.scope, entry.origin.name) == ("foresight", "global", str(EXAMPLE))
-    assert entry.origin.sha256 == plugins.sha256_of(str(EXAMPLE))
+    assert entry.origin.sha256 == plugins.sha256_of(str(EXAMPLE))  # (its only entry: the whole file)
+    assert entry.origin.entry == "method:snip_abs_grad"
     assert "Eq. 3.5" in entry.paper
     # its jobs carry the plugin (so they import it, and rerun when it changes); built-ins' do not
     s = settings(plugins=[str(EXAMPLE)], grid={"archs": ["lenet300"], "datasets": ["mnist"],
                                                "methods": ["snip", "snip_abs_grad"], "ratios": [1, 4], "seeds": [0]})
     mine = contracts.score_contract(s, "snip_abs_grad", 0, "lenet300", "mnist")
-    assert mine.plugins == ({"plugin": str(EXAMPLE), "sha256": entry.origin.sha256},)
-    assert mine.to_dict()["plugins"] == [{"plugin": str(EXAMPLE), "sha256": entry.origin.sha256}]
+    record = {"plugin": str(EXAMPLE), "sha256": entry.origin.sha256, "entry": "method:snip_abs_grad"}
+    assert mine.plugins == (record,)
+    assert mine.to_dict()["plugins"] == [record]
     snip = contracts.score_contract(s, "snip", 0, "lenet300", "mnist")
     assert snip.plugins == () and "plugins" not in snip.to_dict()
     init = contracts.init_contract(s, "lenet300", "mnist", 0, "pytorch_default")
@@ -202,7 +204,10 @@ def test_a_plugin_network_and_dataset_run_the_data_and_init_stages_in_fresh_proc
         init = contracts.init_contract(s, "tiny_mlp", "stripes", 0, "pytorch_default")
     finally:
         os.chdir(cwd)
-    assert data.plugins == init.plugins and data.plugins[0]["plugin"] == "mine.py"
+    # each entry carries its own digest: the data job the dataset's, the init job the network's too
+    assert [r["entry"] for r in data.plugins] == ["dataset:stripes"] and data.plugins[0]["plugin"] == "mine.py"
+    assert data.plugins[0] in init.plugins and {r["entry"] for r in init.plugins} == {"arch:tiny_mlp",
+                                                                                      "dataset:stripes"}
     assert registry.arch("tiny_mlp").cost == 0.5 and registry.dataset("stripes").image_size == 8
     run([PYTHON, "-m", "prunelib", "data", "--dataset", "stripes", "--root", ".", "--out", "stripes.pt",
          "--settings", data.to_json()], cwd=tmp_path)
@@ -215,5 +220,5 @@ def test_a_plugin_network_and_dataset_run_the_data_and_init_stages_in_fresh_proc
     (tmp_path / "mine.py").write_text(NET_AND_DATA + "\n# edited\n")
     proc = run([PYTHON, "-m", "prunelib", "init", "--settings", init.to_json(), "--out-weights", "x.pt",
                 "--out-table", "x.parquet"], cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and "mine.py changed since the workflow was planned" in proc.stderr
+    assert proc.returncode != 0 and "mine.py (arch tiny_mlp) changed since the workflow was planned" in proc.stderr
     assert not (tmp_path / "x.pt").exists()
