@@ -20,6 +20,7 @@ from prunelib import stages
 from prunelib.config import contracts
 from prunelib.foundations.artifacts import load_pt, read_parquet_rows, save_pt
 from prunelib.methods.masking import kept_count
+from prunelib.methods.score_checks import ScorerContractError
 
 from cells import settings
 
@@ -95,9 +96,26 @@ def check_exact_with_recorded_ties(rows, mask_blob, scores, ratio, scope):
     return tied, tied_kept
 
 
+def constant_scores_masked(init_path, method, ratio, mnist_pt, d, seed=0):
+    """Magnitude on constant weights scores every weight alike: the score stage refuses
+    that (its mask would be a random draw under the method's name, prunelib/methods/
+    score_checks.py).  The selection's handling of one tie across the network is still
+    tested: the same scores, written as the stage would, through the mask stage."""
+    with pytest.raises(ScorerContractError, match=f"method {method}: every one of its {N:,} scores is 0.125"):
+        stages.run_score(contracts.score_contract(SETTINGS, method, seed), init_path, mnist_pt, d / "scores.pt")
+    assert not (d / "scores.pt").exists()
+    blob = load_pt(init_path)
+    scores = {n: blob["state_dict"][n].abs() for n in blob["meta"]["prunable"]}
+    save_pt({"scores": scores, "meta": {"method": method, "seconds": 0.0}}, d / "scores.pt")
+    stages.run_mask(contracts.mask_contract(SETTINGS, method, ratio, seed), init_path, d / "scores.pt",
+                    d / "mask.pt", d / "mask.parquet")
+    return (read_parquet_rows(d / "mask.parquet"), load_pt(d / "mask.pt"),
+            {n: v.to(torch.float64) for n, v in scores.items()})
+
+
 def test_global_magnitude_on_constant_weights_draws_the_kept_count_from_one_tie(constant_init, mnist_pt,
                                                                                  tmp_path):
-    rows, blob, scores = score_and_mask(constant_init, "global_magnitude", 4, mnist_pt, tmp_path)
+    rows, blob, scores = constant_scores_masked(constant_init, "global_magnitude", 4, mnist_pt, tmp_path)
     tied, tied_kept = check_exact_with_recorded_ties(rows, blob, scores, 4, "global")
     assert (tied, tied_kept) == (N, kept_count(N, 4))
     assert all(r["threshold"] == C for r in rows)
@@ -106,7 +124,7 @@ def test_global_magnitude_on_constant_weights_draws_the_kept_count_from_one_tie(
 
 
 def test_layer_magnitude_on_constant_weights_ties_every_tensor(constant_init, mnist_pt, tmp_path):
-    rows, blob, scores = score_and_mask(constant_init, "layer_magnitude", 16, mnist_pt, tmp_path)
+    rows, blob, scores = constant_scores_masked(constant_init, "layer_magnitude", 16, mnist_pt, tmp_path)
     check_exact_with_recorded_ties(rows, blob, scores, 16, "layer")
     assert [(r["tied_at_threshold"], r["tied_kept"]) for r in rows] == \
         [(r["numel"], kept_count(r["numel"], 16)) for r in rows]
