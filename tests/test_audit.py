@@ -110,6 +110,17 @@ def test_audit_compare(small_run, capsys):
     assert "(all)" in out and "1.0000   1.0000" in out
 
 
+def test_audit_grid_of_another_config_says_so_instead_of_listing_missing_cells(small_run, capsys, tmp_path):
+    other = yaml.safe_load((small_run / "config.yaml").read_text())
+    other["grid"]["seeds"] = [7]
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    rc, out, _ = audit(capsys, "grid", "--config", tmp_path / "other.yaml", "--root", small_run)
+    assert out.startswith(f"auditing the grid of {tmp_path / 'other.yaml'} against {small_run / 'results'}: 2 cells")
+    assert ("none of the 2 cells of" in out and "which holds 2 cells of another grid "
+            "(e.g. mnist/lenet300/seed0/dense/r1): those results were made with another config" in out)
+    assert f"{small_run / 'reports' / 'config.yaml'}" in out and "seed7" not in out  # no list of false "missing"
+
+
 def test_audit_grid_complete_then_stale(small_run, capsys, monkeypatch):
     rc, out, _ = audit(capsys, "grid", "--config", small_run / "config.yaml", "--root", small_run)
     assert rc == 0 and "2 cells: 2 complete, 0 stale, 0 failed, 0 missing" in out

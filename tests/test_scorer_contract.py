@@ -243,3 +243,29 @@ def test_editing_one_entry_reruns_its_jobs_only_and_shared_code_reruns_all(tmp_p
     assert {r for r, _ in _planned(tmp_path)} >= {"score", "mask", "train", "eval"}
     plugin.write_text(TWO_METHODS.replace("return p.detach().abs()", "return p.detach().abs().clone()"))  # shared
     assert {m for _, m in _planned(tmp_path)} == {"mine_a", "mine_b"}
+
+
+def test_a_ratio_no_network_can_take_stops_before_any_job(tmp_path):
+    (tmp_path / "huge.yaml").write_text(yaml.safe_dump({"grid": {"ratios": [1, 1.0e12]}}))
+    dry = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
+                          "--configfile", str(REPO / "config.yaml"), str(tmp_path / "huge.yaml")],
+                         capture_output=True, text=True, timeout=HANG_SECONDS)
+    assert dry.returncode != 0 and "rule " not in dry.stdout
+    assert ("config error: grid.ratios[1] = 1000000000000 keeps no weight of lenet300 on mnist (266,200 prunable "
+            "weights, round(n / r) = 0); allowed: ratios up to 532,400") in dry.stderr
+
+
+def test_cells_whose_mask_the_tie_break_drew_are_marked():
+    from prunelib.report import tables
+
+    stat = {"metric": "top1", "mean": 11.35, "std": 0.0, "n": 3, "seeds": 3, "best": False, "within_one_std": False,
+            "collapsed_seeds": 0, "tied_seeds": 2, "failed_seeds": 0}
+    assert tables.render(stat, "md").endswith(" ‡") and "[ties 2/3]" in tables.render(stat, "csv")
+    assert not tables.render({**stat, "tied_seeds": 0}, "md").endswith("‡")
+    from prunelib.methods import masking
+
+    rows = [{"numel": 100, "tied_at_threshold": 40, "tied_kept": 10}, {"numel": 100, "tied_at_threshold": 5,
+                                                                      "tied_kept": 5}]
+    summary = masking.mask_summary([{**r, "name": str(i), "kept": 10, "collapsed": False}
+                                    for i, r in enumerate(rows)])
+    assert (summary["tied_at_cut"], summary["tied_at_cut_fraction"]) == (40, 0.2)  # only where the draw decided

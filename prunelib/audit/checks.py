@@ -452,8 +452,18 @@ def audit_grid(config_path="config.yaml", root=".", fast: bool = False) -> dict:
                 state, detail = "corrupted", bad
         counts[state] += 1
         cells.append({"cell": rel, "state": state, "detail": detail})
-    return {"config": str(config_path), "results": str(results), "counts": counts, "cells": cells,
-            "checksums": "skipped (--fast)" if fast else f"{len(hashed)} files verified"}
+    rep = {"config": str(config_path), "results": str(results), "counts": counts, "cells": cells,
+           "checksums": "skipped (--fast)" if fast else f"{len(hashed)} files verified"}
+    ours = {r["cell"] for r in cells}
+    foreign = sorted(str(p.parent.relative_to(results)) for p in results.glob("*/*/seed*/*/r*/eval.parquet")
+                     if str(p.parent.relative_to(results)) not in ours)
+    if foreign and counts["missing"] == len(cells):
+        made = root / paths.REPORT_CONFIG
+        rep["note"] = (f"none of the {len(cells)} cells of {config_path} is under {results}, which holds "
+                       f"{len(foreign)} cells of another grid (e.g. {foreign[0]}): those results were made with "
+                       "another config; audit them with --config <that config>"
+                       + (f" (the resolved config of the run that made them is {made})" if made.is_file() else ""))
+    return rep
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -502,8 +512,11 @@ def render_run(rep: dict) -> str:
 
 def render_grid(rep: dict) -> str:
     c = rep["counts"]
-    summary = (f"{rep['config']} -> {rep['results']}: {sum(c.values())} cells: {c['complete']} complete, "
-               f"{c['stale']} stale, {c['failed']} failed, {c['missing']} missing, {c.get('corrupted', 0)} corrupted"
+    summary = (f"auditing the grid of {rep['config']} against {rep['results']}: {sum(c.values())} cells: "
+               f"{c['complete']} complete, {c['stale']} stale, {c['failed']} failed, {c['missing']} missing, "
+               f"{c.get('corrupted', 0)} corrupted"
                + (f"; checksums: {rep['checksums']}" if "checksums" in rep else ""))
+    if rep.get("note"):  # (results of another grid: no list of false "missing" cells)
+        return f"{summary}\n{rep['note']}"
     not_done = [r for r in rep["cells"] if r["state"] != "complete"]
     return summary + ("\n\n" + format_table(not_done) if not_done else "")
