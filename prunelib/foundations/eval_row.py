@@ -79,20 +79,19 @@ SPECTRUM_POINTS = ("dense", "pruned", "pruned_ai")
 def signal_propagation_columns(train_meta: dict) -> dict:
     """The eval row's signal-propagation columns, from the train artifact's meta:
     ``after_pruning``; ``isometry_residual_before`` / ``_after`` (the sum over layers of
-    ||(C*W)(C*W)^T - I||_F, NaN when not measured) and ``isometry_residuals`` (JSON,
+    ||(C*W)(C*W)^T - I||_F; null when not measured, as ``best_test_top1``) and ``isometry_residuals`` (JSON,
     per layer); ``jsv_{mean,max,min}_{dense,pruned,pruned_ai}`` (the input-output
-    Jacobian's singular values, NaN when not measured) and ``jacobian_spectrum`` (JSON:
+    Jacobian's singular values, null when not measured) and ``jacobian_spectrum`` (JSON:
     per point, ``io`` and each layer's mean/std/max/min; ``{}`` when not measured)."""
     iso = train_meta.get("isometry") or {}
     spec = train_meta.get("jacobian_spectrum") or {}
-    nan = float("nan")
     row = {"after_pruning": train_meta.get("after_pruning", "keep"),
-           "isometry_residual_before": math.fsum(v["before"] for v in iso.values()) if iso else nan,
-           "isometry_residual_after": math.fsum(v["after"] for v in iso.values()) if iso else nan,
+           "isometry_residual_before": math.fsum(v["before"] for v in iso.values()) if iso else None,
+           "isometry_residual_after": math.fsum(v["after"] for v in iso.values()) if iso else None,
            "isometry_residuals": json.dumps(iso, sort_keys=True),
            "jacobian_spectrum": json.dumps(spec, sort_keys=True)}
     for point in SPECTRUM_POINTS:
         io = spec.get(point, {}).get("io", {})
         for stat in ("mean", "max", "min"):
-            row[f"jsv_{stat}_{point}"] = float(io.get(stat, nan))
+            row[f"jsv_{stat}_{point}"] = float(io[stat]) if stat in io else None
     return row
