@@ -227,3 +227,32 @@ def test_a_snip_cell_with_ai_and_the_spectrum_records_both_in_the_artifact_and_t
     assert row["isometry_residual_after"] < row["isometry_residual_before"]
     assert row["jsv_mean_pruned_ai"] == pytest.approx(spec["pruned_ai"]["io"]["mean"])
     assert json.loads(row["jacobian_spectrum"])["pruned"]["layers"]["layers.0.weight"]["max"] <= 1 + 1e-6
+
+
+def test_the_report_declares_and_draws_the_spectra_figure_and_tabulates_the_residuals(tmp_path):
+    import pandas as pd
+
+    from prunelib.report import figures, layout, tables
+
+    cfg = {"init": {"jacobian_spectrum": True}}
+    assert layout.writes_spectra(cfg) and not layout.writes_spectra({"init": {}})
+    names = layout.output_names([("mnist", "mlp7_linear")], ["mlp7_linear"], {}, ["dense", "snip"], [1, 10],
+                                spectra=True)
+    assert "figures/mnist_mlp7_linear_jacobian_spectra.png" in names["figures"]
+    assert layout.caption_name(names["figures"][-1]) == "jacobian_spectra"
+    assert "figures/mnist_mlp7_linear_jacobian_spectra.png" not in layout.output_names(
+        [("mnist", "mlp7_linear")], ["mlp7_linear"], {}, ["dense", "snip"], [1, 10])["figures"]
+    stats = {"mean": 0.5, "std": 0.1, "max": 0.9, "min": 0.1}
+    spec = {p: {"io": stats, "layers": {"a": stats, "b": stats}} for p in ("dense", "pruned", "pruned_ai")}
+    rows = [{"method": m, "ratio": r, "seed": s, "after_pruning": "approximate_isometry",
+             **eval_row.signal_propagation_columns({"isometry": {"a": {"before": 2.0, "after": 1.0}},
+                                                    "jacobian_spectrum": spec})}
+            for m, r in (("dense", 1.0), ("snip", 10.0)) for s in (0, 1)]
+    df = pd.DataFrame(rows)
+    out = tmp_path / "spectra.png"
+    figures.plot_jacobian_spectra(df, "t", out)
+    assert out.stat().st_size > 10_000
+    t = tables.signal_propagation_table(df)
+    assert list(t["n"]) == [2, 2] and list(t["residual after AI"]) == [1.0, 1.0]
+    assert tables.signal_propagation_table(pd.DataFrame([{"method": "snip", "ratio": 4.0}])).empty
+    figures.plot_jacobian_spectra(df.iloc[:0].assign(jacobian_spectrum=[]), "none", tmp_path / "empty.png")
