@@ -256,3 +256,17 @@ def test_the_report_declares_and_draws_the_spectra_figure_and_tabulates_the_resi
     assert list(t["n"]) == [2, 2] and list(t["residual after AI"]) == [1.0, 1.0]
     assert tables.signal_propagation_table(pd.DataFrame([{"method": "snip", "ratio": 4.0}])).empty
     figures.plot_jacobian_spectra(df.iloc[:0].assign(jacobian_spectrum=[]), "none", tmp_path / "empty.png")
+
+
+def test_the_dense_control_is_left_as_it_is_by_ai(tmp_path, mnist_pt):
+    """Nothing pruned, nothing to restore: the code's norm objective would jitter an
+    exact isometry (its gradient has unit norm however small the residual)."""
+    from prunelib.foundations.artifacts import load_pt
+
+    from cells import run_cell
+
+    s = settings(init={"scheme": "orthogonal", "after_pruning": "approximate_isometry", "isometry_steps": 50},
+                 train={"epochs": 1, "train_subset": 100, "batch_size": 100, "lr": 1e-9})
+    cell = run_cell(tmp_path, mnist_pt, s, "mlp7_linear", "dense", 1, until="train")
+    meta = load_pt(cell.final)["meta"]
+    assert all(v["before"] == v["after"] < 1e-4 for v in meta["isometry"].values())

@@ -377,5 +377,7 @@ def signal_propagation_table(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     grouped = data.groupby(["method", "ratio", "after_pruning"], sort=True)
     table = grouped[cols].mean().round(3)
-    table["n"] = grouped.size()
-    return table.rename(columns=SIGPROP_COLUMNS)
+    table["n"] = grouped.size().astype(int)
+    table = table.rename(columns=SIGPROP_COLUMNS).reset_index()
+    table["ratio"] = [format_ratio(r) for r in table["ratio"]]
+    return table.set_index("method")

@@ -141,7 +141,15 @@ def signal_propagation(c: TrainContract, model, masks: dict, data: dict, dataset
         x = datasets.to_float(data["train_x"][: int(c.jacobian_examples)], dataset)
         out["jacobian_spectrum"] = {"dense": isometry.spectrum(model, None, x),
                                     "pruned": isometry.spectrum(model, masks, x)}
-    if c.after_pruning == "approximate_isometry":
+    pruned = any(not bool(m.all()) for m in masks.values())
+    if c.after_pruning == "approximate_isometry" and not pruned:
+        # nothing pruned (the dense control): AI restores nothing, and the code's norm
+        # objective would only jitter an exact isometry by about lr per layer
+        out["isometry"] = {n: {"before": r, "after": r} for n, r in isometry.residuals(model, masks).items()}
+        out["after_pruning"] = "approximate_isometry"
+        if x is not None:
+            out["jacobian_spectrum"]["pruned_ai"] = out["jacobian_spectrum"]["pruned"]
+    elif c.after_pruning == "approximate_isometry":
         spec = c.isometry
         start = time.perf_counter()
         out["isometry"] = isometry.approximate_isometry(model, masks, spec.steps, spec.lr, spec.power)
