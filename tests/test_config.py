@@ -87,7 +87,7 @@ BAD = [
     ({"train": {"epochs": 0}}, "train.epochs = 0 is not allowed; allowed: integers >= 1"),
     ({"train": {"batch_size": 0}}, "train.batch_size = 0 is not allowed; allowed: integers >= 1"),
     ({"score": {"batch_size": -3}}, "score.batch_size = -3 is not allowed; allowed: integers >= 1"),
-    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, imp_mnist, lth_mnist, snip, standard, structured, thesis'),
+    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, imp_mnist, lth_mnist, sigprop, snip, standard, structured, thesis'),
     ({"model": {"shortcut": "C"}}, 'model.shortcut = "C" is not allowed; allowed: A, B'),
     ({"train": {"augment": "yes"}}, 'train.augment = "yes" is not allowed; allowed: auto, none, cifar'),
     ({"train": {"amp": "fp16"}}, 'train.amp = "fp16" is not allowed; allowed: none, bf16'),

@@ -54,6 +54,9 @@ _SCHEME_LAW = {
     "kaiming_normal": ("normal", (2.0 / 784) ** 0.5),
     # TF's variance scaling: N(0, s^2) truncated at +-2 s, std 1/sqrt(fan_in) after truncation
     "variance_scaling": ("normal", (1 / 784) ** 0.5),
+    # orthonormal rows (300 of length 784): ||W||_F^2 = 300, so std 1/sqrt(784); entries
+    # nearly Gaussian (the exact law: tests/test_sigprop.py, singular values all 1)
+    "orthogonal": ("normal", (1 / 784) ** 0.5),
 }
 #: Schemes that draw the biases too (the others zero them).
 _DRAW_BIASES = ("pytorch_default",)  # (variance_scaling: zero biases, snip/main.py initializer_b_bp)

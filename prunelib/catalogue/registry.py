@@ -451,6 +451,10 @@ def _builtins() -> None:
         ("lenet5_caffe", "LeNet5Caffe", "LeNet-5-Caffe as the SNIP code runs it (no nonlinearity after the "
          "convolutions)", 16, False, (), 1),
         ("mlp400x3", "MLP400x3", "784-400-400-400-10 MLP (lottery-ticket sanity checks)", 1, False, (), 1),
+        ("mlp7_linear", "mlp7_linear", "7-layer linear MLP, width 100 (the signal-propagation paper's mlp-7-linear)",
+         1, False, (), 1),
+        ("mlp7_tanh", "mlp7_tanh", "7-layer tanh MLP, width 100 (the signal-propagation paper's mlp-7-tanh)",
+         1, False, (), 1),
         # five 2x2 pools
         ("vgg16", "VGG16", "VGG-16 with BatchNorm for CIFAR", 32, True, (), 16),
         ("resnet20", "resnet20", "CIFAR ResNet-20 (He et al. 2016)", 1, True, ("shortcut",), 4),
@@ -486,6 +490,8 @@ def _builtins() -> None:
     register_init("kaiming_normal", description="He normal weights (ReLU gain), zero biases")(i + "kaiming_normal")
     register_init("variance_scaling", description="TF's variance_scaling_initializer() (fan_in, scale 1, truncated "
                   "normal) weights, zero biases, as the SNIP code draws them")(i + "variance_scaling")
+    register_init("orthogonal", description="orthogonal weights, gain 1, zero biases; convolutions block-orthogonal "
+                  "(TF's ConvolutionOrthogonal2D), as the signal-propagation code draws them")(i + "orthogonal")
 
     al = "prunelib.methods.allocation:"
     for name, fn, desc, paper in (

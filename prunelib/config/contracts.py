@@ -122,6 +122,15 @@ class ImpRoundContract(Hparams):
 
 
 @dataclass(frozen=True)
+class IsometrySpec(Hparams):
+    """Approximate isometry's optimiser (prunelib/nets/isometry.py)."""
+
+    steps: int
+    lr: float
+    power: int
+
+
+@dataclass(frozen=True)
 class TrainContract(Hparams):
     """A cell's training: plain training (foresight methods, the dense control) or, for an
     IMP cell, its chain round's result (``mode: imp_result``) or the retraining of a
@@ -132,8 +141,13 @@ class TrainContract(Hparams):
     train: TrainSettings
     device: str
     threads: int = 1
-    #: ``init.after_pruning``: keep the initial weights, or ``redraw`` them.
+    #: ``init.after_pruning``: keep the initial weights, ``redraw`` them, or restore their
+    #: isometry (``approximate_isometry``).
     after_pruning: str = "keep"
+    #: AI's optimiser (``approximate_isometry`` only): steps, learning rate, power.
+    isometry: IsometrySpec | None = None
+    #: ``init.jacobian_spectrum``: the number of training images it is measured on.
+    jacobian_examples: int | None = None
     #: ``eval.every_steps`` / ``keep_last``: weights kept for best-of-checkpoints.
     test_checkpoints: EvalSettings | None = None
     imp: ImpRoundContract | None = None
@@ -245,6 +259,11 @@ def train_contract(s: Settings, method: str, ratio: float, seed: int, dataset: s
                      mode="imp_result" if variant == "none" else "imp_retrain")
     else:
         extra["after_pruning"] = s.init.after_pruning
+        if s.init.after_pruning == "approximate_isometry":
+            extra["isometry"] = IsometrySpec(int(s.init.isometry_steps), float(s.init.isometry_lr),
+                                             int(s.init.isometry_power))
+        if s.init.jacobian_spectrum:
+            extra["jacobian_examples"] = int(s.init.jacobian_examples)
         if s.eval.every_steps:
             extra["test_checkpoints"] = s.eval
     return TrainContract(int(seed), s.train.for_dataset(dataset), **_compute(s), **extra,

@@ -30,11 +30,23 @@ class InitSettings:
     """``after_pruning``: the weights training starts from, ``keep`` (the initial weights
     that were scored, masked) or ``redraw`` (a fresh draw of the weights with the same
     scheme and zero biases, masked), as the SNIP code trains ``weights_ap`` after
-    scoring ``weights_bp`` (``namhoonlee/snip-public``, ``snip/model.py``)."""
+    scoring ``weights_bp`` (``namhoonlee/snip-public``, ``snip/model.py``), or
+    ``approximate_isometry`` (the kept initial weights after AI, Lee et al., ICLR 2020:
+    ``isometry_steps`` of SGD at ``isometry_lr`` on the sum of the layers' isometry
+    residuals to the power ``isometry_power``; prunelib/nets/isometry.py).
+
+    ``jacobian_spectrum``: record the Jacobian singular values of the network training
+    starts from (dense, pruned, and pruned + AI when AI is on) on the first
+    ``jacobian_examples`` training images, in the train artifact and the eval row."""
 
     scheme: str = "pytorch_default"
     per_method: dict = field(default_factory=dict)
     after_pruning: str = "keep"
+    isometry_steps: int = 10_000
+    isometry_lr: float = 0.1
+    isometry_power: int = 1
+    jacobian_spectrum: bool = False
+    jacobian_examples: int = 1000
 
     def scheme_for(self, method: str) -> str:
         return self.per_method.get(method, self.scheme)

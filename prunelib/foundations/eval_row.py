@@ -9,6 +9,8 @@ is one ``Metric`` here and its value in the eval row.  No torch import.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 
 
@@ -68,3 +70,28 @@ TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds", "measured_sp
 LINEAGE_COLUMNS = ("data_sha256", "init_sha256", "scores_sha256", "mask_sha256", "final_sha256")
 RERUN_VARYING_COLUMNS = TIMING_COLUMNS + LINEAGE_COLUMNS
 PROVENANCE = ("prunelib_version", "torch_version", "device", "settings_hash", "measure_device", *LINEAGE_COLUMNS)
+
+#: The points at which ``init.jacobian_spectrum`` measures the network training starts
+#: from (prunelib/stages/train.py, ``signal_propagation``).
+SPECTRUM_POINTS = ("dense", "pruned", "pruned_ai")
+
+
+def signal_propagation_columns(train_meta: dict) -> dict:
+    """The eval row's signal-propagation columns, from the train artifact's meta:
+    ``after_pruning``; ``isometry_residual_before`` / ``_after`` (the sum over layers of
+    ||(C*W)(C*W)^T - I||_F; null when not measured, as ``best_test_top1``) and ``isometry_residuals`` (JSON,
+    per layer); ``jsv_{mean,max,min}_{dense,pruned,pruned_ai}`` (the input-output
+    Jacobian's singular values, null when not measured) and ``jacobian_spectrum`` (JSON:
+    per point, ``io`` and each layer's mean/std/max/min; ``{}`` when not measured)."""
+    iso = train_meta.get("isometry") or {}
+    spec = train_meta.get("jacobian_spectrum") or {}
+    row = {"after_pruning": train_meta.get("after_pruning", "keep"),
+           "isometry_residual_before": math.fsum(v["before"] for v in iso.values()) if iso else None,
+           "isometry_residual_after": math.fsum(v["after"] for v in iso.values()) if iso else None,
+           "isometry_residuals": json.dumps(iso, sort_keys=True),
+           "jacobian_spectrum": json.dumps(spec, sort_keys=True)}
+    for point in SPECTRUM_POINTS:
+        io = spec.get(point, {}).get("io", {})
+        for stat in ("mean", "max", "min"):
+            row[f"jsv_{stat}_{point}"] = float(io[stat]) if stat in io else None
+    return row

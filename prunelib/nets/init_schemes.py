@@ -67,3 +67,108 @@ def apply(model: nn.Module, scheme: str) -> nn.Module:
     if fn is not None:
         fn(model)
     return model
+
+
+# --- the signal-propagation paper's initialisations (Lee, Ajanthan, Gould & Torr, ICLR 2020) ---
+#
+# Their code (``namhoonlee/spp-public``, ``spp/model.py``, ``reinitialize``) defaults to
+# ``init_w = {'kind': 'orthogonal'}`` and ``init_b = {'kind': 'zeros'}`` (``spp/main.py``),
+# with gain 1.  Fully connected weights get TF's ``orthogonal_initializer``; a 4-D kernel
+# gets ``conv_orthogonal``, TF's ``ConvolutionOrthogonal2D`` (the block-orthogonal
+# construction of Xiao et al., ICML 2018), *not* the delta-orthogonal kernel, so no
+# delta-orthogonal scheme is added here.
+
+
+def _orthogonal_matrix(n: int, generator=None):
+    """An n x n orthogonal matrix, Haar-distributed: Q of the QR of a standard normal
+    matrix with the signs of R's diagonal folded into Q's columns."""
+    import torch
+
+    a = torch.randn(n, n, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(a)
+    return q * torch.sign(torch.diagonal(r))
+
+
+def _symmetric_projection(n: int):
+    """A random symmetric projection P = P^T = P^2: the span of the columns of a random
+    orthogonal matrix that survive a fair coin each."""
+    import torch
+
+    q = _orthogonal_matrix(n)
+    c = q * (torch.randn(n, dtype=torch.float64) > 0).to(q.dtype)
+    return c @ c.T
+
+
+def _block_orth(p1, p2) -> dict:
+    """The 2 x 2 kernel [[P1 P2, P1 (I - P2)], [(I - P1) P2, (I - P1)(I - P2)]], an
+    orthogonal convolution (its taps sum to an orthogonal operator under periodic padding)."""
+    import torch
+
+    eye = torch.eye(p1.shape[0], dtype=p1.dtype)
+    return {(0, 0): p1 @ p2, (0, 1): p1 @ (eye - p2), (1, 0): (eye - p1) @ p2, (1, 1): (eye - p1) @ (eye - p2)}
+
+
+def _matrix_conv(m1: dict, m2: dict) -> dict:
+    """The convolution of two kernels whose taps are n x n matrices (k x k and l x l taps
+    give k + l - 1 squared); the composition of two orthogonal convolutions is one."""
+    import torch
+
+    k = max(i for i, _ in m1) + 1
+    ll = max(i for i, _ in m2) + 1
+    n = m1[0, 0].shape[0]
+    out = {}
+    for i in range(k + ll - 1):
+        for j in range(k + ll - 1):
+            acc = torch.zeros(n, n, dtype=m1[0, 0].dtype)
+            for a in range(min(k, i + 1)):
+                for b in range(min(k, j + 1)):
+                    if i - a < ll and j - b < ll:
+                        acc = acc + m1[a, b] @ m2[i - a, j - b]
+            out[i, j] = acc
+    return out
+
+
+def conv_orthogonal_(weight) -> None:
+    """The block-orthogonal kernel of the SPP code's ``conv_orthogonal`` (TF's
+    ``ConvolutionOrthogonal2D``, gain 1) drawn into a PyTorch ``[out, in, k, k]`` weight.
+
+    Tap (i, j) of the kernel is the ``in x out`` matrix ``H[:in] P_(i,j)``, H a random
+    orthogonal ``out x out`` matrix and P the ``k x k`` product (matrix convolution) of
+    ``k - 1`` random 2 x 2 block-orthogonal kernels; ``weight[o, c, i, j]`` is its entry
+    ``(c, o)``.  Under periodic padding the convolution is then an isometry from the
+    ``in`` to the ``out`` channels (tests/test_sigprop.py).  Like their code it needs a
+    square kernel and ``in <= out``."""
+    import torch
+
+    out_c, in_c, kh, kw = weight.shape
+    if kh != kw:
+        raise ValueError(f"conv_orthogonal needs a square kernel, got {kh}x{kw}")
+    if in_c > out_c:
+        raise ValueError(f"conv_orthogonal needs in_channels <= out_channels, got {in_c} > {out_c}")
+    orth = _orthogonal_matrix(out_c)[:in_c, :]
+    if kh == 1:
+        taps = {(0, 0): orth}
+    else:
+        p = _block_orth(_symmetric_projection(out_c), _symmetric_projection(out_c))
+        for _ in range(kh - 2):
+            p = _matrix_conv(p, _block_orth(_symmetric_projection(out_c), _symmetric_projection(out_c)))
+        taps = {ij: orth @ m for ij, m in p.items()}
+    kernel = torch.empty(out_c, in_c, kh, kw, dtype=torch.float64)
+    for (i, j), m in taps.items():
+        kernel[:, :, i, j] = m.T
+    with torch.no_grad():
+        weight.copy_(kernel.to(weight.dtype))
+
+
+def orthogonal(model: nn.Module) -> None:
+    """The SPP code's ``orthogonal`` initialiser, gain 1, zero biases: a Linear weight is
+    a random matrix with orthonormal rows or columns (whichever are fewer: QR of a
+    Gaussian, R's signs folded in, as TF's ``orthogonal_initializer``; PyTorch's
+    ``orthogonal_`` is the same law); a 2-D convolution gets ``conv_orthogonal_``."""
+    def draw(w):
+        if w.dim() == 4:
+            conv_orthogonal_(w)
+        else:
+            nn.init.orthogonal_(w, gain=1.0)
+
+    _redraw(model, draw)

@@ -48,6 +48,39 @@ class MLP400x3(nn.Module):
         return self.fc4(x)
 
 
+class DeepMLP(nn.Module):
+    """The signal-propagation paper's MLP family (``namhoonlee/spp-public``,
+    ``spp/network.py``, ``MLP``): ``depth`` fully connected layers of ``width`` units,
+    input -> width -> ... -> width -> classes, ``activation`` (identity or tanh) after every
+    layer but the last.  Layers ``fc1`` ... ``fc<depth>``."""
+
+    def __init__(self, depth: int, width: int, activation: str, num_classes: int = 10, in_channels: int = 1,
+                 image_size: int = 28):
+        super().__init__()
+        self.input_shape = (in_channels, image_size, image_size)
+        self.activation = activation
+        sizes = [in_channels * image_size * image_size] + [width] * (depth - 1) + [num_classes]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        for i, fc in enumerate(self.layers):
+            x = fc(x)
+            if i < len(self.layers) - 1 and self.activation == "tanh":
+                x = torch.tanh(x)
+        return x
+
+
+def mlp7_linear(num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> nn.Module:
+    """``mlp-7-linear``, the SPP code's default network: 784-100x6-10, no nonlinearity."""
+    return DeepMLP(7, 100, "linear", num_classes, in_channels, image_size)
+
+
+def mlp7_tanh(num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> nn.Module:
+    """``mlp-7-tanh``: the same with tanh after every hidden layer."""
+    return DeepMLP(7, 100, "tanh", num_classes, in_channels, image_size)
+
+
 class LeNet5(nn.Module):
     """The reproduction study's CNN (its Table 4.1; 431,080 parameters on MNIST).
 

@@ -16,15 +16,16 @@ import pandas as pd
 from prunelib.foundations.artifacts import atomic_path, write_text
 from prunelib.foundations.paths import CELL_FILES, REPORT_CONFIG
 from prunelib.report.figures import (plot_accuracy, plot_calibration, plot_compression, plot_curves,
-                                     plot_density_heatmap, plot_imp_rounds, plot_variants)
+                                     plot_density_heatmap, plot_imp_rounds, plot_jacobian_spectra, plot_variants)
 # (tables' and statistics' names re-exported: this module is the reports' one entry point)
 from prunelib.foundations.eval_row import METRICS as ALL_METRICS
-from prunelib.report.layout import (default_table_ratios, writes_checkpoints, method_label, output_names,  # noqa: F401
+from prunelib.report.layout import (default_table_ratios, writes_checkpoints, writes_spectra, method_label, output_names,  # noqa: F401
                                     report_choices, table_metrics)
 from prunelib.report.stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
 from prunelib.report.tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table,  # noqa: F401
                                     blalock_table, checkpoints_table, collapse_table, compression_table, escape_plain,
-                                    imp_rounds_table, measured_devices, render, study_table, to_html, to_markdown,
+                                    imp_rounds_table, measured_devices, render, signal_propagation_table, study_table,
+                                    to_html, to_markdown,
                                     variants_table, write_table_files)
 from prunelib.config.settings import format_ratio
 
@@ -111,6 +112,10 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
             (beyond_top1_table(sub), None,
              f"Beyond top-1 on {dataset} / {arch}: balanced accuracy, worst-class recall (the class most often "
              "worst), expected calibration error (15 bins), NLL; means over seeds (n)"),
+            (signal_propagation_table(sub), None,
+             f"Signal propagation on {dataset} / {arch}: isometry residual (sum over layers of "
+             "||(C*W)(C*W)^T - I||_F) before and after approximate isometry, and the mean singular value of "
+             "the input-output Jacobian (dense, pruned, pruned + AI); means over seeds (n)"),
             (checkpoints_table(sub), tables / f"{stem}_checkpoints.csv" if writes_checkpoints(config) else None,
              f"Final weights (our metric) beside the {BEST_OF_CHECKPOINTS} on {dataset} / {arch}: test top-1 "
              "in %, mean ± sample std (n seeds)"),
@@ -146,6 +151,10 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
                          figures / f"{stem}_calibration.png")
         written += [figures / f"{stem}_{k}.png" for k in ("accuracy", "compression", "curves", "calibration")]
         written.append(heat)
+        if writes_spectra(config):  # (declared by the rule: written even when no row has spectra)
+            plot_jacobian_spectra(sub, f"{dataset} / {arch}: layer-wise singular values at the start of training",
+                                  figures / f"{stem}_jacobian_spectra.png")
+            written.append(figures / f"{stem}_jacobian_spectra.png")
         if (sub["variant"] != "none").any():
             written += _write_variants(sub, dataset, arch, tables, figures)
         pair_rounds = rounds[(rounds["dataset"] == dataset) & (rounds["arch"] == arch)] if len(rounds) else rounds

@@ -308,3 +308,50 @@ def plot_imp_rounds(rounds: pd.DataFrame, title: str, out_png: Path) -> None:
     ax.set_ylabel("test top-1 after the round (%)")
     ax.set_title(title)
     _save(fig, out_png)
+
+
+#: The points of the spectra figure, in order, with their labels.
+_SPECTRUM_POINTS = {"dense": "dense", "pruned": "pruned", "pruned_ai": "pruned + AI"}
+
+
+def plot_jacobian_spectra(df: pd.DataFrame, title: str, out_png: Path) -> None:
+    """The layer-wise spectra of ``init.jacobian_spectrum``: one panel per pruned method
+    and ratio, x = layer, the mean singular value of the masked weight matrix (the
+    layer-wise Jacobian of a linear network) at each point (dense, pruned, pruned + AI)
+    averaged over seeds, a band from the mean minimum to the mean maximum; the legend
+    gives the input-output Jacobian's mean singular value (spp/check.py's measure)."""
+    import json
+
+    plt = _pyplot()
+    rows = df[(df["ratio"] != 1.0)] if "jacobian_spectrum" in df.columns else df.iloc[:0]
+    rows = rows[rows["jacobian_spectrum"].fillna("{}") != "{}"] if len(rows) else rows
+    order = method_order(set(rows["method"])) if len(rows) else []
+    panels = sorted({(m, r) for m, r in zip(rows["method"], rows["ratio"])},
+                    key=lambda mr: (order.index(mr[0]), mr[1]))[:12]
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(1, n, figsize=(max(6.0, 4.2 * n), 4.0), squeeze=False, sharey=True)
+    if not panels:
+        axes[0][0].text(0.5, 0.5, "no cell measured its Jacobian spectrum", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    for ax, (method, ratio) in zip(axes[0], panels):
+        specs = [json.loads(s) for s in rows[(rows["method"] == method) & (rows["ratio"] == ratio)]
+                 ["jacobian_spectrum"]]
+        for point, label in _SPECTRUM_POINTS.items():
+            have = [s[point] for s in specs if point in s]
+            if not have:
+                continue
+            layers = list(have[0]["layers"])
+            stat = {k: [sum(h["layers"][lay][k] for h in have) / len(have) for lay in layers]
+                    for k in ("mean", "min", "max")}
+            io = sum(h["io"]["mean"] for h in have) / len(have)
+            xs = range(1, len(layers) + 1)
+            ax.plot(xs, stat["mean"], marker="o", label=f"{label} (input-output mean {io:.3g})")
+            ax.fill_between(xs, stat["min"], stat["max"], alpha=0.15)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(f"{method}, r = {format_ratio(ratio)} ({len(specs)} seeds)")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("singular value of C ⊙ W")
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, out_png)

@@ -80,12 +80,19 @@ def writes_checkpoints(config: dict | None) -> bool:
     return bool(((config or {}).get("eval") or {}).get("every_steps"))
 
 
+def writes_spectra(config: dict | None) -> bool:
+    """Whether the run measures the Jacobian spectra (``init.jacobian_spectrum``), so that
+    aggregate writes each pair's spectra figure."""
+    return bool(((config or {}).get("init") or {}).get("jacobian_spectrum"))
+
+
 def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("none",),
-                 imp: bool = False, checkpoints: bool = False) -> dict[str, list[str]]:
+                 imp: bool = False, checkpoints: bool = False, spectra: bool = False) -> dict[str, list[str]]:
     """Every file ``run`` writes under reports/ (relative), by kind; the rule declares
     them all.  With sanity-check variants in the grid, each pair also gets a variants
     table and figure; with iterative (IMP) methods, a table and figure of every round;
-    with ``checkpoints`` (``writes_checkpoints``), its checkpoints table."""
+    with ``checkpoints`` (``writes_checkpoints``), its checkpoints table; with ``spectra``
+    (``writes_spectra``), the Jacobian spectra figure."""
     ch = report_choices(report, methods, ratios)
     hr = format_ratio(ch["heatmap_ratio"])
     out = {"md": [], "csv": [], "html": [], "figures": []}
@@ -100,6 +107,8 @@ def output_names(pairs, archs, report: dict | None, methods, ratios, variants=("
         out["html"].append(f"{stem}.html")
         out["figures"] += [f"figures/{d}_{a}_{kind}.png" for kind in
                            ("accuracy", "compression", f"density_r{hr}", "curves", "calibration")]
+        if spectra:
+            out["figures"].append(f"figures/{d}_{a}_jacobian_spectra.png")
         if with_variants:
             out["md"].append(f"{stem}_variants.md")
             out["csv"].append(f"{stem}_variants.csv")
@@ -119,7 +128,8 @@ def caption_name(path) -> str:
     """The caption file (workflow/report/<name>.rst) of an output of ``run``."""
     name = Path(path).name
     if name.endswith(".png"):
-        for kind in ("accuracy", "compression", "density", "curves", "variants", "imp_rounds", "calibration"):
+        for kind in ("accuracy", "compression", "density", "curves", "variants", "imp_rounds", "calibration",
+                     "jacobian_spectra"):
             if f"_{kind}" in name:
                 return kind
     for kind in ("compression", "collapse", "cells", "variants", "imp_rounds", "checkpoints"):

@@ -353,3 +353,31 @@ def write_table_files(table_plain, table_tex, title, base: Path) -> list[Path]:
     tex_path = base.with_suffix(".tex")
     write_text(to_latex(table_tex, title, escaped=True), tex_path)
     return [csv_path, tex_path]
+
+
+#: The signal-propagation columns of the eval row (prunelib/foundations/eval_row.py) the
+#: table shows, with their headers.
+SIGPROP_COLUMNS = {"isometry_residual_before": "residual before AI", "isometry_residual_after": "residual after AI",
+                   "jsv_mean_dense": "JSV mean, dense", "jsv_mean_pruned": "JSV mean, pruned",
+                   "jsv_mean_pruned_ai": "JSV mean, pruned + AI"}
+
+
+def signal_propagation_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method and ratio: the means over seeds of the isometry residuals and of the
+    input-output Jacobian's mean singular value at each point (``init.jacobian_spectrum``,
+    ``init.after_pruning: approximate_isometry``), with the number of seeds; empty where no
+    row measured them."""
+    cols = [c for c in SIGPROP_COLUMNS if c in df.columns]
+    if not cols:
+        return pd.DataFrame()
+    data = df[["method", "ratio", "after_pruning", *cols]].copy()
+    data[cols] = data[cols].apply(pd.to_numeric, errors="coerce")
+    data = data.dropna(subset=cols, how="all")
+    if data.empty:
+        return pd.DataFrame()
+    grouped = data.groupby(["method", "ratio", "after_pruning"], sort=True)
+    table = grouped[cols].mean().round(3)
+    table["n"] = grouped.size().astype(int)
+    table = table.rename(columns=SIGPROP_COLUMNS).reset_index()
+    table["ratio"] = [format_ratio(r) for r in table["ratio"]]
+    return table.set_index("method")

@@ -77,6 +77,7 @@ def run_eval(c: EvalContract, final_path, mask_path, data_path, out) -> dict:
                           input_record(final_path)),
     }
     row.update(_measured(model, masks, mask_blob["meta"], data, meta, dev, status))
+    row.update(eval_row.signal_propagation_columns(meta))
     write_parquet([row], out)
     return row
 

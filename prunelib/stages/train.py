@@ -5,6 +5,7 @@ variant applied to the starting weights."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import torch
 
@@ -14,7 +15,7 @@ from prunelib.data import datasets
 from prunelib.foundations.artifacts import input_record, load_pt, read_parquet_rows, save_pt, write_parquet
 from prunelib.foundations.seeding import seed_everything
 from prunelib.methods import iterative, variants
-from prunelib.nets import init_schemes
+from prunelib.nets import init_schemes, isometry
 from prunelib.stages.common import build_model, cpu_state, load_model, provenance
 from prunelib.train import resume
 from prunelib.train.loop import (TrainingDiverged, progress_printer, resolve_device, run_steps, steps_per_epoch,
@@ -75,6 +76,7 @@ def run_train(c: TrainContract, init_path, mask_path, data_path, out_weights, ou
     if c.after_pruning == "redraw":
         model.load_state_dict(redrawn_state(init_meta, c.seed))
         extra["after_pruning"] = "redraw"
+    extra.update(signal_propagation(c, model, masks, data, init_meta["dataset"]))
     if c.variant is not None:
         v = c.variant
         state = dict(model.state_dict())
@@ -124,3 +126,37 @@ def kept_checkpoint_steps(c: TrainContract, train_s: TrainSettings, data: dict) 
         return []
     total = train_s.total_steps(steps_per_epoch(training_examples(data, train_s, c.seed), train_s.batch_size))
     return c.test_checkpoints.checkpoint_steps(total)
+
+
+def signal_propagation(c: TrainContract, model, masks: dict, data: dict, dataset: str) -> dict:
+    """``init.after_pruning: approximate_isometry`` (AI on ``model`` in place, its residuals
+    per layer before and after under ``isometry``) and ``init.jacobian_spectrum`` (the
+    Jacobian singular values, ``jacobian_spectrum``: ``dense`` = the starting weights
+    unmasked, ``pruned`` = masked, ``pruned_ai`` = after AI), as the SPP code checks them
+    after init, after pruning and after AI (``spp/main.py``, ``--check_jsv``).  The meta
+    entries the eval row reads; nothing when neither is set."""
+    out = {}
+    x = None
+    if c.jacobian_examples:
+        x = datasets.to_float(data["train_x"][: int(c.jacobian_examples)], dataset)
+        out["jacobian_spectrum"] = {"dense": isometry.spectrum(model, None, x),
+                                    "pruned": isometry.spectrum(model, masks, x)}
+    pruned = any(not bool(m.all()) for m in masks.values())
+    if c.after_pruning == "approximate_isometry" and not pruned:
+        # nothing pruned (the dense control): AI restores nothing, and the code's norm
+        # objective would only jitter an exact isometry by about lr per layer
+        out["isometry"] = {n: {"before": r, "after": r} for n, r in isometry.residuals(model, masks).items()}
+        out["after_pruning"] = "approximate_isometry"
+        if x is not None:
+            out["jacobian_spectrum"]["pruned_ai"] = out["jacobian_spectrum"]["pruned"]
+    elif c.after_pruning == "approximate_isometry":
+        spec = c.isometry
+        start = time.perf_counter()
+        out["isometry"] = isometry.approximate_isometry(model, masks, spec.steps, spec.lr, spec.power)
+        out["isometry_seconds"] = time.perf_counter() - start
+        out["after_pruning"] = "approximate_isometry"
+        if x is not None:
+            out["jacobian_spectrum"]["pruned_ai"] = isometry.spectrum(model, masks, x)
+    elif x is not None:  # the diagnostic without AI: the residuals as they are
+        out["isometry"] = {n: {"before": r, "after": r} for n, r in isometry.residuals(model, masks).items()}
+    return out

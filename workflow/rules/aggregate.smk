@@ -19,6 +19,7 @@ REPORT_FILES = {
         SETTINGS.grid.variants,
         any(m in plconfig.IMP_METHODS for m in SETTINGS.grid.methods),
         plreport.writes_checkpoints(RESOLVED),
+        plreport.writes_spectra(RESOLVED),
     ).items()
 }
 

@@ -1,0 +1,152 @@
+"""Signal propagation at initialisation (Lee, Ajanthan, Gould & Torr, "A Signal
+Propagation Perspective for Pruning Neural Networks at Initialization", ICLR 2020):
+the isometry residual of a masked layer, approximate isometry (AI), and the Jacobian
+singular values their ``--check_jsv`` reports.
+
+A layer's weight is read as the matrix ``W`` of shape ``[out, in * k * k]`` (a Linear
+weight as it is; a convolution kernel flattened), ``C`` its mask.  The authors' TF code
+(``namhoonlee/spp-public``) keeps kernels as ``[..., in, out]`` and flattens them to
+``V = [-1, out]``; their ``V^T V`` is our ``(C ⊙ W)(C ⊙ W)^T``, an ``out x out`` matrix.
+
+* residual ``r(W) = ||(C ⊙ W)(C ⊙ W)^T - I_out||_F`` (``spp/model.py``,
+  ``compute_isometry``: ``tf.norm(..., ord='euclidean')`` of the matrix, i.e. the
+  Frobenius norm, *not squared*);
+* AI minimises ``sum_l r(W_l)^p`` over the kept weights with plain SGD, learning rate 0.1,
+  10,000 steps (``compute_isometry``: ``prepare_optimization('sgd', 0.1, 'constant')``;
+  ``spp/approximate_isometry.py``: ``for itr in range(10000)``), the gradient reaching
+  ``W`` through ``C ⊙ W`` so pruned weights never move.  The code's objective is the
+  norm, ``p = 1`` (our default); the issue (and the paper's equation, as the issue
+  writes it) squares it, ``p = 2`` (``init.isometry_power``).  Both have the same
+  minimisers; their SGD paths differ.  The code feeds a data batch to each step that the
+  objective never reads: AI is data-free, and so is ours.  Only weights are included
+  (the code's ``'w' in k``), never biases.
+* Jacobian singular values (``spp/check.py``, ``jacobian_singular_value``, after init,
+  after pruning and after AI): the code measures the *input-output* Jacobian
+  ``d logits / d input`` of every training example (batches of 10) and prints the
+  mean, std, max and min over all its singular values.  The paper argues with the
+  *layer-wise* Jacobians ``J_l = D_l W_l``; for a linear network (their default
+  ``mlp-7-linear``) ``J_l = W_l`` exactly, so we record both: the input-output spectrum
+  as the code measures it (on the first ``n`` training examples, not all 60,000), and
+  per layer the singular values of ``C ⊙ W`` (the layer Jacobian of a linear network, its
+  linear part otherwise).
+
+No config, no stages: functions of a model and its masks (torch only).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: The SPP code's AI optimiser: plain SGD, constant learning rate, number of steps.
+AI_LR = 0.1
+AI_STEPS = 10_000
+
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def layer_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every Conv and Linear weight of ``model`` by parameter name (the layers AI and the
+    diagnostic look at), in module order."""
+    return {f"{name}.weight" if name else "weight": m.weight for name, m in model.named_modules()
+            if isinstance(m, _LAYERS)}
+
+
+def as_matrix(w: torch.Tensor) -> torch.Tensor:
+    """``[out, in * k * k]``: the layer as the linear map from one position's inputs to its
+    outputs."""
+    return w.reshape(w.shape[0], -1)
+
+
+def residual(w: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``||(C ⊙ W)(C ⊙ W)^T - I||_F`` (a 0-d tensor, differentiable in ``w``)."""
+    m = as_matrix(w if mask is None else w * mask)
+    return torch.linalg.matrix_norm(m @ m.T - torch.eye(m.shape[0], dtype=m.dtype, device=m.device))
+
+
+def residuals(model: nn.Module, masks: dict) -> dict[str, float]:
+    """The isometry residual of every layer weight, masked where ``masks`` has it."""
+    with torch.no_grad():
+        return {n: float(residual(w.double(), masks[n].double() if n in masks else None))
+                for n, w in layer_weights(model).items()}
+
+
+def approximate_isometry(model: nn.Module, masks: dict, steps: int = AI_STEPS, lr: float = AI_LR,
+                         power: int = 1) -> dict[str, dict[str, float]]:
+    """AI in place: ``steps`` steps of SGD at ``lr`` on ``sum_l r(W_l)^power``, the loss
+    built on ``C ⊙ W`` so that only kept weights receive gradient; the pruned ones are
+    zero afterwards.  Returns ``{layer: {"before": r, "after": r}}`` (residuals in
+    float64).  The layers' terms share no weights, so the sum is ``steps`` independent
+    descents with one learning rate, as in the code."""
+    weights = layer_weights(model)
+    before = residuals(model, masks)
+    params = list(weights.values())
+    consts = {n: (masks[n].to(w.dtype) if n in masks else None) for n, w in weights.items()}
+    opt = torch.optim.SGD(params, lr=lr)
+    for _ in range(int(steps)):
+        opt.zero_grad(set_to_none=True)
+        loss = sum(residual(w, consts[n]) ** power for n, w in weights.items())
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        for n, w in weights.items():
+            if consts[n] is not None:
+                w.mul_(consts[n])
+    after = residuals(model, masks)
+    return {n: {"before": before[n], "after": after[n]} for n in weights}
+
+
+def _stats(s: torch.Tensor) -> dict[str, float]:
+    s = s.double().flatten()
+    return {"mean": float(s.mean()), "std": float(s.std(unbiased=False)) if s.numel() > 1 else 0.0,
+            "max": float(s.max()), "min": float(s.min())}
+
+
+def layer_spectra(model: nn.Module, masks: dict | None = None) -> dict[str, dict[str, float]]:
+    """Per layer: mean, std, max and min of the singular values of ``C ⊙ W`` (as a
+    matrix), the layer-wise Jacobian of a linear network."""
+    masks = masks or {}
+    out = {}
+    with torch.no_grad():
+        for n, w in layer_weights(model).items():
+            m = as_matrix(w.double() * (masks[n].double() if n in masks else 1.0))
+            out[n] = _stats(torch.linalg.svdvals(m))
+    return out
+
+
+def io_jacobian_singular_values(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """The singular values of ``d model(x_i) / d x_i`` for every example ``x_i`` of ``x``
+    (``[N, min(classes, input size)]``), one backward pass per output unit and batch, as
+    the code's ``batch_jacobian`` loops over the outputs.  The model is put in eval mode
+    (BatchNorm uses its running statistics; the code runs it with ``is_train`` False)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size].detach().clone().requires_grad_(True)
+            y = model(xb)
+            rows = []
+            for k in range(y.shape[1]):
+                (g,) = torch.autograd.grad(y[:, k].sum(), xb, retain_graph=k < y.shape[1] - 1)
+                rows.append(g.reshape(g.shape[0], -1))
+            jac = torch.stack(rows, dim=1)  # [b, classes, input size]
+            out.append(torch.linalg.svdvals(jac.double()))
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def spectrum(model: nn.Module, masks: dict | None, x: torch.Tensor) -> dict:
+    """The diagnostic at one point (dense, pruned or pruned + AI): ``{"io": stats of the
+    input-output Jacobian's singular values over the examples ``x``, "layers": {layer:
+    stats}}``.  ``masks`` is applied to a copy; ``model`` is left as it is."""
+    import copy
+
+    net = copy.deepcopy(model)
+    if masks:
+        with torch.no_grad():
+            params = dict(net.named_parameters())
+            for n, m in masks.items():
+                params[n].mul_(m.to(params[n].dtype))
+    return {"io": _stats(io_jacobian_singular_values(net, x)), "layers": layer_spectra(net, masks)}

@@ -1,0 +1,272 @@
+"""The signal-propagation perspective (Lee, Ajanthan, Gould & Torr, ICLR 2020;
+``namhoonlee/spp-public``): orthogonal initialisation, approximate isometry (AI) after
+pruning, the Jacobian singular values, and their place in the contracts and the eval row."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prunelib.config import contracts
+from prunelib.foundations import eval_row
+from prunelib.nets import init_schemes, isometry, models
+
+from cells import settings
+
+
+def _orthogonal(arch="mlp7_linear", seed=0):
+    torch.manual_seed(seed)
+    return init_schemes.apply(models.build(arch, 10, 1, 28), "orthogonal")
+
+
+# --- the law of the orthogonal scheme --------------------------------------------------------------
+
+def test_a_dense_orthogonal_linear_network_has_every_singular_value_one():
+    """Acceptance: every layer's and the input-output Jacobian's singular values are 1."""
+    m = _orthogonal()
+    for name, s in isometry.layer_spectra(m).items():
+        assert abs(s["max"] - 1) < 1e-5 and abs(s["min"] - 1) < 1e-5, name
+    jsv = isometry.io_jacobian_singular_values(m, torch.randn(20, 1, 28, 28))
+    assert jsv.shape == (20, 10)
+    assert torch.allclose(jsv, torch.ones_like(jsv), atol=1e-5)
+    assert all(float(b.detach().abs().max()) == 0 for n, b in m.named_parameters() if n.endswith("bias"))
+
+
+def test_the_orthogonal_layers_have_orthonormal_rows_or_columns_whichever_are_fewer():
+    m = _orthogonal()
+    w_in, w_mid, w_out = m.layers[0].weight, m.layers[1].weight, m.layers[6].weight  # 100x784, 100x100, 10x100
+    assert torch.allclose(w_in @ w_in.T, torch.eye(100), atol=1e-5)
+    assert torch.allclose(w_mid.T @ w_mid, torch.eye(100), atol=1e-5)
+    assert torch.allclose(w_out @ w_out.T, torch.eye(10), atol=1e-5)
+
+
+def test_orthogonal_draws_follow_the_seed():
+    a, b, c = _orthogonal(seed=1), _orthogonal(seed=1), _orthogonal(seed=2)
+    assert torch.equal(a.layers[1].weight, b.layers[1].weight)
+    assert not torch.equal(a.layers[1].weight, c.layers[1].weight)
+
+
+@pytest.mark.parametrize("cin, cout, k", [(6, 16, 3), (4, 4, 3), (3, 8, 5), (8, 8, 1)])
+def test_the_block_orthogonal_kernel_is_an_isometry_under_periodic_padding(cin, cout, k):
+    """TF's ConvolutionOrthogonal2D (the SPP code's conv_orthogonal): with circular
+    padding the convolution preserves the norm of every input."""
+    torch.manual_seed(0)
+    w = torch.empty(cout, cin, k, k)
+    init_schemes.conv_orthogonal_(w)
+    for _ in range(3):
+        x = torch.randn(2, cin, 9, 9, dtype=torch.float64)
+        y = F.conv2d(F.pad(x, (k // 2,) * 4, mode="circular"), w.double())
+        assert y.shape[-2:] == x.shape[-2:]
+        assert torch.allclose(y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), rtol=1e-5)
+
+
+def test_the_block_orthogonal_kernel_refuses_what_the_code_refuses():
+    with pytest.raises(ValueError, match="in_channels <= out_channels"):
+        init_schemes.conv_orthogonal_(torch.empty(4, 8, 3, 3))
+    with pytest.raises(ValueError, match="square"):
+        init_schemes.conv_orthogonal_(torch.empty(8, 4, 3, 1))
+
+
+def test_orthogonal_reaches_every_conv_of_lenet5_and_vgg16():
+    torch.manual_seed(0)
+    for arch, shape in (("lenet5", (1, 28)), ("vgg16", (3, 32))):
+        m = init_schemes.apply(models.build(arch, 10, shape[0], shape[1]), "orthogonal")
+        for name, w in isometry.layer_weights(m).items():
+            mat = isometry.as_matrix(w.detach())
+            k = min(mat.shape)
+            gram = mat @ mat.T if mat.shape[0] <= mat.shape[1] else mat.T @ mat
+            if w.dim() == 2 or w.shape[-1] == 1:
+                assert torch.allclose(gram, torch.eye(k), atol=1e-4), name
+
+
+# --- approximate isometry -----------------------------------------------------------------------------
+
+def _pruned_orthogonal_layer(n=64, density=0.3, seed=0):
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(n, n)
+    torch.nn.init.orthogonal_(layer.weight)
+    mask = (torch.rand(n, n) < density).float()
+    return layer, {"weight": mask}
+
+
+def _spread(layer, mask):
+    """Distance of the masked layer's singular values from 1 (the largest gap)."""
+    s = torch.linalg.svdvals((layer.weight * mask["weight"]).detach().double())
+    return float((s - 1).abs().max()), float((s - 1).abs().mean())
+
+
+@pytest.mark.parametrize("power", [1, 2])
+def test_ai_lowers_the_residual_of_a_pruned_orthogonal_layer_and_moves_its_singular_values_to_one(power):
+    layer, mask = _pruned_orthogonal_layer()
+    before_w = layer.weight.detach().clone()
+    gap_before = _spread(layer, mask)
+    rec = isometry.approximate_isometry(layer, mask, steps=400, power=power)["weight"]
+    gap_after = _spread(layer, mask)
+    assert rec["after"] < 0.5 * rec["before"]
+    assert rec["before"] == pytest.approx(float(isometry.residual(before_w.double(), mask["weight"].double())))
+    assert gap_after[1] < gap_before[1] and gap_after[0] < gap_before[0]
+    # only kept weights moved; pruned ones are zero
+    assert float((layer.weight * (1 - mask["weight"])).abs().max()) == 0
+    assert not torch.equal(layer.weight * mask["weight"], before_w * mask["weight"])
+
+
+def test_ai_with_the_mask_ignored_fails_the_criterion():
+    """The test above fails when the mask is ignored during the optimisation: a dense
+    orthogonal layer is already at the optimum, so optimising without the mask leaves
+    it unchanged, and masking afterwards leaves the residual where pruning put it."""
+    layer, mask = _pruned_orthogonal_layer()
+    before = float(isometry.residual(layer.weight.detach().double(), mask["weight"].double()))
+    gap_before = _spread(layer, mask)
+    isometry.approximate_isometry(layer, {"weight": torch.ones_like(mask["weight"])}, steps=400)  # mask ignored
+    after = float(isometry.residual(layer.weight.detach().double(), mask["weight"].double()))
+    assert not after < 0.5 * before
+    assert not _spread(layer, mask)[1] < gap_before[1] - 1e-3
+
+
+def test_ai_follows_the_codes_objective_the_frobenius_norm_not_its_square():
+    """spp/model.py compute_isometry: tf.norm(V^T V - I, ord='euclidean'), summed over
+    layers; one SGD step at lr 0.1 moves W by 0.1 * grad of the norm."""
+    torch.manual_seed(1)
+    layer = torch.nn.Linear(5, 4)
+    mask = {"weight": (torch.rand(4, 5) < 0.7).float()}
+    w0 = layer.weight.detach().clone().requires_grad_(True)
+    m = w0 * mask["weight"]
+    torch.linalg.matrix_norm(m @ m.T - torch.eye(4)).backward()
+    expected = (w0 - 0.1 * w0.grad) * mask["weight"]
+    isometry.approximate_isometry(layer, mask, steps=1, lr=0.1, power=1)
+    assert torch.allclose(layer.weight, expected.detach(), atol=1e-6)
+
+
+def test_ai_leaves_biases_alone_and_is_data_free():
+    m = _orthogonal()
+    torch.nn.init.uniform_(m.layers[0].bias)
+    bias = m.layers[0].bias.detach().clone()
+    masks = {n: (torch.rand_like(w) < 0.2).float() for n, w in isometry.layer_weights(m).items()}
+    rec = isometry.approximate_isometry(m, masks, steps=5)
+    assert set(rec) == set(isometry.layer_weights(m))
+    assert torch.equal(m.layers[0].bias, bias)
+
+
+# --- contracts and the eval row --------------------------------------------------------------------
+
+def test_ai_and_the_spectrum_enter_the_train_hash_only_when_set():
+    plain = contracts.train_contract(settings(), "snip", 10, 0, "mnist")
+    assert "isometry" not in plain.to_dict() and "jacobian_examples" not in plain.to_dict()
+    ai = contracts.train_contract(settings(init={"scheme": "orthogonal", "after_pruning": "approximate_isometry",
+                                                 "isometry_steps": 50}), "snip", 10, 0, "mnist")
+    d = ai.to_dict()
+    assert d["after_pruning"] == "approximate_isometry"
+    assert d["isometry"] == {"steps": 50, "lr": 0.1, "power": 1}
+    assert ai.hash() != plain.hash()
+    spec = contracts.train_contract(settings(init={"jacobian_spectrum": True}), "snip", 10, 0, "mnist")
+    assert spec.to_dict()["jacobian_examples"] == 1000 and "isometry" not in spec.to_dict()
+    # the AI knobs alone (after_pruning keep) change nothing
+    assert contracts.train_contract(settings(init={"isometry_steps": 5}), "snip", 10, 0, "mnist").hash() == plain.hash()
+
+
+def test_the_eval_row_columns_from_the_train_meta():
+    empty = eval_row.signal_propagation_columns({})
+    assert empty["after_pruning"] == "keep" and empty["isometry_residual_before"] is None
+    assert empty["jacobian_spectrum"] == "{}" and empty["jsv_mean_pruned_ai"] is None
+    io = {"mean": 0.5, "std": 0.1, "max": 0.9, "min": 0.1}
+    meta = {"after_pruning": "approximate_isometry",
+            "isometry": {"a": {"before": 3.0, "after": 1.0}, "b": {"before": 2.0, "after": 0.5}},
+            "jacobian_spectrum": {"dense": {"io": io, "layers": {}}, "pruned": {"io": io, "layers": {}},
+                                  "pruned_ai": {"io": {**io, "mean": 0.8}, "layers": {}}}}
+    row = eval_row.signal_propagation_columns(meta)
+    assert row["isometry_residual_before"] == 5.0 and row["isometry_residual_after"] == 1.5
+    assert json.loads(row["isometry_residuals"])["a"]["after"] == 1.0
+    assert row["jsv_mean_pruned_ai"] == 0.8 and row["jsv_min_dense"] == 0.1
+
+
+def test_the_spectrum_applies_the_mask_to_a_copy():
+    m = _orthogonal()
+    masks = {n: (torch.rand_like(w) < 0.1).float() for n, w in isometry.layer_weights(m).items()}
+    w = m.layers[2].weight.detach().clone()
+    x = torch.randn(8, 1, 28, 28)
+    dense, pruned = isometry.spectrum(m, None, x), isometry.spectrum(m, masks, x)
+    assert torch.equal(m.layers[2].weight, w)
+    assert dense["io"]["min"] == pytest.approx(1, abs=1e-4)
+    assert pruned["io"]["max"] < 0.5  # pruning 90% of an orthogonal linear net shrinks its signal
+    assert set(pruned["layers"]) == set(isometry.layer_weights(m))
+
+
+@pytest.mark.parametrize("arch, params", [("mlp7_linear", 784 * 100 + 5 * 100 * 100 + 100 * 10 + 6 * 100 + 10)])
+def test_mlp7_matches_the_spp_code(arch, params):
+    for a in ("mlp7_linear", "mlp7_tanh"):
+        m = models.build(a, 10, 1, 28)
+        assert sum(p.numel() for p in m.parameters()) == params
+        assert len(models.prunable_names(m)) == 7
+        assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    lin, tanh = _orthogonal("mlp7_linear"), _orthogonal("mlp7_tanh")
+    x = torch.randn(4, 1, 28, 28) * 3
+    assert torch.allclose(lin(2 * x), 2 * lin(x), atol=1e-4)  # linear: no bias, no nonlinearity
+    assert not torch.allclose(tanh(2 * x), 2 * tanh(x), atol=1e-2)
+
+
+# --- through the stages -------------------------------------------------------------------------------
+
+def test_a_snip_cell_with_ai_and_the_spectrum_records_both_in_the_artifact_and_the_eval_row(tmp_path, mnist_pt):
+    from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+
+    from cells import run_cell
+
+    s = settings(init={"scheme": "orthogonal", "after_pruning": "approximate_isometry", "isometry_steps": 200,
+                       "jacobian_spectrum": True, "jacobian_examples": 50},
+                 train={"epochs": 1, "train_subset": 200, "batch_size": 100}, score={"batch_size": 100})
+    cell = run_cell(tmp_path, mnist_pt, s, "mlp7_linear", "snip", 10)
+    meta = load_pt(cell.final)["meta"]
+    assert meta["after_pruning"] == "approximate_isometry"
+    assert set(meta["isometry"]) == {f"layers.{i}.weight" for i in range(7)}
+    assert all(v["after"] < v["before"] for v in meta["isometry"].values())
+    spec = meta["jacobian_spectrum"]
+    assert spec["dense"]["io"]["min"] == pytest.approx(1, abs=1e-4)  # orthogonal linear net: isometry
+    assert spec["pruned_ai"]["io"]["mean"] > spec["pruned"]["io"]["mean"]  # AI restores the signal
+    (row,) = read_parquet_rows(cell.eval)
+    assert row["isometry_residual_after"] < row["isometry_residual_before"]
+    assert row["jsv_mean_pruned_ai"] == pytest.approx(spec["pruned_ai"]["io"]["mean"])
+    assert json.loads(row["jacobian_spectrum"])["pruned"]["layers"]["layers.0.weight"]["max"] <= 1 + 1e-6
+
+
+def test_the_report_declares_and_draws_the_spectra_figure_and_tabulates_the_residuals(tmp_path):
+    import pandas as pd
+
+    from prunelib.report import figures, layout, tables
+
+    cfg = {"init": {"jacobian_spectrum": True}}
+    assert layout.writes_spectra(cfg) and not layout.writes_spectra({"init": {}})
+    names = layout.output_names([("mnist", "mlp7_linear")], ["mlp7_linear"], {}, ["dense", "snip"], [1, 10],
+                                spectra=True)
+    assert "figures/mnist_mlp7_linear_jacobian_spectra.png" in names["figures"]
+    assert layout.caption_name(names["figures"][-1]) == "jacobian_spectra"
+    assert "figures/mnist_mlp7_linear_jacobian_spectra.png" not in layout.output_names(
+        [("mnist", "mlp7_linear")], ["mlp7_linear"], {}, ["dense", "snip"], [1, 10])["figures"]
+    stats = {"mean": 0.5, "std": 0.1, "max": 0.9, "min": 0.1}
+    spec = {p: {"io": stats, "layers": {"a": stats, "b": stats}} for p in ("dense", "pruned", "pruned_ai")}
+    rows = [{"method": m, "ratio": r, "seed": s, "after_pruning": "approximate_isometry",
+             **eval_row.signal_propagation_columns({"isometry": {"a": {"before": 2.0, "after": 1.0}},
+                                                    "jacobian_spectrum": spec})}
+            for m, r in (("dense", 1.0), ("snip", 10.0)) for s in (0, 1)]
+    df = pd.DataFrame(rows)
+    out = tmp_path / "spectra.png"
+    figures.plot_jacobian_spectra(df, "t", out)
+    assert out.stat().st_size > 10_000
+    t = tables.signal_propagation_table(df)
+    assert list(t["n"]) == [2, 2] and list(t["residual after AI"]) == [1.0, 1.0]
+    assert tables.signal_propagation_table(pd.DataFrame([{"method": "snip", "ratio": 4.0}])).empty
+    figures.plot_jacobian_spectra(df.iloc[:0].assign(jacobian_spectrum=[]), "none", tmp_path / "empty.png")
+
+
+def test_the_dense_control_is_left_as_it_is_by_ai(tmp_path, mnist_pt):
+    """Nothing pruned, nothing to restore: the code's norm objective would jitter an
+    exact isometry (its gradient has unit norm however small the residual)."""
+    from prunelib.foundations.artifacts import load_pt
+
+    from cells import run_cell
+
+    s = settings(init={"scheme": "orthogonal", "after_pruning": "approximate_isometry", "isometry_steps": 50},
+                 train={"epochs": 1, "train_subset": 100, "batch_size": 100, "lr": 1e-9})
+    cell = run_cell(tmp_path, mnist_pt, s, "mlp7_linear", "dense", 1, until="train")
+    meta = load_pt(cell.final)["meta"]
+    assert all(v["before"] == v["after"] < 1e-4 for v in meta["isometry"].values())
