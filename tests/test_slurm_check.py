@@ -60,13 +60,20 @@ def test_what_fits_some_node_passes(cluster):
 
 def test_a_group_too_big_for_every_node_names_the_largest_and_the_key_to_change(cluster):
     group = _sub(label="a 'cell' group submission (30 jobs: eval, mask, train)", gpus=10, cpus=10, memory_mb=20000,
-                 jobs=30, rules=("eval", "mask", "train"))
+                 jobs=30, rules=("eval", "mask", "train"), one_job=(1, 2000, 1))
     (line,) = sc.problems([group], cluster)
     assert line == ("a 'cell' group submission (30 jobs: eval, mask, train) asks for 10 CPUs, 20000 MB, 10 GPUs, "
                     "more than any node of partition 'gpu' offers (largest: g01, 64 CPUs, 200000 MB, 4 GPUs (a100)); "
                     "it would wait in the queue for ever: set `cores:` in the profile to the config's `threads` "
                     "(Snakemake then runs a group's jobs in turn and asks for one job's CPUs, memory and GPU), or "
                     "lower `group-components`")
+
+
+def test_a_group_whose_single_job_cannot_fit_is_told_to_change_the_job(cluster):
+    (line,) = sc.problems([_sub(label="a 'cell' group submission (3 jobs: mask)", cpus=1, gpus=1, partition="cpu",
+                                jobs=3, rules=("mask",), one_job=(1, 2000, 1))], cluster)
+    assert line.endswith("lower the rule's resources in the profile's `set-resources`, or choose another "
+                         "`slurm_partition`")
 
 
 def test_partition_memory_limit_counts_not_only_the_node(cluster):
@@ -90,10 +97,10 @@ def test_time_limits_beyond_the_partitions(cluster):
     lines = sc.problems([_sub(runtime=721), _sub(label="a 'cell' group submission (3 jobs: mask)", runtime=900,
                                                  jobs=3)], cluster)
     assert lines == [
-        "rule train asks for a time limit of 721 min, more than partition 'gpu' allows (MaxTime 720 min): set the "
-        "rule's `runtime` in the profile's `set-resources`, or choose another partition",
         "a 'cell' group submission (3 jobs: mask) asks for a time limit of 900 min, more than partition 'gpu' "
-        "allows (MaxTime 720 min): lower `group-components` (a group's runtimes add up)"]
+        "allows (MaxTime 720 min): lower `group-components` (a group's runtimes add up)",
+        "rule train asks for a time limit of 721 min, more than partition 'gpu' allows (MaxTime 720 min): set the "
+        "rule's `runtime` in the profile's `set-resources`, or choose another partition"]
 
 
 def test_unknown_and_empty_partitions(cluster):

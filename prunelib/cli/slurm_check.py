@@ -71,6 +71,9 @@ class Submission:
     runtime: int | None = None
     jobs: int = 1
     rules: tuple = field(default=())
+    #: The largest CPUs, memory and GPUs of any one of a group's jobs (None: not a group),
+    #: which tells whether its size is the group's doing or a single job's.
+    one_job: tuple | None = None
 
 
 # --- reading the cluster ---------------------------------------------------------------
@@ -187,8 +190,10 @@ def _offer(n: Node, p: Partition) -> str:
     return f"{cpus} CPU{'s' if cpus != 1 else ''}, {memory} MB" + (gpus if n.gpus else "")
 
 
-def _advice(s: Submission) -> str:
-    if s.jobs > 1:
+def _advice(s: Submission, p: Partition) -> str:
+    if s.one_job is not None and any(
+            _fits(Submission(s.label, s.partition, s.one_job[0], s.one_job[1], s.one_job[2], s.gpu_model), n, p)
+            for n in p.nodes):
         return ("set `cores:` in the profile to the config's `threads` (Snakemake then runs a group's jobs in "
                 "turn and asks for one job's CPUs, memory and GPU), or lower `group-components`")
     return "lower the rule's resources in the profile's `set-resources`, or choose another `slurm_partition`"
@@ -214,7 +219,7 @@ def problems(submissions: list[Submission], partitions: dict[str, Partition]) ->
             best = max(p.nodes, key=lambda n: (n.gpus, n.cpus, n.memory_mb))
             msg = (f"{s.label} asks for {_ask(s)}, more than any node of partition {name!r} offers "
                    f"(largest: {best.name}, {_offer(best, p)}); it would wait in the queue for ever: "
-                   + _advice(s))
+                   + _advice(s, p))
         elif s.runtime is not None and p.max_time is not None and s.runtime > p.max_time:
             msg = (f"{s.label} asks for a time limit of {s.runtime} min, more than partition {name!r} allows "
                    f"(MaxTime {p.max_time} min): "
@@ -225,7 +230,7 @@ def problems(submissions: list[Submission], partitions: dict[str, Partition]) ->
         if msg not in seen:  # (a thousand identical groups are one problem)
             seen.add(msg)
             lines.append(msg)
-    return lines
+    return sorted(lines)
 
 
 def status_problems(status_command: str | None, init_seconds: int, config: dict[str, str],
@@ -259,12 +264,27 @@ def threads_problem(threads: int, cores: int | None) -> list[str]:
 
 # --- the workflow's side ---------------------------------------------------------------------
 
-def submissions(workflow) -> list[Submission]:
+def _size(res, threads) -> tuple[int, int | None, int]:
+    """(CPUs, memory MB, GPUs) that ``sbatch`` gets for these resources (the plugin's
+    --cpus-per-task, --mem or --mem-per-cpu, --gpus)."""
+    cpus = int(res.get("cpus_per_task") or threads)
+    memory = res.get("mem_mb")
+    if res.get("mem_mb_per_cpu"):
+        memory = res.get("mem_mb_per_cpu") * cpus
+    gpus = res.get("gpu") or 0
+    return (cpus, int(memory) if isinstance(memory, (int, float)) else None,
+            int(gpus) if str(gpus).isdigit() else 0)
+
+
+def submissions(workflow) -> tuple[list[Submission], list[str]]:
     """Every submission the run will make, from Snakemake's DAG (``workflow.dag``): each
     group job once (with the resources Snakemake computes for its ``sbatch``), each job
-    outside a group on its own; local rules are not submitted."""
+    outside a group on its own; local rules are not submitted.  Also the problems
+    Snakemake itself finds while sizing a group (one line each)."""
     dag = workflow.dag
-    out, seen = [], set()
+    out: list[Submission] = []
+    errors: list[str] = []
+    seen: set[int] = set()
     for job in dag.needrun_jobs():
         if job.is_local:
             continue
@@ -273,21 +293,25 @@ def submissions(workflow) -> list[Submission]:
         if id(unit) in seen:
             continue
         seen.add(id(unit))
-        res = unit.resources
-        cpus = res.get("cpus_per_task") or unit.threads
-        memory = res.get("mem_mb")
-        if res.get("mem_mb_per_cpu"):
-            memory = res.get("mem_mb_per_cpu") * cpus
         rules = tuple(sorted({j.rule.name for j in group.jobs})) if group is not None else (job.rule.name,)
         jobs = len(group.jobs) if group is not None else 1
         label = (f"a '{group.groupid}' group submission ({jobs} jobs: {', '.join(rules)})" if group is not None
                  else f"rule {job.rule.name}")
-        gpus = res.get("gpu") or 0
-        out.append(Submission(label, res.get("slurm_partition"), int(cpus),
-                              int(memory) if isinstance(memory, (int, float)) else None,
-                              int(gpus) if str(gpus).isdigit() else 0, res.get("gpu_model"),
-                              res.get("runtime") if isinstance(res.get("runtime"), int) else None, jobs, rules))
-    return out
+        try:
+            res = unit.resources
+        except Exception as exc:  # noqa: BLE001 - Snakemake's own complaint, e.g. grouped jobs disagreeing
+            line = f"{label}: {' '.join(str(exc).split())}"  # on a string resource such as gpu_model
+            if line not in errors:
+                errors.append(line)
+            continue
+        one_job = None
+        if group is not None:
+            each = [_size(j.resources, j.threads) for j in group.jobs]
+            one_job = tuple(max(dim) for dim in zip(*each))
+        out.append(Submission(label, res.get("slurm_partition"), *_size(res, unit.threads), res.get("gpu_model"),
+                              res.get("runtime") if isinstance(res.get("runtime"), int) else None, jobs, rules,
+                              one_job))
+    return out, errors
 
 
 def _sacct_error(run=_run) -> str | None:
@@ -315,4 +339,5 @@ def check_run(workflow, threads: int) -> list[str]:
         cluster = read_cluster()
     except (RuntimeError, OSError) as exc:
         return out + [f"cannot read the cluster's partitions ({exc}); {ENV_VAR}=off skips this check"]
-    return out + problems(submissions(workflow), cluster)
+    planned, errors = submissions(workflow)
+    return out + errors + problems(planned, cluster)
