@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.prunelib-installed
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup system-packages data run test lint docs report reproductions bench-startup clean-results
+.PHONY: setup system-packages data run test lint docs report reproductions bench-startup gpu-check clean-results
 
 setup: $(STAMP) system-packages
 
@@ -68,6 +68,12 @@ docs: setup
 # Whole default grid from scratch, timed, with the start-up overhead split out (see README).
 bench-startup: setup
 	$(BIN)/python benchmarks/startup_overhead.py --cores $(CORES)
+
+# Before the first GPU grid, on a machine with a GPU: every stage of a cell on CUDA, CUDA
+# determinism, masked/dense throughput, scoring cost, train.precision and channels_last;
+# at most 8 minutes; reports/benchmarks/gpu_check.md and .json (see docs/performance.md).
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --device cuda --out reports/benchmarks/gpu_check
 
 clean-results:
 	rm -rf results/mnist results/logs results/benchmarks results/all.parquet reports/tables reports/figures
