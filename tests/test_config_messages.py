@@ -34,9 +34,10 @@ KINDS = [
      "grid.seeds = [0, 0] is not allowed; allowed: a list without repeated entries"),
     ("minLength", {"data_dir": ""}, 'data_dir = "" is not allowed; allowed: strings of at least 1 characters'),
     ("additionalProperties", {"train": {"epoch": 3}},
-     "unknown key train.epoch; allowed keys amp, augment, batch_size, checkpoint_minutes, epochs, epochs_per_dataset, "
+     "unknown key train.epoch; allowed keys amp, augment, batch_size, channels_last, checkpoint_minutes, epochs, epochs_per_dataset, "
      "eval_batch_size, "
-     "gamma, lr, lr_schedule, milestone_unit, milestones, momentum, nesterov, optimizer, steps, train_subset, val_fraction, weight_decay"),
+     "gamma, lr, lr_schedule, milestone_unit, milestones, momentum, nesterov, optimizer, precision, steps, train_subset, "
+     "val_fraction, weight_decay"),
     ("a method's own setting", {"score": {"per_method": {"synflow": {"rounds": 0}}}},
      "score.per_method.synflow.rounds = 0 is not allowed; allowed: integers >= 1"),
     ("a method's own enum", {"score": {"per_method": {"obd": {"estimator": "lanczos"}}}},

@@ -32,7 +32,8 @@ from prunelib.config.settings import (  # noqa: F401
     ScoreSettings, Settings, TrainSettings, defaults_dict, format_ratio, jsonable, to_settings)
 from prunelib.config import contracts  # noqa: F401
 from prunelib.config.contracts import imp_spec, settings_hash  # noqa: F401
-from prunelib.config.validation import ConfigError, allowed_names, coerce, load_schema, load_yaml, validate, workflow_dir
+from prunelib.config.validation import (ConfigError, allowed_names, check_precision, coerce, load_schema,  # noqa: F401
+                                       load_yaml, validate, workflow_dir)
 
 known = allowed_names
 
@@ -82,6 +83,7 @@ def resolve(user_config: dict) -> dict:
     user_config = dict(user_config or {})
     preset = user_config.get("preset")
     merged = defaults_dict()
+    written = {}  # what the preset and the user wrote, without the defaults
     if preset is not None:
         presets = available_presets()
         if preset not in presets:
@@ -92,11 +94,14 @@ def resolve(user_config: dict) -> dict:
             raise ConfigError(
                 f"config error: preset = {json.dumps(preset)} is not allowed; allowed: {', '.join(presets)}{hint}"
             )
-        merged = deep_merge(merged, load_yaml(preset_dir() / f"{preset}.yaml"))
-    merged = deep_merge(merged, user_config)
+        written = load_yaml(preset_dir() / f"{preset}.yaml")
+    written = deep_merge(written, user_config)
+    merged = deep_merge(merged, written)
     _load_plugins(merged)
     merged = coerce(merged, load_schema())
     validate(merged)
+    train = written.get("train")
+    check_precision(train if isinstance(train, dict) else {})
     return merged
 
 

@@ -131,7 +131,8 @@ class TrainSettings(Hparams):
     #: Training augmentation: ``cifar`` (random crop with 4-pixel zero padding, horizontal
     #: flip), ``none``, or ``auto`` = the dataset's default (``cifar`` for the CIFAR sets).
     augment: str = always("auto")
-    #: ``bf16`` autocast on CUDA (ignored, with a log line, on the CPU).
+    #: The older name of ``precision: bf16`` (``amp: bf16`` means exactly that; kept so that
+    #: configs and hashes made with it stay valid).  ``none`` leaves ``precision`` to decide.
     amp: str = always("none")
     #: Fraction of the training split held out (drawn with the seed) and never trained on;
     #: its accuracy and loss are logged per epoch.
@@ -140,6 +141,18 @@ class TrainSettings(Hparams):
     #: prunelib/train/resume.py.  It changes no result: jobs get it from the environment,
     #: and it is in no contract's hash.
     checkpoint_minutes: float = unhashed(5.0)
+    #: Arithmetic of the forward pass and loss: ``fp32``, or ``bf16`` = autocast to bfloat16
+    #: on CUDA (weights, gradients and optimizer state stay float32, so masking is exact;
+    #: ignored, with a log line, on the CPU).  Supersedes ``amp``.
+    precision: str = "fp32"
+    #: Train with the network and its 4-D inputs in channels-last (NHWC) memory format,
+    #: which tensor-core convolutions prefer; results may differ in the last bits.
+    channels_last: bool = False
+
+    @property
+    def autocast_dtype(self) -> str | None:
+        """``"bfloat16"`` when ``precision`` (or its older name ``amp``) asks for bf16."""
+        return "bfloat16" if "bf16" in (self.precision, self.amp) else None
 
     def for_dataset(self, dataset: str) -> "TrainSettings":
         """These settings as they apply to ``dataset``: its epochs, ``auto`` augmentation

@@ -300,6 +300,17 @@ def check_iterative(it: dict) -> None:
                               "retrain_steps)")
 
 
+def check_precision(explicit_train: dict) -> None:
+    """``train.amp`` is the older name of ``train.precision: bf16``: both written, and
+    disagreeing (amp: bf16 beside precision: fp32), is refused rather than one silently
+    winning.  ``explicit_train``: the train section as the preset and the user wrote it."""
+    amp, precision = explicit_train.get("amp"), explicit_train.get("precision")
+    if amp == "bf16" and precision == "fp32":
+        raise ConfigError("config error: train.amp = bf16 and train.precision = fp32 disagree; train.amp: bf16 is "
+                          "the older name of train.precision: bf16; allowed: set train.precision alone "
+                          "(fp32 or bf16)")
+
+
 def check_fit(grid: dict) -> None:
     """Reject an [arch, dataset] pair whose images are too small for the network."""
     pairs = grid.get("pairs")

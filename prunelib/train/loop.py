@@ -15,8 +15,12 @@ and normalised there, with no per-image Python work:
   probability 1/2.  The offsets and flips of an epoch are drawn at once on the CPU from
   the run's seed (stream ``augment:<epoch>``), so they are the same on every device, and
   applied to the whole batch as one gather.
-* ``amp: bf16`` runs forward and loss under ``torch.autocast`` in bfloat16 on CUDA
-  (weights, gradients and optimizer state stay float32, so masking is unaffected).
+* ``precision: bf16`` (or its older name ``amp: bf16``) runs forward and loss under
+  ``torch.autocast`` in bfloat16 on CUDA (weights, gradients and optimizer state stay
+  float32, so masking is unaffected).
+* ``channels_last`` keeps the network and each batch of images in channels-last (NHWC)
+  memory format, which tensor-core convolutions prefer; masks and the optimizer follow
+  the weights' layout, and checkpoints and final weights hold the same values.
 * ``val_fraction`` holds out that fraction of the training split (stream ``val-split``)
   before ``train_subset`` is drawn from the rest; it is never trained on.
 """
@@ -36,7 +40,7 @@ import torch.nn.functional as F
 from prunelib.config.settings import TrainSettings
 from prunelib.foundations.errors import PrunelibError
 from prunelib.data.datasets import to_float, train_subset_indices
-from prunelib.foundations.seeding import generator
+from prunelib.foundations.seeding import deterministic_cuda, generator
 
 log = logging.getLogger("prunelib.train")
 
@@ -62,11 +66,17 @@ def _oom(what: str, label: str, batch_size: int, key: str, device: torch.device)
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device ``name`` (``auto``, ``cpu``, ``cuda``) names here; a CUDA device is put in
+    its reproducible mode first (``foundations.seeding.deterministic_cuda``), before any
+    work reaches it."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("device = cuda was requested but no CUDA device is available; use device: auto or cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        deterministic_cuda()
+    return device
 
 
 def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
@@ -155,8 +165,8 @@ def crop_flip(x: torch.Tensor, params: torch.Tensor, padding: int = CROP_PADDING
 def _autocast(s: TrainSettings, device: torch.device):
     import contextlib
 
-    if s.amp == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if s.autocast_dtype is not None and device.type == "cuda":
+        return torch.autocast("cuda", dtype=getattr(torch, s.autocast_dtype))
     return contextlib.nullcontext()
 
 
@@ -173,8 +183,8 @@ def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, da
     device.
     """
     s = s.for_dataset(dataset)
-    if s.amp == "bf16" and device.type != "cuda":
-        msg = f"train.amp = bf16 ignored on {device} (autocast is used on CUDA only)"
+    if s.autocast_dtype is not None and device.type != "cuda":
+        msg = f"train.precision = bf16 ignored on {device} (autocast is used on CUDA only)"
         log.info(msg)
         if progress:
             progress(msg)
@@ -221,6 +231,8 @@ def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, posit
     job rerun finishes bit-identical on the CPU to an uninterrupted one.
     """
     model.to(device)
+    if s.channels_last:
+        model.to(memory_format=torch.channels_last)
     fmasks = apply_masks(model, masks)
     params = dict(model.named_parameters())
     masked = [(params[n], m) for n, m in fmasks.items() if not bool(m.all())]
@@ -285,6 +297,8 @@ def run_steps(model, masks, data, dataset, s: TrainSettings, seed, device, posit
         if aug is not None:  # augmentation drawn per position in the epoch's order
             x = crop_flip(x if x.dim() == 4 else x.unsqueeze(1), aug[b:b + s.batch_size])
         x = to_float(x, dataset)
+        if s.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         y = y_all[sel]
         with _autocast(s, device):
             out = model(x)

@@ -12,6 +12,7 @@ from prunelib.foundations import paths as plpaths
 from prunelib.catalogue import registry as plregistry
 from prunelib.cli import console as plconsole
 from prunelib.cli import worker as plworker
+from prunelib.cli import slurm_check as plslurm
 from prunelib.foundations.errors import PrunelibError
 
 try:
@@ -57,6 +58,12 @@ _worker_env = (
 _checkpoint_env = (
     f"export PRUNELIB_CHECKPOINT_MINUTES={SETTINGS.train.checkpoint_minutes:g}; "
 )
+# The log of a job that checkpoints on SIGTERM (train, IMP rounds): `tee` copies the
+# stage's output to the log and to Snakemake's (or SLURM's) output, and must outlive the
+# stage, which it would not by default: SLURM's --signal and time limit, scancel and
+# Snakemake's cancel signal every process of the job, and a dead tee loses the stage's
+# last line ("stopped by SIGTERM before step N; checkpoint written").
+TEE_LOG = "(trap '' TERM USR1; exec tee {log:q})"
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}"
     f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}{_worker_env}{_checkpoint_env}"

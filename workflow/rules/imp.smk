@@ -39,7 +39,8 @@ rule imp_dense:
         "python -m prunelib imp-round --settings {params.settings:q} --init {input.init:q} "
         "--data {input.data:q} --out-weights {output.weights:q} --out-mask {output.mask:q} "
         "--out-mask-table {output.table:q} --out-train-log {output.log_table:q} "
-        "--out-rewind {output.rewind:q} --threads {threads} --label {params.label:q} 2>&1 | tee {log:q}"
+        "--out-rewind {output.rewind:q} --threads {threads} --label {params.label:q} 2>&1 | "
+        + TEE_LOG
 
 
 rule imp_round:
@@ -73,7 +74,8 @@ rule imp_round:
         "python -m prunelib imp-round --settings {params.settings:q} --prev-weights {input.prev_weights:q} "
         "--prev-mask {input.prev_mask:q} {params.rewind} --data {input.data:q} "
         "--out-weights {output.weights:q} --out-mask {output.mask:q} --out-mask-table {output.table:q} "
-        "--out-train-log {output.log_table:q} --threads {threads} --label {params.label:q} 2>&1 | tee {log:q}"
+        "--out-train-log {output.log_table:q} --threads {threads} --label {params.label:q} 2>&1 | "
+        + TEE_LOG
 
 
 rule imp_rounds:

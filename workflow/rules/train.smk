@@ -29,4 +29,4 @@ rule train:
     shell:
         "python -m prunelib train --settings {params.settings:q} --init {input.init:q} --mask {input.mask:q} "
         "--data {input.data:q} --out-weights {output.weights:q} --out-log {output.log_table:q} "
-        "--threads {threads} --label {params.label:q} {params.reuse} 2>&1 | tee {log:q}"
+        "--threads {threads} --label {params.label:q} {params.reuse} 2>&1 | " + TEE_LOG
