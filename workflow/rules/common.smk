@@ -63,7 +63,13 @@ _checkpoint_env = (
 # stage, which it would not by default: SLURM's --signal and time limit, scancel and
 # Snakemake's cancel signal every process of the job, and a dead tee loses the stage's
 # last line ("stopped by SIGTERM before step N; checkpoint written").
-TEE_LOG = "(trap '' TERM USR1; exec tee {log:q})"
+# Locally (one process group, Snakemake signals the stage itself) the plain `tee` of
+# earlier versions stays: the same command, so no finished job reruns on upgrade.
+TEE_LOG = (
+    "(trap '' TERM USR1; exec tee {log:q})"
+    if not workflow.local_exec or workflow.remote_exec
+    else "tee {log:q}"
+)
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}"
     f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_venv_path}{_worker_env}{_checkpoint_env}"
