@@ -400,7 +400,9 @@ def markdown(rep: dict) -> str:
               "(same config twice, every "
               "artifact's tensors and rows compared). Set by the stages: "
               f"{', '.join(f'{k}={v}' for k, v in rep.get('determinism_settings', {}).items()) or 'nothing (CPU)'}.",
-              "", "| cell | stage seconds | artifacts identical in both runs | eval top-1 |", "|---|---|---|---:|"]
+              "", "Stage seconds are the first run's; init runs on the CPU, and the first stage on the device "
+              "includes its start-up.", "",
+              "| cell | stage seconds | artifacts identical in both runs | eval top-1 |", "|---|---|---|---:|"]
     for name, c in st.get("cells", {}).items():
         secs = ", ".join(f"{k} {v:.2f}" for k, v in c["seconds"].items())
         same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in c["artifacts_identical"].items())
@@ -436,7 +438,7 @@ def markdown(rep: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    ap.add_argument("--device", default="cuda", help="cuda (default; CUDA_VISIBLE_DEVICES picks the GPU) or cpu")
     ap.add_argument("--tiny", action="store_true", help="the test suite's sizes: seconds on a CPU")
     ap.add_argument("--data", default=str(REPO / "data"), help="where MNIST's raw files are (fetched if absent)")
     ap.add_argument("--out", default=str(REPO / "reports" / "benchmarks" / "gpu_check"),
@@ -450,9 +452,9 @@ def main(argv=None) -> int:
     from prunelib.data import datasets
     from prunelib.train.loop import resolve_device
 
-    if a.device not in ("cuda", "cpu") and not a.device.startswith("cuda:"):
-        raise SystemExit(f"gpu_check: --device = {a.device!r} is not allowed; allowed: cuda, cuda:N, cpu")
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
+    if a.device not in ("cuda", "cpu"):  # (the config's device: one GPU, chosen by CUDA_VISIBLE_DEVICES)
+        raise SystemExit(f"gpu_check: --device = {a.device!r} is not allowed; allowed: cuda, cpu")
+    if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: --device = cuda but this machine has no CUDA device; allowed: run it where a "
                          "GPU is, or --device cpu (with --tiny for the quick check)")
     started = time.monotonic()

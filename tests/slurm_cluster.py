@@ -42,9 +42,10 @@ PARTITION = "debug"
 NODE = "node1"
 #: Seconds the cluster keeps a finished job where ``squeue`` shows it.  The profile's
 #: status command on a cluster without accounting is ``squeue``, which sees a job only
-#: while the controller keeps it: shorter than a run's status interval and a finished
-#: job would vanish before Snakemake learns how it ended (and the executor plugin falls
-#: back to ``sacct`` below 3 x its first status interval).  300 is SLURM's default.
+#: while the controller keeps it: shorter than the executor's longest status interval
+#: (180 s) and a finished job could vanish before Snakemake learns how it ended (and the
+#: plugin falls back to ``sacct`` below 3 x its first status interval).  300 is SLURM's
+#: default.
 MIN_JOB_AGE = 300
 #: Seconds between SIGTERM and SIGKILL at the time limit (SLURM's default: 30).
 KILL_WAIT = 30

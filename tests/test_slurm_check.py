@@ -113,21 +113,31 @@ def test_a_thousand_identical_submissions_are_one_line(cluster):
     assert len(sc.problems([_sub(cpus=100)] * 1000, cluster)) == 1
 
 
+NO_ACCOUNTING = "Slurm accounting storage is disabled"
+
+
 @pytest.mark.parametrize("command, init, min_age, sacct_error, expected", [
     (None, 40, "300 sec", None, []),                        # accounting: sacct, the default
-    ("squeue", 40, "300 sec", "Slurm accounting storage is disabled", []),
-    ("sacct", 40, "300 sec", "Slurm accounting storage is disabled", ["no job accounting"]),
-    (None, 40, "300 sec", "Slurm accounting storage is disabled", ["no job accounting"]),
-    ("squeue", 40, "100 sec", "Slurm accounting storage is disabled", ["MinJobAge = 100 s"]),
-    ("squeue", 30, "100 sec", "Slurm accounting storage is disabled", []),
+    ("squeue", 40, "300 sec", NO_ACCOUNTING, []),
+    ("squeue", 40, "200 sec", NO_ACCOUNTING, []),
+    ("sacct", 40, "300 sec", NO_ACCOUNTING, ["no job accounting"]),
+    (None, 40, "300 sec", NO_ACCOUNTING, ["no job accounting"]),
+    ("squeue", 40, "100 sec", NO_ACCOUNTING, ["MinJobAge = 100 s: squeue forgets"]),
+    ("squeue", 10, "180 sec", NO_ACCOUNTING, ["MinJobAge = 180 s: squeue forgets"]),
+    ("squeue", 70, "200 sec", NO_ACCOUNTING, ["MinJobAge = 200 s is less than"]),
 ])
 def test_status_command_against_accounting_and_min_job_age(command, init, min_age, sacct_error, expected):
     out = sc.status_problems(command, init, {"MinJobAge": min_age}, sacct_error)
     assert len(out) == len(expected) and all(e in line for e, line in zip(expected, out))
-    if expected == ["MinJobAge = 100 s"]:
-        assert out[0] == ("MinJobAge = 100 s is less than 3 x slurm-init-seconds-before-status-checks = 120 s, so "
+    if expected == ["MinJobAge = 100 s: squeue forgets"]:
+        assert out[0] == ("MinJobAge = 100 s: squeue forgets a finished job after that, and the executor may wait "
+                          "up to 180 s between two status checks, so a job could end unseen and the run wait for "
+                          "ever; without accounting this needs MinJobAge > 180 s (SLURM's default is 300: ask your "
+                          "administrator)")
+    if expected == ["MinJobAge = 200 s is less than"]:
+        assert out[0] == ("MinJobAge = 200 s is less than 3 x slurm-init-seconds-before-status-checks = 210 s, so "
                           "the executor would query sacct, which this cluster lacks: set "
-                          "`slurm-init-seconds-before-status-checks: 33` in the profile (or ask for a longer "
+                          "`slurm-init-seconds-before-status-checks: 66` in the profile (or ask for a longer "
                           "MinJobAge)")
 
 
@@ -148,3 +158,21 @@ def test_only_a_slurm_run_is_checked(monkeypatch):
     Workflow.executor_plugin.cli_prefix = "slurm"
     monkeypatch.setenv(sc.ENV_VAR, "off")
     assert sc.check_run(Workflow(), threads=1) == []
+
+
+def test_the_real_cluster_tests_say_in_one_line_why_they_cannot_run(monkeypatch):
+    """tests/slurm_cluster.py's skip reason: root first (slurmd starts jobs as their user),
+    then every daemon and client named that is missing."""
+    import slurm_cluster
+
+    monkeypatch.setattr(slurm_cluster.sys, "platform", "linux")
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 1000)
+    assert slurm_cluster.why_unavailable() == ("real-SLURM tests need root (slurmd starts jobs as their user; run "
+                                               "make test as root)")
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(slurm_cluster, "_which", lambda name: None if name in ("slurmd", "sinfo") else "/x/" + name)
+    assert slurm_cluster.why_unavailable() == (
+        "real-SLURM tests: slurmd sinfo not installed (make setup installs Debian's slurmctld slurmd slurm-client "
+        "munge when run as root)")
+    monkeypatch.setattr(slurm_cluster, "_which", lambda name: "/x/" + name)
+    assert slurm_cluster.why_unavailable() is None

@@ -5,7 +5,8 @@ Two ways a run on a real cluster goes wrong without a word, both met on first co
 * **No accounting.**  Without slurmdbd, ``sacct`` answers "accounting storage is
   disabled"; the executor plugin, asking sacct how its jobs are doing, then drops them from
   its watch list and the run waits for ever.  ``squeue`` works instead, but only sees a
-  finished job for ``MinJobAge`` seconds, and the plugin itself goes back to sacct when
+  finished job for ``MinJobAge`` seconds, which must outlast the plugin's longest wait
+  between two status checks (180 s), and the plugin itself goes back to sacct when
   MinJobAge is under 3 x its first status interval.
 * **A submission bigger than any node.**  SLURM queues it (``PENDING``,
   ``Reason=PartitionConfig``) and it never starts.  A group submission is the easy way in:
@@ -36,6 +37,9 @@ ENV_VAR = "PRUNELIB_SLURM_CHECK"
 #: The executor plugin's first status interval (``slurm-init-seconds-before-status-checks``)
 #: times this must not exceed MinJobAge, or it queries sacct after all (plugin 2.x).
 STATUS_MARGIN = 3
+#: The plugin's longest wait between two status checks (s; it adds 10 s per check in
+#: which nothing finished, up to this): a job squeue forgets sooner can end unseen.
+MAX_STATUS_INTERVAL = 180
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,11 @@ def status_problems(status_command: str | None, init_seconds: int, config: dict[
         out.append(f"this cluster keeps no job accounting (sacct: {sacct_error}), so the executor cannot see "
                    "jobs finish and the run would wait for ever: set `slurm-status-command: squeue` (and "
                    "`slurm-no-account: true`) in the profile, see workflow/profiles/slurm/config.yaml")
+    elif sacct_error is not None and min_age is not None and min_age <= MAX_STATUS_INTERVAL:
+        out.append(f"MinJobAge = {min_age} s: squeue forgets a finished job after that, and the executor may wait "
+                   f"up to {MAX_STATUS_INTERVAL} s between two status checks, so a job could end unseen and the run "
+                   f"wait for ever; without accounting this needs MinJobAge > {MAX_STATUS_INTERVAL} s (SLURM's "
+                   "default is 300: ask your administrator)")
     elif sacct_error is not None and min_age is not None and min_age < STATUS_MARGIN * init_seconds:
         out.append(f"MinJobAge = {min_age} s is less than {STATUS_MARGIN} x slurm-init-seconds-before-status-checks "
                    f"= {STATUS_MARGIN * init_seconds} s, so the executor would query sacct, which this cluster "
