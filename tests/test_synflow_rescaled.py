@@ -23,6 +23,7 @@ from prunelib.methods.scorers.synflow import SynflowScorer, _LinearizedNet, chai
 # every built-in network, at the smallest input it accepts (VGG-16 needs 32x32)
 NETWORKS = {
     "lenet300": (1, 28, {}), "lenet5": (1, 28, {}), "lenet5_caffe": (1, 28, {}), "mlp400x3": (1, 28, {}),
+    "mlp7_linear": (1, 28, {}), "mlp7_tanh": (1, 28, {}),
     "vgg16": (3, 32, {}),
     "resnet20": (3, 8, {}), "resnet32": (3, 8, {}), "resnet56": (3, 8, {}), "resnet110": (3, 8, {}),
     "resnet20-B": (3, 8, {"shortcut": "B"}),

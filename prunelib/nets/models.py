@@ -59,6 +59,9 @@ class DeepMLP(nn.Module):
         super().__init__()
         self.input_shape = (in_channels, image_size, image_size)
         self.activation = activation
+        #: f(c x) = c f(x) for c > 0 (no tanh): what SynFlow's power-of-two rescaling needs
+        #: (prunelib/methods/scorers/synflow.py scores a network that is not in float64).
+        self.positively_homogeneous = activation != "tanh"
         sizes = [in_channels * image_size * image_size] + [width] * (depth - 1) + [num_classes]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
 
@@ -66,7 +69,7 @@ class DeepMLP(nn.Module):
         x = torch.flatten(x, 1)
         for i, fc in enumerate(self.layers):
             x = fc(x)
-            if i < len(self.layers) - 1 and self.activation == "tanh":
+            if i < len(self.layers) - 1 and self.activation == "tanh":  # (see positively_homogeneous)
                 x = torch.tanh(x)
         return x
 

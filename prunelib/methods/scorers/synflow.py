@@ -95,6 +95,10 @@ class _LinearizedNet:
     def __init__(self, model: nn.Module, names: list[str], precision: str = "float64"):
         if precision not in PRECISIONS:
             raise ValueError(f"SynFlow precision = {precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}")
+        if precision == "float32-rescaled" and not getattr(model, "positively_homogeneous", True):
+            # the rescaling commutes with ReLU and pooling only: tanh(d x) != d tanh(x), so a
+            # network that says so (nets/models.py: mlp7_tanh) is scored in float64 instead
+            precision = "float64"
         dtype = torch.float64 if precision == "float64" else torch.float32
         self.net = copy.deepcopy(model).to(dtype).eval()
         with torch.no_grad():
