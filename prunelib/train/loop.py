@@ -184,7 +184,8 @@ def train(model: torch.nn.Module, masks: dict[str, torch.Tensor], data: dict, da
     """
     s = s.for_dataset(dataset)
     if s.autocast_dtype is not None and device.type != "cuda":
-        msg = f"train.precision = bf16 ignored on {device} (autocast is used on CUDA only)"
+        key = "precision" if s.precision == "bf16" else "amp"  # (the key the config set)
+        msg = f"train.{key} = bf16 ignored on {device} (autocast is used on CUDA only)"
         log.info(msg)
         if progress:
             progress(msg)
