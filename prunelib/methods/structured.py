@@ -87,6 +87,8 @@ def channel_groups(model: nn.Module) -> list[Group]:
         return _chain(model, ["fc1", "fc2", "fc3"])
     if isinstance(model, models.MLP400x3):
         return _chain(model, ["fc1", "fc2", "fc3", "fc4"])
+    if isinstance(model, models.DeepMLP):  # (mlp7_*: the layers are ``layers.0`` ... ``layers.6``)
+        return _chain(model, [f"layers.{i}" for i in range(len(model.layers))])
     if isinstance(model, models.LeNet5):  # also LeNet5Caffe
         expand = model.fc1.in_features // model.conv2.out_channels
         return _chain(model, ["conv1", "conv2", "fc1", "fc2"], {"conv2": expand})
