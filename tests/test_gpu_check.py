@@ -45,7 +45,9 @@ def test_throughput_scoring_cost_and_the_training_options_are_measured(report):
     rep, md, _ = report
     assert set(rep["throughput"]) == {"lenet5", "resnet20", "vgg16"}
     for r in rep["throughput"].values():
-        assert r["dense"] > 0 and r["masked"] > 0 and r["masked/dense"] == round(r["masked"] / r["dense"], 3)
+        # (the ratio is of the unrounded rates)
+        assert r["dense"] > 0 and r["masked"] > 0 and r["masked/dense"] == pytest.approx(r["masked"] / r["dense"],
+                                                                                          rel=0.02)
     for arch in ("lenet5", "resnet20", "vgg16"):
         cost = rep["scoring"][arch]
         assert cost["unit_ms"] > 0
