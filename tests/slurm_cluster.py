@@ -22,10 +22,12 @@ real hang, never a slow machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +82,14 @@ def machine() -> dict:
     fields = dict(re.findall(r"(\w+)=(\S+)", out.splitlines()[0]))
     keys = ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory")
     return {k: int(fields[k]) for k in keys}
+
+
+def _state(pid: int) -> str:
+    try:
+        return next((ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("State:")),
+                    "").lower()
+    except OSError:
+        return "zombie"
 
 
 def _free_port() -> int:
@@ -201,16 +211,35 @@ class SlurmCluster:
         self.wait_for(lambda: self.node_state() == "idle", f"node {self.node} idle in sinfo")
         return self
 
+    def job_processes(self) -> list[int]:
+        """Processes of this cluster's jobs still alive: those whose environment names
+        this cluster's configuration and a job id.  proctrack/linuxproc follows a job's
+        processes by parentage, so one whose parent exits first (the job's shell, on a
+        requeue or a cancel) is reparented to init and escapes SLURM's own clean-up."""
+        marker = f"SLURM_CONF={self.conf}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                env = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:  # gone, or not ours to read
+                continue
+            if marker in env and any(v.startswith(b"SLURM_JOB_ID=") for v in env):
+                found.append(int(entry.name))
+        return found
+
     def stop(self) -> None:
         """Cancel the jobs left (their processes belong to slurmd's job steps), wait until
-        none runs, then stop slurmd, slurmctld and munged: the processes this started."""
+        none runs, stop slurmd, slurmctld and munged, then any process of a job that
+        escaped its step (``job_processes``): what this started, and nothing else."""
         if self.procs.get("slurmctld") is not None and self.procs["slurmctld"].poll() is None:
             self.command(["scancel", "--full", "--partition", self.partition], check=False)
             try:
                 self.wait_for(lambda: not self.jobs(states="RUNNING,COMPLETING,PENDING,CONFIGURING"),
                               "no job left", timeout=KILL_WAIT + 60)
-            except AssertionError:
-                pass  # stop the daemons anyway; the message is in the test log
+            except AssertionError as exc:  # stop the daemons anyway, and say why it was not clean
+                print(f"slurm_cluster teardown: {exc}", file=sys.stderr)
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
@@ -221,6 +250,18 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=30)
+        escaped = self.job_processes()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in escaped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 10
+            while escaped and time.monotonic() < deadline:
+                escaped = [pid for pid in escaped if Path(f"/proc/{pid}").exists()
+                           and "zombie" not in _state(pid)]
+                time.sleep(0.1)
+            if not escaped:
+                break
 
     # --- queries ---------------------------------------------------------------------------
 

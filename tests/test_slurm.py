@@ -15,8 +15,9 @@ requests dropped (this node has none); the first status check after 2 s instead 
 * ``scontrol requeue`` of a running train job: the same job id starts again, resumes,
   and ends bit-identical;
 * ``scancel`` of one cell's submission fails that cell only (keep-going);
-* before any submission, the run refuses a group bigger than the node and a status
-  command the cluster cannot answer, with one line naming the key to change.
+* before any submission, the run refuses a group bigger than the node, GPU requests on
+  a node without GPUs, a group sent to two partitions and a status command the cluster
+  cannot answer, with one line naming the key to change.
 
 The Snakemake runs of the first four go at once (``runs``): the node has 2 CPUs, and
 most of each run is waiting (for the scheduler, the status checks, a time limit).
@@ -41,7 +42,7 @@ from slurm_cluster import HANG_SECONDS, slurm_cluster  # noqa: F401 (the fixture
 pytestmark = pytest.mark.e2e
 
 PROFILE = REPO / "workflow/profiles/slurm/config.yaml"
-#: A run's upper bound (a hang, never a slow machine: the slowest takes ~3 min).
+#: A run's upper bound (a hang, never a slow machine: the slowest takes ~2-4 min).
 RUN_SECONDS = 900
 
 #: The grid run: 2 cells travel in one submission.
@@ -182,8 +183,8 @@ def _job_of(cluster, r: Run, states: str, comment: str | None = None) -> dict | 
 
 @pytest.fixture(scope="module")
 def runs(slurm_cluster, mnist_root, tmp_path_factory):  # noqa: F811 (the fixture)
-    """Start every run at once, the time-limit run (the longest) first; each test waits
-    for its own."""
+    """Start every run at once (the grid's chain of three submissions and the time-limit
+    run, the longest, first); each test waits for its own."""
     cluster = slurm_cluster
     root = tmp_path_factory.mktemp("slurm_runs")
     env = {**cluster.env, "PYTHONPATH": str(REPO)}

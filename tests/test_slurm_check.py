@@ -160,6 +160,26 @@ def test_only_a_slurm_run_is_checked(monkeypatch):
     assert sc.check_run(Workflow(), threads=1) == []
 
 
+def test_a_submit_host_without_slurm_commands_gets_one_line(monkeypatch):
+    class Workflow:
+        class executor_plugin:
+            cli_prefix = "slurm"
+
+        class executor_settings:
+            status_command, init_seconds_before_status_checks = "squeue", 40
+
+        global_resources = {"_cores": None}
+
+    def missing(argv):
+        raise FileNotFoundError(2, "No such file or directory", argv[0])
+
+    monkeypatch.delenv(sc.ENV_VAR, raising=False)
+    monkeypatch.setattr(sc, "_run", missing)
+    assert sc.check_run(Workflow(), threads=1) == [
+        "cannot query SLURM here ([Errno 2] No such file or directory: 'scontrol'); run from a machine where sinfo, "
+        "scontrol and sacct work, or PRUNELIB_SLURM_CHECK=off skips this check"]
+
+
 def test_the_real_cluster_tests_say_in_one_line_why_they_cannot_run(monkeypatch):
     """tests/slurm_cluster.py's skip reason: root first (slurmd starts jobs as their user),
     then every daemon and client named that is missing."""

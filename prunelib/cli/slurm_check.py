@@ -155,7 +155,8 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
-def read_cluster(run=_run) -> dict[str, Partition]:
+def read_cluster(run=None) -> dict[str, Partition]:
+    run = run or _run
     sinfo = run(["sinfo", "-h", "-N", "-o", "%R|%N|%c|%m|%G"])
     parts = run(["scontrol", "-o", "show", "partition"])
     if sinfo.returncode != 0 or parts.returncode != 0:
@@ -163,9 +164,9 @@ def read_cluster(run=_run) -> dict[str, Partition]:
     return parse_partitions(parts.stdout, parse_sinfo(sinfo.stdout))
 
 
-def read_config(run=_run) -> dict[str, str]:
+def read_config(run=None) -> dict[str, str]:
     """``scontrol show config`` as name -> value."""
-    out = run(["scontrol", "show", "config"])
+    out = (run or _run)(["scontrol", "show", "config"])
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^(\w+)\s*=\s*(.*)$", out.stdout, re.M)}
 
 
@@ -323,8 +324,8 @@ def submissions(workflow) -> tuple[list[Submission], list[str]]:
     return out, errors
 
 
-def _sacct_error(run=_run) -> str | None:
-    proc = run(["sacct", "--noheader", "-X", "--format=JobIdRaw", "-j", "1"])
+def _sacct_error(run=None) -> str | None:
+    proc = (run or _run)(["sacct", "--noheader", "-X", "--format=JobIdRaw", "-j", "1"])
     if proc.returncode == 0:
         return None
     return (proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout).strip() else \
@@ -341,12 +342,13 @@ def check_run(workflow, threads: int) -> list[str]:
     settings = workflow.executor_settings
     cores = workflow.global_resources.get("_cores")
     out = threads_problem(threads, getattr(cores, "value", cores))
-    out += status_problems(getattr(settings, "status_command", None),
-                           int(getattr(settings, "init_seconds_before_status_checks", 40) or 40),
-                           read_config(), _sacct_error())
     try:
+        out += status_problems(getattr(settings, "status_command", None),
+                               int(getattr(settings, "init_seconds_before_status_checks", 40) or 40),
+                               read_config(), _sacct_error())
         cluster = read_cluster()
-    except (RuntimeError, OSError) as exc:
-        return out + [f"cannot read the cluster's partitions ({exc}); {ENV_VAR}=off skips this check"]
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        return out + [f"cannot query SLURM here ({' '.join(str(exc).split())}); run from a machine where sinfo, "
+                      f"scontrol and sacct work, or {ENV_VAR}=off skips this check"]
     planned, errors = submissions(workflow)
     return out + errors + problems(planned, cluster)
