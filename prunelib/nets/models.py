@@ -52,7 +52,7 @@ class DeepMLP(nn.Module):
     """The signal-propagation paper's MLP family (``namhoonlee/spp-public``,
     ``spp/network.py``, ``MLP``): ``depth`` fully connected layers of ``width`` units,
     input -> width -> ... -> width -> classes, ``activation`` (identity or tanh) after every
-    layer but the last.  Layers ``fc1`` ... ``fc<depth>``."""
+    layer but the last.  Layers ``layers.0`` ... ``layers.<depth - 1>``."""
 
     def __init__(self, depth: int, width: int, activation: str, num_classes: int = 10, in_channels: int = 1,
                  image_size: int = 28):
