@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunelib.foundations.artifacts import atomic_path, write_text
+from prunelib.config.grid import DENSE
 from prunelib.foundations.paths import CELL_FILES, REPORT_CONFIG
 from prunelib.report.figures import (plot_accuracy, plot_calibration, plot_compression, plot_curves,
                                      plot_density_heatmap, plot_imp_rounds, plot_jacobian_spectra, plot_variants)
@@ -21,7 +22,7 @@ from prunelib.report.figures import (plot_accuracy, plot_calibration, plot_compr
 from prunelib.foundations.eval_row import METRICS as ALL_METRICS
 from prunelib.report.layout import (default_table_ratios, writes_checkpoints, writes_spectra, method_label, output_names,  # noqa: F401
                                     report_choices, table_metrics)
-from prunelib.report.stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
+from prunelib.report.stats import ECE_DEFINITION, METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
 from prunelib.report.tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table,  # noqa: F401
                                     blalock_table, checkpoints_table, collapse_table, compression_table, escape_plain,
                                     imp_rounds_table, measured_devices, render, signal_propagation_table, study_table,
@@ -111,7 +112,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         extra_tables = (
             (beyond_top1_table(sub), None,
              f"Beyond top-1 on {dataset} / {arch}: balanced accuracy, worst-class recall (the class most often "
-             "worst), expected calibration error (15 bins), NLL; means over seeds (n)"),
+             f"worst), expected calibration error ({ECE_DEFINITION}, as in the reliability diagrams), NLL; "
+             "means over seeds (n)"),
             (signal_propagation_table(sub), None,
              f"Signal propagation on {dataset} / {arch}: isometry residual (sum over layers of "
              "||(C*W)(C*W)^T - I||_F) before and after approximate isometry, and the mean singular value of "
@@ -140,14 +142,16 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
         if dens.empty:  # the chosen ratio is not in this run: say so rather than fail
             dens = pd.DataFrame({"(no cell at this ratio)": [math.nan]}, index=["—"])
         plot_density_heatmap(dens, f"{dataset} / {arch}", hr, heat)
-        cm, cr = choices["curves"]["method"], choices["curves"]["ratio"]
-        cell = sub[(sub["method"] == cm) & (sub["ratio"] == cr)]
-        found = [(declared(c, CELL_FILES["train_log"], train_logs), s) for c, s in zip(cell["cell_dir"], cell["seed"])]
-        logs = [read_verified(p).assign(seed=s) for p, s in found if p is not None]
+        cr = choices["curves"]["ratio"]
+        logs = []
+        for _, row in sub[((sub["ratio"] == cr) | (sub["method"] == DENSE)) & (sub["variant"] == "none")].iterrows():
+            path = declared(row["cell_dir"], CELL_FILES["train_log"], train_logs)
+            if path is not None:
+                logs.append(read_verified(path).assign(seed=row["seed"], method=row["method"]))
         plot_curves(pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(),
-                    f"{dataset} / {arch}: training curves of {cm} at r = {format_ratio(cr)}, one line per seed",
-                    figures / f"{stem}_curves.png")
-        plot_calibration(sub, f"{dataset} / {arch}: reliability diagrams", cm, choices["heatmap_ratio"],
+                    f"{dataset} / {arch}: training curves of every method at r = {format_ratio(cr)} "
+                    "(dense: r = 1), one line per seed", figures / f"{stem}_curves.png")
+        plot_calibration(sub, f"{dataset} / {arch}: reliability diagrams of every method", choices["heatmap_ratio"],
                          figures / f"{stem}_calibration.png")
         written += [figures / f"{stem}_{k}.png" for k in ("accuracy", "compression", "curves", "calibration")]
         written.append(heat)

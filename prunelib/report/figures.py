@@ -15,7 +15,7 @@ from prunelib.catalogue import registry
 from prunelib.foundations.artifacts import atomic_path
 from prunelib.config.grid import DENSE
 from prunelib.report.layout import method_order, split_label
-from prunelib.report.stats import METRICS
+from prunelib.report.stats import ECE_DEFINITION, METRICS, SHORT, ece_over_seeds
 from prunelib.config.settings import format_ratio
 
 
@@ -31,7 +31,8 @@ def _pyplot():
 def _save(fig, out_png: Path) -> None:
     for ext in ("png", "svg"):
         with atomic_path(out_png.with_suffix(f".{ext}")) as tmp:
-            fig.savefig(tmp, format=ext, dpi=120)
+            # (tight: the legends and notes sit outside the axes, beyond the figure's edge)
+            fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
     _pyplot().close(fig)
 
 
@@ -50,9 +51,65 @@ def _ratio_axis(ax, ratios) -> None:
     ax.minorticks_off()
 
 
-def plot_accuracy(df: pd.DataFrame, title: str, out_png: Path) -> None:
-    """Top-1 and top-5 vs r (log2 axis): one line per method, a ±1 std band, dense as a
-    dashed line, chance (1/C for top-1, 5/C for top-5, C classes) as a dotted line."""
+def legend_outside(fig, axes, title: str | None = None) -> None:
+    """One legend for ``axes``, right of the figure, never over data: every axes'
+    entries, deduplicated by label (seaborn's ``method`` heading dropped), the axes' own
+    legends removed."""
+    handles, labels = [], []
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels and label != "method":
+                handles.append(h)
+                labels.append(label)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if handles:
+        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.93), fontsize=8, frameon=False,
+                   title=title)
+
+
+def coinciding(data: pd.DataFrame, value: str, decimals: int = 2, unit: str = "%") -> list[str]:
+    """Which methods' means over seeds coincide (equal when rounded to ``decimals``), so
+    that their lines or points lie on each other: whole lines first ("a = b at every r"),
+    then single points ("r = 64: a, b, c at 11.35%") not already covered by a whole line.
+    ``data``: columns method, ratio and ``value``."""
+    means = data.groupby(["method", "ratio"])[value].mean().round(decimals).unstack("ratio")
+    order = method_order(means.index)
+    means = means.reindex(order)
+    notes, lines = [], []
+    seen = set()
+    for m in order:
+        if m in seen:
+            continue
+        twins = [o for o in order if o != m and o not in seen
+                 and means.loc[o].notna().equals(means.loc[m].notna())
+                 and (means.loc[o].dropna() == means.loc[m].dropna()).all()]
+        if twins:
+            group = [m, *twins]
+            seen.update(group)
+            lines.append(set(group))
+            notes.append(f"{' = '.join(group)} at every r")
+    for r in means.columns:
+        col = means[r].dropna()
+        for v, group in col.groupby(col):
+            names = [m for m in order if m in set(group.index)]
+            if len(names) > 1 and not any(set(names) <= line for line in lines):
+                notes.append(f"r = {format_ratio(r)}: {', '.join(names)} at {v:.{decimals}f}{unit}")
+    return notes
+
+
+def _note(fig, lines: list[str], what: str) -> None:
+    """Print the coinciding methods under the figure (what a reader cannot see)."""
+    if lines:
+        text = f"Coinciding {what} (equal means; lines drawn on each other): " + "; ".join(lines)
+        fig.text(0.01, -0.01, text, ha="left", va="top", fontsize=8, wrap=True)
+
+
+def plot_accuracy(df: pd.DataFrame, title: str, out_png: Path) -> list[str]:
+    """Top-1 and top-5 vs r (log2 axis): one line per method (its own marker and dash
+    pattern), a ±1 std band, dense as a dashed line, chance (1/C for top-1, 5/C for top-5,
+    C classes) as a dotted line; one legend right of the panels; under them, the methods
+    whose means coincide (``coinciding``), which is returned."""
     import seaborn as sns
 
     plt = _pyplot()
@@ -61,62 +118,106 @@ def plot_accuracy(df: pd.DataFrame, title: str, out_png: Path) -> None:
     classes = _num_classes(df["dataset"].iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharex=True)
     order = [m for m in method_order(pruned["method"].unique())]
+    notes = []
     for ax, metric in zip(axes, METRICS):
         plot_df = pruned.assign(acc=100 * pruned[metric])
         if len(plot_df):
             sns.lineplot(data=plot_df, x="ratio", y="acc", hue="method", hue_order=order, style="method",
-                         style_order=order, markers=True, dashes=False, errorbar="sd", ax=ax)
+                         style_order=order, markers=True, dashes=True, errorbar="sd", ax=ax)
+            notes += [f"{SHORT[metric]}, {n}" for n in coinciding(plot_df, "acc")]
         if len(dense):
             ax.axhline(100 * dense[metric].mean(), color="black", ls="--", lw=1, label="dense (r=1)")
         if classes:
             k = 1 if metric == "top1" else 5
             ax.axhline(100 * min(1.0, k / classes), color="grey", ls=":", lw=1.2,
-                       label=f"chance ({k}/{classes})")
+                       label=f"chance ({k}/{classes}, top-{k})")
         _ratio_axis(ax, pruned["ratio"] if len(pruned) else df["ratio"])
         ax.set_xlabel("compression ratio r = 1/density (log2)")
         ax.set_ylabel(METRICS[metric])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     fig.suptitle(f"{title}: mean ± 1 sample std over seeds, final-epoch test accuracy")
     fig.tight_layout()
+    legend_outside(fig, axes)
+    _note(fig, notes, "methods")
     _save(fig, out_png)
+    return notes
 
 
-def plot_calibration(df: pd.DataFrame, title: str, method: str, ratio: float, out_png: Path) -> None:
-    """Reliability diagrams of the dense control and of ``method`` at ``ratio``: accuracy
-    per confidence bin (bars) against the diagonal, bins pooled over seeds (the eval
-    rows' ``calibration_bins``); the panel title gives the pooled ECE."""
+def _grid(plt, n: int, ncols: int = 5, panel=(3.2, 3.0), rows_per: int = 1):
+    """Small multiples: ``n`` panels, at most ``ncols`` a row (``rows_per`` rows each);
+    returns the figure and the axes array; panels beyond ``n`` are switched off."""
+    ncols = max(1, min(n, ncols))
+    blocks = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(blocks * rows_per, ncols, figsize=(panel[0] * ncols + 1.5, panel[1] * blocks * rows_per),
+                             squeeze=False)
+    for i in range(n, blocks * ncols):
+        for k in range(rows_per):
+            axes[(i // ncols) * rows_per + k][i % ncols].set_axis_off()
+    return fig, axes
+
+
+def calibration_data(df: pd.DataFrame, ratio: float) -> list[dict]:
+    """What the reliability diagrams draw, one entry per panel: the dense control (r = 1)
+    and every pruning method at ``ratio``.  ``accuracy``: per confidence bin, the bins
+    pooled over seeds (the eval rows' ``calibration_bins``: count, sum of confidences,
+    number correct), None for an empty bin; ``count``: the bins' counts;
+    ``ece``, ``ece_std``, ``n``: the ECE as the beyond-top-1 table gives it
+    (``stats.ece_over_seeds``: per seed, mean over seeds, in %)."""
     import json
 
-    from prunelib.train.metrics import N_BINS, ece_from_bins
+    cells = [(DENSE, 1.0)] + [(m, float(ratio)) for m in method_order(df["method"].unique()) if m != DENSE]
+    out = []
+    for method, r in cells:
+        sub = df[(df["method"] == method) & (df["ratio"] == r)]
+        if sub.empty:
+            continue
+        ok = sub[sub["status"] == "ok"] if "status" in sub else sub
+        pooled: list[list] = []
+        for text in (ok["calibration_bins"] if "calibration_bins" in ok else []):
+            for i, b in enumerate(json.loads(text or "[]")):
+                if i == len(pooled):
+                    pooled.append([0, 0.0, 0])
+                for k in range(3):
+                    pooled[i][k] += b[k]
+        mean, std, n = ece_over_seeds(sub)
+        out.append({"method": method, "ratio": r, "label": f"{method} (r = {format_ratio(r)})",
+                    "accuracy": [h / c if c else None for c, _, h in pooled], "count": [c for c, _, _ in pooled],
+                    "ece": mean, "ece_std": std, "n": n, "seeds": len(sub)})
+    return out
 
+
+def plot_calibration(df: pd.DataFrame, title: str, ratio: float, out_png: Path) -> list[dict]:
+    """Reliability diagrams, small multiples: the dense control and every pruning method
+    at ``ratio`` (``calibration_data``, which is returned): accuracy per confidence bin
+    (bars, bins pooled over seeds) against the diagonal; each panel's title gives the
+    ECE as the tables do (``stats.ECE_DEFINITION``)."""
     plt = _pyplot()
-    cells = [("dense (r = 1)", df[df["method"] == DENSE]),
-             (f"{method} (r = {format_ratio(ratio)})", df[(df["method"] == method) & (df["ratio"] == ratio)])]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharey=True)
-    edges = [m / N_BINS for m in range(N_BINS + 1)]
-    for ax, (label, sub) in zip(axes, cells):
-        pooled = [[0, 0.0, 0] for _ in range(N_BINS)]
-        for text in (sub["calibration_bins"] if "calibration_bins" in sub else []):
-            for acc, b in zip(pooled, json.loads(text or "[]")):
-                acc[0] += b[0]
-                acc[1] += b[1]
-                acc[2] += b[2]
-        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
-        if any(c for c, _, _ in pooled):
-            acc = [h / c if c else 0.0 for c, _, h in pooled]
-            ax.bar(edges[:-1], acc, width=1 / N_BINS, align="edge", edgecolor="black", alpha=0.7,
-                   label="accuracy")
-            ax.set_title(f"{label}: ECE {100 * ece_from_bins(pooled):.2f}% ({len(sub)} seeds)")
+    data = calibration_data(df, ratio)
+    fig, axes = _grid(plt, max(1, len(data)))
+    for i, cell in enumerate(data):
+        ax = axes[i // axes.shape[1]][i % axes.shape[1]]
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
+        width = 1 / max(1, len(cell["accuracy"]))
+        if any(cell["count"]):
+            xs = [j * width for j, a in enumerate(cell["accuracy"]) if a is not None]
+            ax.bar(xs, [a for a in cell["accuracy"] if a is not None], width=width, align="edge",
+                   edgecolor="black", alpha=0.7, label="accuracy in the bin (seeds pooled)")
+            std = "–" if cell["n"] < 2 else f"{cell['ece_std']:.2f}"
+            ax.set_title(f"{cell['label']}\nECE {cell['ece']:.2f} ± {std}% (n = {cell['n']})", fontsize=9)
         else:
-            ax.set_title(f"{label}: no calibration data")
+            ax.set_title(f"{cell['label']}\nno calibration data", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence (max softmax probability)")
-    axes[0].set_ylabel("accuracy in the bin")
-    fig.suptitle(title)
+        ax.set_aspect("equal")
+        ax.set_xlabel("confidence (max softmax)", fontsize=8)
+        ax.set_ylabel("accuracy in the bin" if i % axes.shape[1] == 0 else "", fontsize=8)
+    if not data:
+        axes[0][0].text(0.5, 0.5, "no eval rows", ha="center", va="center")
+    fig.suptitle(f"{title} at r = {format_ratio(ratio)}; ECE: {ECE_DEFINITION}", fontsize=10)
     fig.tight_layout()
+    legend_outside(fig, [ax for row in axes for ax in row])
     _save(fig, out_png)
+    return data
 
 
 #: Measured speed-ups (prunelib/methods/slimming.py) and their legend names.
@@ -137,12 +238,14 @@ def _measured_long(df: pd.DataFrame) -> pd.DataFrame | None:
     return long if len(long) else None
 
 
-def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
+def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> list[str]:
     """Left: compression error (r_e - r)/r in % vs r, one line per method.
     Middle: theoretical speed-up (dense / kept MACs) vs r, with speed-up = r dashed.
     Right, where the rows have measurements (prunelib/methods/slimming.py): measured vs
     theoretical speed-up, one point per cell and kind (slimmed network at batch 1, 256,
-    training step; CSR Linear layers), the diagonal dashed, the device in the title."""
+    training step; CSR Linear layers), the diagonal dashed, the device in the title.
+    Each method has its own marker and dash pattern; one legend right of the panels;
+    under them, the methods whose values coincide (``coinciding``), which is returned."""
     import seaborn as sns
 
     plt = _pyplot()
@@ -154,22 +257,24 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
     measured = _measured_long(pruned) if has_speed else None
     n_axes = 1 + has_speed + (measured is not None)
     fig, axes = plt.subplots(1, n_axes, figsize=(6 * n_axes, 4.6), squeeze=False)
+    notes = []
     ax = axes[0, 0]
     if len(pruned):
-        sns.lineplot(data=pruned.assign(err=100 * pruned["compression_error"]), x="ratio", y="err",
-                     hue="method", hue_order=order, style="method", style_order=order, markers=True,
-                     dashes=False, errorbar=("pi", 100), ax=ax)
+        errs = pruned.assign(err=100 * pruned["compression_error"])
+        sns.lineplot(data=errs, x="ratio", y="err", hue="method", hue_order=order, style="method",
+                     style_order=order, markers=True, dashes=True, errorbar=("pi", 100), ax=ax)
+        notes += [f"compression error, {n}" for n in coinciding(errs.dropna(subset=["err"]), "err", 3)]
     ax.axhline(0, color="black", lw=0.8)
     _ratio_axis(ax, pruned["ratio"] if len(pruned) else df["ratio"])
     ax.set_xlabel("requested compression ratio r (log2)")
     ax.set_ylabel("compression error (r_e − r) / r (%)")
     ax.set_title("empirical vs requested compression (band: min–max over seeds)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     if has_speed:
         ax = axes[0, 1]
         sns.lineplot(data=pruned, x="ratio", y="speedup", hue="method", hue_order=order, style="method",
-                     style_order=order, markers=True, dashes=False, errorbar=("pi", 100), ax=ax)
+                     style_order=order, markers=True, dashes=True, errorbar=("pi", 100), ax=ax)
+        notes += [f"theoretical speed-up, {n}" for n in coinciding(pruned.dropna(subset=["speedup"]), "speedup", 2, "×")]
         rs = sorted(pruned["ratio"].unique())
         ax.plot(rs, rs, color="black", ls="--", lw=1, label="speed-up = r")
         _ratio_axis(ax, rs)
@@ -178,7 +283,6 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
         ax.set_ylabel("theoretical speed-up: dense MACs / kept MACs (log2)")
         ax.set_title("theoretical speed-up (Blalock et al. 2020)", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     if measured is not None:
         ax = axes[0, 2]
         sns.scatterplot(data=measured, x="speedup", y="measured", hue="method", hue_order=order,
@@ -194,10 +298,12 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> None:
         devices = ", ".join(sorted(set(pruned["measure_device"].dropna()))) if "measure_device" in pruned else ""
         ax.set_title(f"theoretical vs measured{f' ({devices})' if devices else ''}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     fig.suptitle(f"{title}: compression")
     fig.tight_layout()
+    legend_outside(fig, axes[0])
+    _note(fig, notes, "methods")
     _save(fig, out_png)
+    return notes
 
 
 def plot_density_heatmap(dens: pd.DataFrame, title: str, ratio: float, out_png: Path) -> None:
@@ -228,26 +334,44 @@ def plot_density_heatmap(dens: pd.DataFrame, title: str, ratio: float, out_png: 
 
 
 def plot_curves(logs: pd.DataFrame, title: str, out_png: Path) -> None:
-    """Training loss and training top-1 per epoch of one cell, one line per seed."""
-    import seaborn as sns
-
+    """Training curves, small multiples: per method (the dense control first) a column
+    of two panels, training loss (epoch mean) above training top-1, one line per seed
+    (colour and marker per seed); each metric's panels share their y axis.  ``logs``:
+    the train logs, with columns method, seed, epoch, train_loss, train_top1."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    if len(logs):
-        logs = logs.assign(top1=100 * logs["train_top1"], seed=logs["seed"].astype(str))
-        for ax, (col, label) in zip(axes, [("train_loss", "training loss (epoch mean)"),
-                                           ("top1", "training top-1 (%)")]):
-            sns.lineplot(data=logs, x="epoch", y=col, hue="seed", marker="o", ax=ax)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(label)
+    methods = method_order(logs["method"].unique()) if len(logs) else []
+    fig, axes = _grid(plt, max(1, len(methods)), panel=(3.0, 2.4), rows_per=2)
+    ncols = axes.shape[1]
+    if not methods:
+        axes[0][0].text(0.5, 0.5, "no training log for this cell", ha="center", va="center",
+                        transform=axes[0][0].transAxes)
+    logs = logs.assign(top1=100 * logs["train_top1"]) if len(logs) else logs
+    seeds = sorted(logs["seed"].unique()) if len(logs) else []
+    markers = "osD^vP*Xh<>"
+    first = {}
+    for i, method in enumerate(methods):
+        sub = logs[logs["method"] == method]
+        for k, (col, label) in enumerate([("train_loss", "training loss"), ("top1", "training top-1 (%)")]):
+            ax = axes[(i // ncols) * 2 + k][i % ncols]
+            if col in first:
+                ax.sharey(first[col])
+            else:
+                first[col] = ax
+            for j, seed in enumerate(seeds):
+                run = sub[sub["seed"] == seed].sort_values("epoch")
+                if len(run):
+                    ax.plot(run["epoch"], run[col], marker=markers[j % len(markers)], ms=4, lw=1.2,
+                            color=f"C{j}", label=f"seed {seed}")
+            ax.set_title(method if k == 0 else "", fontsize=9)
+            ax.set_ylabel(label if i % ncols == 0 else "", fontsize=8)
+            ax.set_xlabel("epoch" if k == 1 else "", fontsize=8)
             ax.grid(alpha=0.3)
-            epochs = sorted(logs["epoch"].unique())
-            ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: math.ceil(len(epochs) / 12)])
-    else:
-        for ax in axes:
-            ax.text(0.5, 0.5, "no training log for this cell", ha="center", va="center", transform=ax.transAxes)
+            epochs = sorted(sub["epoch"].unique())
+            if epochs:
+                ax.set_xticks(epochs if len(epochs) <= 8 else epochs[:: math.ceil(len(epochs) / 8)])
     fig.suptitle(title)
     fig.tight_layout()
+    legend_outside(fig, [ax for row in axes for ax in row])
     _save(fig, out_png)
 
 
@@ -297,7 +421,7 @@ def plot_imp_rounds(rounds: pd.DataFrame, title: str, out_png: Path) -> None:
     if not data.empty:
         order = method_order(data["method"].unique())
         sns.lineplot(data=data, x="remaining", y="acc", hue="method", hue_order=order, style="method",
-                     style_order=order, markers=True, dashes=False, errorbar="sd", ax=ax)
+                     style_order=order, markers=True, dashes=True, errorbar="sd", ax=ax)
     ax.set_xscale("log")
     lowest = float(data["remaining"].min()) if not data.empty else 1.0
     ticks = [100 / 2 ** k for k in range(0, 20) if 100 / 2 ** k >= lowest * 0.99]
@@ -307,6 +431,8 @@ def plot_imp_rounds(rounds: pd.DataFrame, title: str, out_png: Path) -> None:
     ax.set_xlabel("weights remaining (%)")
     ax.set_ylabel("test top-1 after the round (%)")
     ax.set_title(title)
+    fig.tight_layout()
+    legend_outside(fig, [ax])
     _save(fig, out_png)
 
 
@@ -351,7 +477,7 @@ def plot_jacobian_spectra(df: pd.DataFrame, title: str, out_png: Path) -> None:
         ax.set_title(f"{method}, r = {format_ratio(ratio)} ({len(specs)} seeds)")
         ax.set_xlabel("layer")
         ax.set_ylabel("singular value of C ⊙ W")
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # (under the data)
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, out_png)

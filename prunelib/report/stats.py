@@ -9,10 +9,18 @@ of the final-epoch test accuracy over seeds, in percent.  Marks (per column, amo
 pruning methods; the dense control and sanity-check variants are references, never
 marked):
 
-* **best**: the method with the highest mean (ties: all of them);
-* **within one std of the best**: every other method m with mean_m >= mean_best - s_best
-  (the best's sample std sets the band; with n = 1 for the best only exact ties qualify;
-  means are compared unrounded);
+* **best** (bold): the method with the highest mean, only when it is separable from
+  every other method: both have n >= 2 seeds and the difference of the means exceeds
+  their combined standard error (a Welch-type rule),
+
+      mean_best - mean_m > sqrt(s_best^2 / n_best + s_m^2 / n_m)   for every other m,
+
+  and never at chance: for an accuracy metric (top-1, top-5, balanced accuracy,
+  worst-class recall) a best mean at or below chance + 1/C (C classes; chance = k/C for
+  top-k) marks nothing.  Ties (equal means) and single seeds are therefore never bold;
+* **tied for best** (italics): where no method is separable, the highest mean and every
+  method not separable from it (the rule above fails), so a reader sees the whole group
+  rather than one arbitrary winner; nothing is italic at chance;
 * **collapsed**: in at least one seed the method's mask kept nothing of some layer.
 * **ties**: in at least one seed the seeded tie-break, not the scores, decided the fate of
   at least ``eval_row.TIED_SHARE_MARKED`` of the prunable weights (degenerate scores).
@@ -67,6 +75,20 @@ def fmt_cell(values) -> str:
     return f"{mean:.2f} ± {std:.2f} ({n})"
 
 
+#: The report's one ECE definition, wherever a figure or a table shows ECE.
+ECE_DEFINITION = ("ECE per seed (15 equal-width confidence bins, Guo et al. 2017 Eq. 3; the eval row's ece), "
+                  "mean over seeds")
+
+
+def ece_over_seeds(sub: pd.DataFrame) -> tuple[float, float, int]:
+    """ECE of one cell as the reliability diagrams and the beyond-top-1 table both show
+    it (``ECE_DEFINITION``): mean, sample std and n over the ok seeds of each seed's ECE,
+    in %.  Not the ECE of the bins pooled over seeds (that mixes seeds' confidences and
+    is generally smaller)."""
+    ok = sub[sub["status"] == "ok"] if "status" in sub.columns else sub
+    return mean_std_n(ok["ece"].tolist() if "ece" in ok.columns else [])
+
+
 def cell_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (dataset, arch, method, ratio): mean, std, n, marks (see module doc)."""
     has_collapse = "collapsed_layers" in df.columns
@@ -93,27 +115,64 @@ def is_variant(label: str) -> bool:
     return split_label(label)[1] != "none"
 
 
+#: The accuracy metrics that have a chance level: metric -> k (chance = k / C for C classes).
+CHANCE_K = {"top1": 1, "top5": 5, "balanced_accuracy": 1, "min_class_recall": 1}
+
+
+def num_classes(dataset: str) -> int | None:
+    """The number of classes of ``dataset`` (None for a dataset the catalogue does not know)."""
+    from prunelib.data import datasets
+
+    try:
+        return datasets.info(dataset).num_classes
+    except ValueError:
+        return None
+
+
+def chance_ceiling(metric: str, classes: int | None) -> float | None:
+    """The mean (in %) at or below which a cell counts as at chance: 100 (k/C + 1/C) for
+    an accuracy metric with chance k/C (``CHANCE_K``), capped at 100; None otherwise."""
+    if metric not in CHANCE_K or not classes:
+        return None
+    return 100.0 * min(1.0, (CHANCE_K[metric] + 1) / classes)
+
+
+def separable(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int) -> bool:
+    """Whether mean a beats mean b beyond their combined standard error (both n >= 2):
+    mean_a - mean_b > sqrt(s_a^2 / n_a + s_b^2 / n_b).  Equal means never separate."""
+    if n_a < 2 or n_b < 2:
+        return False
+    se = math.sqrt((0.0 if math.isnan(std_a) else std_a) ** 2 / n_a
+                   + (0.0 if math.isnan(std_b) else std_b) ** 2 / n_b)
+    return mean_a - mean_b > se
+
+
 def mark_best(stats: pd.DataFrame, by=("dataset", "arch", "metric", "ratio")) -> pd.DataFrame:
-    """Add ``best`` and ``within_one_std``: per group of ``by``, among non-dense methods,
-    best = highest mean; within = mean >= mean_best - s_best (s_best = 0 when n_best = 1).
-    For a metric where lower is better (ECE, NLL) the same with the lowest mean."""
+    """Add ``best`` and ``tied_best`` (see the module doc): per group of ``by``, among
+    non-dense, non-variant methods with n > 0.  For a metric where lower is better (ECE,
+    NLL) the same with the lowest mean."""
     stats = stats.copy()
     stats["best"] = False
-    stats["within_one_std"] = False
+    stats["tied_best"] = False
     for _, group in stats.groupby(list(by), sort=False):
         # the dense control and the sanity-check variants are references, not contenders
         cand = group[(group["method"] != DENSE) & (group["n"] > 0) & ~group["method"].map(is_variant)]
         if cand.empty:
             continue
-        metric = ALL_METRICS.get(group["metric"].iloc[0])
-        higher = metric.higher_is_better if metric else True
-        sign = 1.0 if higher else -1.0  # compare -mean where lower is better
-        top = (sign * cand["mean"]).max()
-        best_rows = cand[sign * cand["mean"] == top]
-        band = best_rows["std"].fillna(0.0).max()
-        stats.loc[best_rows.index, "best"] = True
-        near = cand[(sign * cand["mean"] >= top - band) & (sign * cand["mean"] != top)]
-        stats.loc[near.index, "within_one_std"] = True
+        name = group["metric"].iloc[0]
+        metric = ALL_METRICS.get(name)
+        sign = 1.0 if (metric.higher_is_better if metric else True) else -1.0  # compare -mean where lower is better
+        ranked = cand.assign(_key=sign * cand["mean"]).sort_values("_key", ascending=False, kind="stable")
+        lead = ranked.iloc[0]
+        ceiling = chance_ceiling(name, num_classes(group["dataset"].iloc[0]) if "dataset" in group else None)
+        if ceiling is not None and lead["mean"] <= ceiling:
+            continue  # at chance: no winner worth a mark
+        tied = [i for i, row in ranked.iloc[1:].iterrows()
+                if not separable(lead["_key"], lead["std"], lead["n"], row["_key"], row["std"], row["n"])]
+        if not tied:
+            stats.loc[lead.name, "best"] = lead["n"] >= 2  # (one seed alone: nothing to separate)
+        else:
+            stats.loc[[lead.name, *tied], "tied_best"] = True
     return stats
 
 

@@ -1,7 +1,8 @@
 """The report's tables as text: Blalock-style (Markdown, CSV, LaTeX, HTML), the
 study's layout, compression, layer collapse, sanity checks and IMP rounds.
 
-Markdown and LaTeX show the best mean in bold, within-one-std in italics, † after a cell
+Markdown, LaTeX and HTML show a separable best in bold, the group tied for best in
+italics (the rule: ``report_stats``'s module doc and ``BEST_RULE``), † after a cell
 where a layer collapsed (see ``report_stats``).  The wide CSVs keep plain
 ``mean ± s (n)`` strings.  Each table takes the cell statistics computed once per
 (dataset, arch, metric) (``report_stats.cell_stats``), or computes them when not given.
@@ -20,7 +21,7 @@ from prunelib.foundations.artifacts import atomic_path, write_text
 from prunelib.config.grid import DENSE
 from prunelib.foundations.eval_row import METRICS as ALL_METRICS
 from prunelib.report.layout import method_label, method_order, split_label
-from prunelib.report.stats import METRICS, SHORT, cell_stats, fmt_cell
+from prunelib.report.stats import METRICS, SHORT, cell_stats, ece_over_seeds, fmt_cell
 from prunelib.config.settings import format_ratio
 
 
@@ -28,10 +29,16 @@ DAGGER = "†"
 DOUBLE_DAGGER = "‡"
 
 
+#: The rule behind the bold and italic marks, in words (prunelib/report/stats.py, ``mark_best``).
+BEST_RULE = ("bold = best, marked only where separable: the highest mean beats every other pruning method "
+             "by more than their combined standard error, mean_best − mean_m > √(s_best²/n_best + s_m²/n_m), "
+             "with n ≥ 2 seeds for both; italics = tied for best: no method is separable, so the highest mean "
+             "and every method not separable from it are in italics; no mark at chance (an accuracy at or below "
+             "chance + 1/C, C classes, chance = k/C for top-k); lower is better for ECE and NLL.")
+
 NOTE = ("Cells: mean ± sample std (n seeds) of final-epoch test accuracy in %; rows: methods with the "
         "dense control first; columns: compression ratio r = 1/density. Per column, among pruning methods: "
-        "bold = best mean; italics = mean within one sample std of the best's mean (mean ≥ best mean − "
-        f"best std); {DAGGER} = a layer collapsed (mask kept none of its weights) in at least one seed; "
+        f"{BEST_RULE} {DAGGER} = a layer collapsed (mask kept none of its weights) in at least one seed; "
         f"{DOUBLE_DAGGER} = in at least one seed, ties at the cut left at least 1% of the weights to the seeded "
         "tie-break draw (degenerate scores: the mask is partly random).")
 
@@ -45,8 +52,8 @@ VARIANTS_NOTE = (
 
 
 def render(stat: dict | pd.Series | None, style: str = "plain") -> str:
-    """A cell as text: plain (no marks), csv (marks as [best] [~best] [collapsed k/n]),
-    md (bold / italics / †) or tex (\\textbf / \\textit / $^\\dagger$)."""
+    """A cell as text: plain (no marks), csv (marks as [best] [tied best] [collapsed k/n]),
+    md (bold / italics / †), tex (\\textbf / \\textit / $^\\dagger$) or html (<b> / <i>)."""
     if stat is None:
         return "—"
     failed = int(stat.get("failed_seeds", 0) or 0)
@@ -59,22 +66,23 @@ def render(stat: dict | pd.Series | None, style: str = "plain") -> str:
     if style == "plain":
         return text
     collapsed = stat["collapsed_seeds"] > 0
+    best, tied_best = bool(stat.get("best", False)), bool(stat.get("tied_best", False))
     tied = int(stat.get("tied_seeds", 0) or 0) > 0
     if style == "csv":
-        marks = (["[best]"] if stat["best"] else []) + (["[~best]"] if stat["within_one_std"] else [])
+        marks = (["[best]"] if best else []) + (["[tied best]"] if tied_best else [])
         marks += [f"[collapsed {stat['collapsed_seeds']}/{stat['seeds']}]"] if collapsed else []
         marks += [f"[ties {int(stat['tied_seeds'])}/{stat['seeds']}]"] if tied else []
         return " ".join([text, *marks])
     if style == "md":
-        text = f"**{text}**" if stat["best"] else f"*{text}*" if stat["within_one_std"] else text
+        text = f"**{text}**" if best else f"*{text}*" if tied_best else text
         return text + (f" {DAGGER}" if collapsed else "") + (f" {DOUBLE_DAGGER}" if tied else "")
     if style == "tex":
         text = _tex_escape(text)
-        text = rf"\textbf{{{text}}}" if stat["best"] else rf"\textit{{{text}}}" if stat["within_one_std"] else text
+        text = rf"\textbf{{{text}}}" if best else rf"\textit{{{text}}}" if tied_best else text
         return text + (r"$^\dagger$" if collapsed else "") + (r"$^\ddagger$" if tied else "")
     if style == "html":
         text = html.escape(text)
-        text = f"<b>{text}</b>" if stat["best"] else f"<i>{text}</i>" if stat["within_one_std"] else text
+        text = f"<b>{text}</b>" if best else f"<i>{text}</i>" if tied_best else text
         return (text + (f" <span title='a layer collapsed'>{DAGGER}</span>" if collapsed else "")
                 + (f" <span title='ties at the cut: the mask is partly random'>{DOUBLE_DAGGER}</span>"
                    if tied else ""))
@@ -124,7 +132,8 @@ BEYOND = (("balanced_accuracy", "balanced acc.", True), ("min_class_recall", "wo
 
 def beyond_top1_table(df: pd.DataFrame) -> pd.DataFrame:
     """Rows = methods, columns = r; a cell: balanced accuracy, worst-class recall (and
-    the class most often worst), ECE and NLL, means over seeds (prunelib/train/metrics.py).
+    the class most often worst), ECE (``stats.ECE_DEFINITION``, as in the reliability
+    diagrams) and NLL, means over seeds (prunelib/train/metrics.py).
     Empty for eval rows made before these columns existed."""
     if not set(c for c, _, _ in BEYOND) <= set(df.columns):
         return pd.DataFrame()
@@ -134,7 +143,8 @@ def beyond_top1_table(df: pd.DataFrame) -> pd.DataFrame:
         if ok.empty:
             text = "—"
         else:
-            parts = [f"{label} {100 * ok[col].mean():.2f}%" if pct else f"{label} {ok[col].mean():.3f}"
+            parts = [f"{label} {ece_over_seeds(ok)[0]:.2f}%" if col == "ece"  # (the reliability diagrams' ECE)
+                     else f"{label} {100 * ok[col].mean():.2f}%" if pct else f"{label} {ok[col].mean():.3f}"
                      for col, label, pct in BEYOND]
             worst = ok["min_recall_class"].mode()
             parts[1] += f" (class {int(worst.iloc[0])})" if len(worst) else ""
@@ -321,22 +331,26 @@ def to_latex(table: pd.DataFrame, caption: str, escaped: bool = False) -> str:
 
 
 def to_html(sections: list[tuple[str, pd.DataFrame]], note: str) -> str:
-    """A self-contained HTML page of titled tables (cells may hold <b>/<i> marks)."""
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><style>",
-             "body{font-family:sans-serif;font-size:14px;margin:1em}"
-             "table{border-collapse:collapse;margin-bottom:1.5em}"
+    """A self-contained HTML page of titled tables (cells may hold <b>/<i> marks).  Each
+    table sits in a ``div.scroll`` (overflow-x: auto): a table wider than the window
+    scrolls inside the page instead of pushing it sideways."""
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>"
+             "<meta name='viewport' content='width=device-width, initial-scale=1'><style>",
+             "body{font-family:sans-serif;font-size:14px;margin:1em;max-width:100%}"
+             "p{max-width:70em}.scroll{overflow-x:auto;max-width:100%;margin-bottom:1.5em}"
+             "table{border-collapse:collapse}"
              "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
              "th:first-child,td:first-child{text-align:left}th{background:#f0f0f0}",
              "</style></head><body>", f"<p>{html.escape(note)}</p>"]
     for title, table in sections:
-        parts.append(f"<h3>{html.escape(title)}</h3><table><tr>")
+        parts.append(f"<h3>{html.escape(title)}</h3><div class='scroll'><table><tr>")
         parts += [f"<th>{html.escape(str(c))}</th>" for c in [table.index.name or ""] + list(table.columns)]
         parts.append("</tr>")
         for idx, row in table.iterrows():
             parts.append("<tr>" + "".join(f"<td>{v}</td>" for v in [html.escape(str(idx))] + list(row)) + "</tr>")
         if table.empty:
             parts.append(f"<tr><td colspan='{len(table.columns) + 1}'>(none)</td></tr>")
-        parts.append("</table>")
+        parts.append("</table></div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

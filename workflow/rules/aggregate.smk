@@ -1,6 +1,10 @@
 # Tables, figures and the resolved config of the whole grid; `snakemake --report
 # reports/report.html` shows every output flagged report() with its caption.
+from prunelib.report import jobgraph as pljobgraph
 from prunelib.report import layout as plreport
+
+# snakemake --report: one node per rule in its job graph (prunelib/report/jobgraph.py)
+pljobgraph.install()
 
 PAIRS = sorted({(c.dataset, c.arch) for c in CELLS})
 REPORT_CHOICES = plreport.report_choices(
@@ -23,7 +27,8 @@ REPORT_FILES = {
     ).items()
 }
 
-# per-layer densities of the heat map, and the training logs of the curves' cell
+# per-layer densities of the heat map, and the training logs of the curves' small
+# multiples: every method at report.curves.ratio, and the dense control
 HEATMAP_MASKS = [
     plpaths.MASK_TABLE.format(**c.wildcards())
     for c in CELLS
@@ -32,9 +37,11 @@ HEATMAP_MASKS = [
 CURVE_LOGS = [
     plpaths.TRAIN_LOG.format(**c.wildcards())
     for c in CELLS
-    if c.method == REPORT_CHOICES["curves"]["method"]
-    and c.variant == "none"
-    and float(c.ratio) == REPORT_CHOICES["curves"]["ratio"]
+    if c.variant == "none"
+    and (
+        float(c.ratio) == REPORT_CHOICES["curves"]["ratio"]
+        or c.method == plconfig.DENSE
+    )
 ]
 
 
