@@ -60,7 +60,8 @@ def default_table_ratios(ratios) -> list[float]:
 def report_choices(report: dict | None, methods, ratios) -> dict:
     """Resolve ``report:`` settings (``config.ReportSettings`` as a dict) against the grid:
     heat-map ratio and curves ratio default to the largest pruned ratio, curves method to
-    snip (else the first method), table ratios to ``default_table_ratios``."""
+    snip (else the first method; only its r = 1 for the dense control is used: the curves
+    show every method), table ratios to ``default_table_ratios``."""
     report = report or {}
     pruned_methods = [m for m in method_order(methods) if m != DENSE]
     pruned_ratios = sorted({float(r) for r in ratios if float(r) != 1.0}) or [1.0]
