@@ -75,7 +75,7 @@ def test_the_beyond_top1_table_and_the_reliability_figure_come_from_eval_rows(tm
                     f"NLL {cell['nll']:.3f} (2)")
     assert table.loc["dense", "r=16"] == "—"
     assert report_tables.beyond_top1_table(df.drop(columns=["ece"])).empty  # rows from before these columns
-    report_figures.plot_calibration(df, "t", "snip", 16.0, tmp_path / "cal.png")
+    report_figures.plot_calibration(df, "t", 16.0, tmp_path / "cal.png")
     assert (tmp_path / "cal.png").stat().st_size > 10_000 and (tmp_path / "cal.svg").exists()
 
 

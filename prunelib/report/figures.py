@@ -71,7 +71,8 @@ def legend_outside(fig, axes, title: str | None = None) -> None:
 def coinciding(data: pd.DataFrame, value: str, decimals: int = 2, unit: str = "%") -> list[str]:
     """Which methods' means over seeds coincide (equal when rounded to ``decimals``), so
     that their lines or points lie on each other: whole lines first ("a = b at every r"),
-    then single points ("r = 64: a, b, c at 11.35%") not already covered by a whole line.
+    then single points ("r = 64: a, b, c at 11.35%"; "every method" when all of them, at
+    least three, meet there) not already covered by a whole line.
     ``data``: columns method, ratio and ``value``."""
     means = data.groupby(["method", "ratio"])[value].mean().round(decimals).unstack("ratio")
     order = method_order(means.index)
@@ -94,7 +95,8 @@ def coinciding(data: pd.DataFrame, value: str, decimals: int = 2, unit: str = "%
         for v, group in col.groupby(col):
             names = [m for m in order if m in set(group.index)]
             if len(names) > 1 and not any(set(names) <= line for line in lines):
-                notes.append(f"r = {format_ratio(r)}: {', '.join(names)} at {v:.{decimals}f}{unit}")
+                who = "every method" if len(names) == len(order) > 2 else ", ".join(names)
+                notes.append(f"r = {format_ratio(r)}: {who} at {v:.{decimals}f}{unit}")
     return notes
 
 
@@ -289,7 +291,7 @@ def plot_compression(df: pd.DataFrame, title: str, out_png: Path) -> list[str]:
                         style="kind", s=45, ax=ax)
         hi = max(float(measured["speedup"].max()), float(measured["measured"].max()), 1.0)
         lo = min(float(measured["speedup"].min()), float(measured["measured"].min()), 1.0)
-        ax.plot([lo, hi], [lo, hi], color="black", ls="--", lw=1, label="measured = theoretical")
+        ax.plot([lo, hi], [lo, hi], color="black", ls=":", lw=1.2, label="measured = theoretical")
         ax.axhline(1, color="grey", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
