@@ -102,9 +102,12 @@ def coinciding(data: pd.DataFrame, value: str, decimals: int = 2, unit: str = "%
 
 def _note(fig, lines: list[str], what: str) -> None:
     """Print the coinciding methods under the figure (what a reader cannot see)."""
-    if lines:
-        text = f"Coinciding {what} (equal means; lines drawn on each other): " + "; ".join(lines)
-        fig.text(0.01, -0.01, text, ha="left", va="top", fontsize=8, wrap=True)
+    whole = [line for line in lines if line.endswith("at every r")]
+    points = [line for line in lines if not line.endswith("at every r")]
+    parts = ([f"Lines drawn on each other ({what} with equal means at every r): " + "; ".join(whole)] if whole else []) + \
+        ([f"Points drawn on each other (equal means): " + "; ".join(points)] if points else [])
+    if parts:
+        fig.text(0.01, -0.01, "\n".join(parts), ha="left", va="top", fontsize=8, wrap=True)
 
 
 def plot_accuracy(df: pd.DataFrame, title: str, out_png: Path) -> list[str]:
