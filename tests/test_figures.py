@@ -77,7 +77,11 @@ def test_every_legend_sits_outside_the_data(captured, tmp_path):
     variants = pd.concat([df.assign(variant="none"), df[df.method == "snip"].assign(
         method="snip (invert)", variant="invert")], ignore_index=True)
     figures.plot_variants(variants, "t", tmp_path / "v.png")
-    assert len(captured) == 6
+    point = {"layers": {"fc1": {"mean": 1.0, "min": 0.5, "max": 2.0}, "fc2": {"mean": 0.8, "min": 0.4, "max": 1.5}},
+             "io": {"mean": 0.9}}
+    spectra = df[df.ratio == 64.0].assign(jacobian_spectrum=json.dumps({"dense": point, "pruned": point}))
+    figures.plot_jacobian_spectra(spectra, "t", tmp_path / "j.png")
+    assert len(captured) == 7
     for fig in captured:
         _legends_outside_axes(fig)
 
