@@ -270,3 +270,73 @@ def test_the_dense_control_is_left_as_it_is_by_ai(tmp_path, mnist_pt):
     cell = run_cell(tmp_path, mnist_pt, s, "mlp7_linear", "dense", 1, until="train")
     meta = load_pt(cell.final)["meta"]
     assert all(v["before"] == v["after"] < 1e-4 for v in meta["isometry"].values())
+
+
+# --- unsupervised pruning: score.labels = uniform ---------------------------------------------------
+
+def _scores(mnist, labels, seed=0, arch="mlp7_tanh", data=None):
+    from prunelib.catalogue import registry
+    from prunelib.stages.score import compute_scores
+
+    model = _orthogonal(arch, seed=0)
+    prunable = [n for n, _ in model.named_parameters() if n.endswith("weight")]
+    d = {"batch_size": 100, "num_batches": 2, "class_balanced": False}
+    if labels != "data":
+        d["labels"] = labels
+    scores, used = compute_scores(model, prunable, registry.method("snip").make_scorer({}), data or mnist, "mnist",
+                                  seed, d, torch.device("cpu"), entry=registry.method("snip"))
+    return scores, used
+
+
+def test_uniform_label_snip_reads_no_label_is_seeded_and_differs_from_supervised_snip(mnist):
+    """The SPP code's fake_uniform targets: the scores are the same whatever the labels
+    (here all replaced by 0), bit-identical for a seed, moved by the seed (other scoring
+    images), and not supervised SNIP's."""
+    uni, used = _scores(mnist, "uniform")
+    assert used["labels"] == "uniform"
+    again, _ = _scores(mnist, "uniform")
+    relabelled, _ = _scores(mnist, "uniform", data={**mnist, "train_y": torch.zeros_like(mnist["train_y"])})
+    other_seed, _ = _scores(mnist, "uniform", seed=1)
+    sup, sup_used = _scores(mnist, "data")
+    assert "labels" not in sup_used
+    for n in uni:
+        assert torch.equal(uni[n], again[n]) and torch.equal(uni[n], relabelled[n]), n
+    assert any(not torch.equal(uni[n], other_seed[n]) for n in uni)
+    assert any(not torch.allclose(uni[n], sup[n], rtol=1e-3, atol=0) for n in uni)
+    relabelled_sup, _ = _scores(mnist, "data", data={**mnist, "train_y": torch.zeros_like(mnist["train_y"])})
+    assert any(not torch.equal(sup[n], relabelled_sup[n]) for n in sup)  # (the test can tell labels apart)
+
+
+def test_uniform_targets_are_the_cross_entropy_against_one_over_c(mnist):
+    """|w * dL/dw| with L = mean over the batch of logsumexp(z) - mean_k z_k (the
+    cross-entropy against 1/C), written out without F.cross_entropy."""
+    from prunelib.data import datasets
+
+    uni, _ = _scores(mnist, "uniform", arch="mlp7_linear")
+    model = _orthogonal("mlp7_linear", seed=0)
+    weights = {n: p for n, p in model.named_parameters() if n.endswith("weight")}
+    grads = {n: torch.zeros_like(p) for n, p in weights.items()}
+    for x, _ in datasets.scoring_batches(mnist, "mnist", 0, 100, 2):
+        z = model(x)
+        loss = (torch.logsumexp(z, 1) - z.mean(1)).mean()
+        for n, g in zip(weights, torch.autograd.grad(loss, list(weights.values()))):
+            grads[n] += g / 2
+    sens = {n: (w.detach() * grads[n]).abs() for n, w in weights.items()}
+    total = sum(s.sum() for s in sens.values())
+    for n in uni:  # (float32 sums in another order: agreement to 1e-4 of the layer's largest score)
+        assert torch.allclose(uni[n], sens[n] / total, rtol=1e-3, atol=1e-4 * float(uni[n].max())), n
+
+
+def test_score_labels_enter_the_score_hash_only_when_set_and_bad_values_are_one_line():
+    from prunelib.config import ConfigError, resolve
+
+    plain, uniform = settings(), settings(score={"labels": "uniform"})
+    assert "labels" not in plain.score.data_for("snip")
+    assert contracts.score_contract(plain, "snip", 0).hash() == \
+        contracts.score_contract(settings(score={"labels": "data"}), "snip", 0).hash()
+    assert contracts.score_contract(uniform, "snip", 0).hash() != contracts.score_contract(plain, "snip", 0).hash()
+    assert uniform.score.data_for("grasp")["labels"] == "uniform"
+    with pytest.raises(ConfigError) as err:
+        resolve({"score": {"labels": "random"}})
+    text = str(err.value)
+    assert "\n" not in text and "score.labels" in text and "random" in text and "uniform" in text, text

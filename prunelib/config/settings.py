@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from prunelib.catalogue import registry
 from prunelib.foundations.hparams import Hparams, always, jsonable, unhashed  # noqa: F401 (jsonable: re-exported)
 
-#: The scoring-data keys that ``score`` and ``score.per_method.<method>`` share.
+#: The scoring-data keys that ``score`` and ``score.per_method.<method>`` share
+#: (``score.labels`` is set for every method at once: ``ScoreSettings``).
 DATA_KEYS = ("batch_size", "num_batches", "class_balanced")
+
+#: The allowed ``score.labels`` values: the loss's targets on the scoring data.
+SCORE_LABELS = ("data", "uniform")
 
 #: The allowed ``iterative.criterion`` values (prunelib/methods/iterative.py; the config schema's
 #: enum is filled in from here): magnitude ranked over all prunable weights (``global``),
@@ -85,13 +89,22 @@ class ScoreSettings:
     num_batches: int = 1
     class_balanced: bool = False
     per_method: dict = field(default_factory=dict)
+    #: The loss's targets on the scoring data: ``data`` (each example's label) or
+    #: ``uniform`` (the uniform distribution over the classes, for every example: the
+    #: unsupervised pruning of Lee, Ajanthan, Gould & Torr, ICLR 2020, the
+    #: ``fake_uniform`` targets of their code's ``compute_loss``, spp/model.py).  It
+    #: enters a method's scoring data, and so its score hash, only when set to ``uniform``.
+    labels: str = "data"
 
     def data_for(self, method: str) -> dict:
         entry = registry.method(method)
         base = {"batch_size": self.batch_size, "num_batches": self.num_batches,
                 "class_balanced": self.class_balanced, **entry.data}
         over = self.per_method.get(method, {})
-        return {**base, **{k: v for k, v in over.items() if k in DATA_KEYS}}
+        out = {**base, **{k: v for k, v in over.items() if k in DATA_KEYS}}
+        if self.labels != "data":  # (absent by default: no existing score hash moves)
+            out["labels"] = self.labels
+        return out
 
     def knobs_for(self, method: str) -> dict:
         """The method's own settings: its entry's defaults < ``per_method.<method>``."""

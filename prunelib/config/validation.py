@@ -22,7 +22,7 @@ from pathlib import Path
 from prunelib.catalogue import registry
 from prunelib.foundations.errors import PrunelibError
 from prunelib.foundations.eval_row import METRICS
-from prunelib.config.settings import DATA_KEYS, IMP_CRITERIA
+from prunelib.config.settings import DATA_KEYS, IMP_CRITERIA, SCORE_LABELS
 
 
 class ConfigError(PrunelibError, ValueError):
@@ -82,6 +82,7 @@ def _registry_node(table: str) -> dict:
         "variants": list(registry.VARIANTS),
         "metrics": list(METRICS),
         "iterative_criteria": list(IMP_CRITERIA),
+        "score_labels": list(SCORE_LABELS),
         "allocations": [None, *registry.ALLOCATIONS],
     }[table]
     return {"enum": names}
