@@ -340,3 +340,93 @@ def test_score_labels_enter_the_score_hash_only_when_set_and_bad_values_are_one_
         resolve({"score": {"labels": "random"}})
     text = str(err.value)
     assert "\n" not in text and "score.labels" in text and "random" in text and "uniform" in text, text
+
+
+# --- init arms: variance scaling, orthogonal, orthogonal + AI in one grid ------------------------------
+
+ARMS = {"vs": {"scheme": "variance_scaling", "after_pruning": "keep"},
+        "orth": {"scheme": "orthogonal", "after_pruning": "keep"}}
+AI_INIT = {"scheme": "orthogonal", "after_pruning": "approximate_isometry", "isometry_steps": 20}
+
+
+def test_an_arm_is_its_method_under_the_arms_init_and_leaves_the_method_itself_alone():
+    from prunelib.catalogue import registry
+    from prunelib.config import grid
+
+    plain = settings(init=AI_INIT, grid={"methods": ["snip"]})
+    armed = settings(init={**AI_INIT, "arms": ARMS}, grid={"methods": ["snip", "snip@vs", "snip@orth"]})
+    entry = registry.method("snip@vs")
+    assert entry.name == "snip@vs" and entry.scorer == registry.method("snip").scorer and not entry.default_grid
+    assert [armed.init.scheme_for(m) for m in ("snip", "snip@vs", "snip@orth", "dense")] == \
+        ["orthogonal", "variance_scaling", "orthogonal", "orthogonal"]
+    assert [armed.init.after_pruning_for(m) for m in ("snip", "snip@vs", "snip@orth")] == \
+        ["approximate_isometry", "keep", "keep"]
+    # the method itself (and the dense control): the same contracts as without arms
+    for m, r in (("snip", 10), ("dense", 1)):
+        assert contracts.eval_contract(armed, "mlp7_linear", "mnist", m, r, 0).hash() == \
+            contracts.eval_contract(plain, "mlp7_linear", "mnist", m, r, 0).hash()
+    train = {m: contracts.train_contract(armed, m, 10, 0, "mnist", arch="mlp7_linear") for m in ARMS_METHODS}
+    assert train["snip"].after_pruning == "approximate_isometry" and train["snip"].isometry is not None
+    assert train["snip@vs"].after_pruning == "keep" and train["snip@vs"].isometry is None
+    assert contracts.init_contract(armed, "mlp7_linear", "mnist", 0, armed.init.scheme_for("snip@vs")).init_scheme == \
+        "variance_scaling"
+    hashes = {contracts.eval_contract(armed, "mlp7_linear", "mnist", m, 10, 0).hash() for m in ARMS_METHODS}
+    assert len(hashes) == 3
+    folders = {c.method for c in grid.cells(armed)}
+    assert folders == {"dense", "snip", "snip@vs", "snip@orth"}
+
+
+ARMS_METHODS = ("snip", "snip@vs", "snip@orth")
+
+
+@pytest.mark.parametrize("user, message", [
+    ({"grid": {"methods": ["snip@vs"]}},
+     'grid.methods[0] = "snip@vs" is not allowed; allowed: <method>@<arm> with a single-pass pruning method'),
+    ({"init": {"arms": ARMS}, "grid": {"methods": ["snip", "imp@vs"]}}, 'grid.methods[1] = "imp@vs"'),
+    ({"init": {"arms": ARMS}, "grid": {"methods": ["snip@nope"]}}, "an arm of init.arms (orth, vs)"),
+    ({"init": {"arms": {"vs": {"scheme": "nope"}}}}, "init.arms.vs.scheme"),
+    ({"init": {"arms": {"vs": {"after_pruning": "nope"}}}}, "init.arms.vs.after_pruning"),
+])
+def test_bad_arms_are_one_line(user, message):
+    from prunelib.config import ConfigError, resolve
+
+    with pytest.raises(ConfigError) as err:
+        resolve(user)
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("config error: ") and message in text, text
+
+
+@pytest.mark.e2e
+def test_the_three_arms_run_in_one_snakemake_grid(tmp_path, mnist_root):
+    """variance scaling, orthogonal, orthogonal + AI: SNIP cells of one grid, each with its
+    init artifact, scores and training start, labelled by arm in the rows and the table."""
+    import subprocess
+
+    import pandas as pd
+    import yaml
+
+    from prunelib.foundations.artifacts import load_pt
+
+    from conftest import HANG_SECONDS, REPO, SNAKEMAKE
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+        "preset": "sigprop", "device": "cpu", "data_dir": str(mnist_root),
+        "init": {"arms": ARMS, "isometry_steps": 20, "jacobian_examples": 20},
+        "grid": {"archs": ["mlp7_linear"], "datasets": ["mnist"], "methods": list(ARMS_METHODS), "ratios": [10],
+                 "seeds": [0]},
+        "score": {"num_batches": 1}, "train": {"steps": 5, "train_subset": 500}}))
+    proc = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"],
+                          capture_output=True, text=True, timeout=HANG_SECONDS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seed = tmp_path / "results/mnist/mlp7_linear/seed0"
+    assert (seed / "init_variance_scaling.pt").exists() and (seed / "init_orthogonal.pt").exists()
+    rows = pd.read_parquet(tmp_path / "results/all.parquet").set_index("method")
+    assert set(rows.index) == {"dense", *ARMS_METHODS}
+    for m, scheme, after in (("snip", "orthogonal", "approximate_isometry"), ("snip@vs", "variance_scaling", "keep"),
+                             ("snip@orth", "orthogonal", "keep")):
+        folder = seed / m / "r10"
+        assert load_pt(seed / m / "scores.pt")["meta"]["init"]["scheme"] == scheme, m
+        assert load_pt(folder / "final.pt")["meta"].get("after_pruning", "keep") == after, m
+    assert rows.loc["snip", "isometry_residual_after"] < rows.loc["snip", "isometry_residual_before"]
+    table = (tmp_path / "reports/tables/mnist_mlp7_linear.md").read_text()
+    assert "| snip@vs " in table and "| snip@orth " in table

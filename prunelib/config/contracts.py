@@ -258,8 +258,8 @@ def train_contract(s: Settings, method: str, ratio: float, seed: int, dataset: s
         extra.update(imp=imp_round_contract(s, method, seed, dataset, j, arch),
                      mode="imp_result" if variant == "none" else "imp_retrain")
     else:
-        extra["after_pruning"] = s.init.after_pruning
-        if s.init.after_pruning == "approximate_isometry":
+        extra["after_pruning"] = s.init.after_pruning_for(method)
+        if extra["after_pruning"] == "approximate_isometry":
             extra["isometry"] = IsometrySpec(int(s.init.isometry_steps), float(s.init.isometry_lr),
                                              int(s.init.isometry_power))
         if s.init.jacobian_spectrum:

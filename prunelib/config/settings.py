@@ -41,7 +41,11 @@ class InitSettings:
 
     ``jacobian_spectrum``: record the Jacobian singular values of the network training
     starts from (dense, pruned, and pruned + AI when AI is on) on the first
-    ``jacobian_examples`` training images, in the train artifact and the eval row."""
+    ``jacobian_examples`` training images, in the train artifact and the eval row.
+
+    ``arms``: named init arms, so that e.g. variance scaling, orthogonal and orthogonal +
+    AI (Lee et al., ICLR 2020) run in one grid as ``snip@vs``, ``snip@orth`` and ``snip``
+    (``scheme_for`` and ``after_pruning_for`` answer per grid method)."""
 
     scheme: str = "pytorch_default"
     per_method: dict = field(default_factory=dict)
@@ -51,9 +55,23 @@ class InitSettings:
     isometry_power: int = 1
     jacobian_spectrum: bool = False
     jacobian_examples: int = 1000
+    #: Named init arms, ``{arm: {scheme: ..., after_pruning: ...}}`` (either key optional,
+    #: the section's value otherwise): grid method ``<method>@<arm>`` is ``<method>`` with
+    #: that init, in folders of its own, beside the method itself and its other arms.
+    arms: dict = field(default_factory=dict)
+
+    def _arm(self, method: str) -> dict:
+        _, sep, arm = method.partition(registry.ARM_SEP)
+        return self.arms.get(arm, {}) if sep else {}
 
     def scheme_for(self, method: str) -> str:
-        return self.per_method.get(method, self.scheme)
+        arm = self._arm(method)
+        if "scheme" in arm:
+            return arm["scheme"]
+        return self.per_method.get(method, self.per_method.get(registry.base_method(method), self.scheme))
+
+    def after_pruning_for(self, method: str) -> str:
+        return self._arm(method).get("after_pruning", self.after_pruning)
 
 
 @dataclass(frozen=True)
@@ -100,7 +118,7 @@ class ScoreSettings:
         entry = registry.method(method)
         base = {"batch_size": self.batch_size, "num_batches": self.num_batches,
                 "class_balanced": self.class_balanced, **entry.data}
-        over = self.per_method.get(method, {})
+        over = self.per_method.get(method, self.per_method.get(registry.base_method(method), {}))
         out = {**base, **{k: v for k, v in over.items() if k in DATA_KEYS}}
         if self.labels != "data":  # (absent by default: no existing score hash moves)
             out["labels"] = self.labels
@@ -109,7 +127,7 @@ class ScoreSettings:
     def knobs_for(self, method: str) -> dict:
         """The method's own settings: its entry's defaults < ``per_method.<method>``."""
         entry = registry.method(method)
-        over = self.per_method.get(method, {})
+        over = self.per_method.get(method, self.per_method.get(registry.base_method(method), {}))
         return {**entry.setting_defaults(), **{k: v for k, v in over.items() if k in entry.settings}}
 
 
