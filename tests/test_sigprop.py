@@ -425,8 +425,54 @@ def test_the_three_arms_run_in_one_snakemake_grid(tmp_path, mnist_root):
     for m, scheme, after in (("snip", "orthogonal", "approximate_isometry"), ("snip@vs", "variance_scaling", "keep"),
                              ("snip@orth", "orthogonal", "keep")):
         folder = seed / m / "r10"
-        assert load_pt(seed / m / "scores.pt")["meta"]["init"]["scheme"] == scheme, m
-        assert load_pt(folder / "final.pt")["meta"].get("after_pruning", "keep") == after, m
+        assert load_pt(seed / m / "scores.pt")["meta"]["init"]["init_scheme"] == scheme, m
+        meta = load_pt(folder / "final.pt")["meta"]
+        assert meta.get("after_pruning", "keep") == after, m
+        assert set(meta["jacobian_spectrum"]["pruned"]["layer_jacobians"]) == {f"layers.{i}.weight" for i in range(7)}
     assert rows.loc["snip", "isometry_residual_after"] < rows.loc["snip", "isometry_residual_before"]
     table = (tmp_path / "reports/tables/mnist_mlp7_linear.md").read_text()
     assert "| snip@vs " in table and "| snip@orth " in table
+
+
+# --- the true layer-wise Jacobian D_l W_l (the MLPs) --------------------------------------------------
+
+def test_the_layer_jacobian_of_a_tanh_mlp_is_d_l_w_l_example_by_example():
+    """Against autograd's full Jacobian of x_l = tanh(W_l x_(l-1) + b_l) w.r.t. x_(l-1)
+    for one example (the last layer: W_l itself), with a mask applied."""
+    torch.manual_seed(0)
+    m = _orthogonal("mlp7_tanh")
+    with torch.no_grad():
+        for fc in m.layers:
+            fc.bias.normal_(0, 0.5)  # (non-zero pre-activations: D_l is not the identity)
+    masks = {"layers.2.weight": (torch.rand(100, 100) < 0.3).float()}
+    x = torch.randn(1, 1, 28, 28) * 3
+    spec = isometry.spectrum(m, masks, x)["layer_jacobians"]
+    net = _orthogonal("mlp7_tanh")
+    net.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        net.layers[2].weight.mul_(masks["layers.2.weight"])
+    a = torch.flatten(x, 1)[0].double()
+    for i, fc in enumerate(net.layers):
+        w, b = fc.weight.detach().double(), fc.bias.detach().double()
+        last = i == len(net.layers) - 1
+        f = (lambda v, w=w, b=b: w @ v + b) if last else (lambda v, w=w, b=b: torch.tanh(w @ v + b))
+        s = torch.linalg.svdvals(torch.autograd.functional.jacobian(f, a))
+        got = spec[f"layers.{i}.weight"]
+        assert got["max"] == pytest.approx(float(s.max()), rel=1e-4), i
+        assert got["min"] == pytest.approx(float(s.min()), rel=1e-4, abs=1e-5), i  # (float32 D_l: saturated units)
+        assert got["mean"] == pytest.approx(float(s.mean()), rel=1e-4), i
+        a = f(a)
+    dense_w = isometry.spectrum(m, masks, x)["layers"]["layers.1.weight"]
+    assert spec["layers.1.weight"]["max"] < dense_w["max"] - 1e-3  # |tanh'| < 1 shrinks it here
+
+
+def test_the_layer_jacobian_of_a_linear_mlp_is_its_weight_and_convnets_keep_the_linear_part():
+    m = _orthogonal("mlp7_linear")
+    spec = isometry.spectrum(m, None, torch.randn(5, 1, 28, 28))
+    for n, s in spec["layers"].items():
+        j = spec["layer_jacobians"][n]
+        assert j["mean"] == pytest.approx(s["mean"], rel=1e-6) and j["min"] == pytest.approx(s["min"], abs=1e-6)
+    torch.manual_seed(0)
+    lenet = models.build("lenet5", 10, 1, 28)
+    assert isometry.layer_jacobian_spectra(lenet, torch.randn(2, 1, 28, 28)) is None
+    assert "layer_jacobians" not in isometry.spectrum(lenet, None, torch.randn(2, 1, 28, 28))

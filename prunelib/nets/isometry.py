@@ -25,10 +25,11 @@ weight as it is; a convolution kernel flattened), ``C`` its mask.  The authors' 
   ``d logits / d input`` of every training example (batches of 10) and prints the
   mean, std, max and min over all its singular values.  The paper argues with the
   *layer-wise* Jacobians ``J_l = D_l W_l``; for a linear network (their default
-  ``mlp-7-linear``) ``J_l = W_l`` exactly, so we record both: the input-output spectrum
-  as the code measures it (on the first ``n`` training examples, not all 60,000), and
-  per layer the singular values of ``C ⊙ W`` (the layer Jacobian of a linear network, its
-  linear part otherwise).
+  ``mlp-7-linear``) ``J_l = W_l`` exactly, so we record all three: the input-output
+  spectrum as the code measures it (on the first ``n`` training examples, not all
+  60,000), per layer the singular values of ``C ⊙ W`` (the layer Jacobian of a linear
+  network, its linear part otherwise), and for the MLPs (linear or tanh) the true
+  ``D_l (C ⊙ W_l)`` of every example (``layer_jacobian_spectra``).
 
 No config, no stages: functions of a model and its masks (torch only).
 """
@@ -137,10 +138,73 @@ def io_jacobian_singular_values(model: nn.Module, x: torch.Tensor, batch_size: i
     return torch.cat(out)
 
 
+def _elementwise_derivative(out: torch.Tensor, h: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
+    """``d out / d h`` as a ``[B, n]`` diagonal when ``out`` is an elementwise function of
+    ``h`` (same shape, and the vector-Jacobian product with a random vector is that vector
+    times the diagonal), else None."""
+    if out.shape != h.shape:
+        return None
+    if out is h:
+        return torch.ones_like(h)
+    (d,) = torch.autograd.grad(out.sum(), h, retain_graph=True)
+    v = torch.randn(h.shape, generator=generator, dtype=h.dtype)
+    (dv,) = torch.autograd.grad((out * v).sum(), h, retain_graph=True)
+    if not torch.allclose(dv, d * v, rtol=1e-4, atol=1e-6):
+        return None
+    return d
+
+
+def layer_jacobian_spectra(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> dict | None:
+    """Per layer, the stats over the examples ``x`` of the singular values of the true
+    layer-wise Jacobian ``J_l(x) = d x_l / d x_(l-1) = D_l W_l`` (the paper's Section 4;
+    ``D_l = diag(phi'(h_l))``, ``h_l = W_l x_(l-1) + b_l`` the layer's pre-activation,
+    ``x_l`` the next layer's input): one ``out x in`` matrix per example and layer, its
+    singular values pooled over the examples.  ``D_l`` is read off autograd, so any
+    elementwise activation works (tanh; identity gives ``J_l = W_l``, as
+    ``layer_spectra``).  Defined for networks whose weight layers are all Linear, each
+    feeding the next through an elementwise map (the MLPs); None otherwise: for a
+    convolution the layer Jacobian is an operator on the whole feature map (e.g. VGG-16's
+    first block on 32 x 32 inputs: 65,536 x 65,536 per example), out of reach, and the
+    diagnostic keeps its linear part, ``layer_spectra``.  The SPP code measures no
+    layer-wise Jacobian (its ``--check_jsv`` is input-output: ``io_jacobian_singular_values``)."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS)]
+    if not layers or any(not isinstance(m, nn.Linear) for _, m in layers):
+        return None
+    gen = torch.Generator().manual_seed(0)  # (the elementwise check's probe only)
+    was_training = model.training
+    model.eval()
+    values: dict[str, list] = {f"{n}.weight" if n else "weight": [] for n, _ in layers}
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            seen = []
+            hooks = [m.register_forward_hook(lambda mod, inp, out: seen.append((mod, inp[0], out)))
+                     for _, m in layers]
+            try:
+                with torch.enable_grad():
+                    y = model(x[start:start + batch_size])
+            finally:
+                for hk in hooks:
+                    hk.remove()
+            if [mod for mod, _, _ in seen] != [m for _, m in layers]:
+                return None  # a layer ran twice or out of module order: not a chain of layers
+            for i, ((name, m), (_, _, h)) in enumerate(zip(layers, seen)):
+                nxt = seen[i + 1][1] if i + 1 < len(seen) else y
+                d = _elementwise_derivative(nxt, h, gen)
+                if d is None:
+                    return None
+                jac = d.detach().double().unsqueeze(2) * m.weight.detach().double().unsqueeze(0)
+                values[f"{name}.weight" if name else "weight"].append(torch.linalg.svdvals(jac))
+    finally:
+        model.train(was_training)
+    return {n: _stats(torch.cat(v)) for n, v in values.items()}
+
+
 def spectrum(model: nn.Module, masks: dict | None, x: torch.Tensor) -> dict:
     """The diagnostic at one point (dense, pruned or pruned + AI): ``{"io": stats of the
     input-output Jacobian's singular values over the examples ``x``, "layers": {layer:
-    stats}}``.  ``masks`` is applied to a copy; ``model`` is left as it is."""
+    stats of C ⊙ W}, "layer_jacobians": {layer: stats of D_l (C ⊙ W_l) over ``x``}}``,
+    the last for the MLPs only (``layer_jacobian_spectra``).  ``masks`` is applied to a
+    copy; ``model`` is left as it is."""
     import copy
 
     net = copy.deepcopy(model)
@@ -149,4 +213,8 @@ def spectrum(model: nn.Module, masks: dict | None, x: torch.Tensor) -> dict:
             params = dict(net.named_parameters())
             for n, m in masks.items():
                 params[n].mul_(m.to(params[n].dtype))
-    return {"io": _stats(io_jacobian_singular_values(net, x)), "layers": layer_spectra(net, masks)}
+    out = {"io": _stats(io_jacobian_singular_values(net, x)), "layers": layer_spectra(net, masks)}
+    jac = layer_jacobian_spectra(net, x)
+    if jac is not None:
+        out["layer_jacobians"] = jac
+    return out
