@@ -476,3 +476,28 @@ def test_the_layer_jacobian_of_a_linear_mlp_is_its_weight_and_convnets_keep_the_
     lenet = models.build("lenet5", 10, 1, 28)
     assert isometry.layer_jacobian_spectra(lenet, torch.randn(2, 1, 28, 28)) is None
     assert "layer_jacobians" not in isometry.spectrum(lenet, None, torch.randn(2, 1, 28, 28))
+
+
+def test_the_gram_route_gives_the_svd_of_d_w_for_wide_and_tall_layers():
+    torch.manual_seed(0)
+    for out, inp in ((30, 70), (70, 30), (20, 20)):
+        w, d = torch.randn(out, inp, dtype=torch.float64), torch.rand(4, out, dtype=torch.float64)
+        got = isometry._scaled_rows_singular_values(d, w)
+        want = torch.linalg.svdvals(d.unsqueeze(2) * w.unsqueeze(0))
+        assert got.shape == want.shape == (4, min(out, inp))
+        assert torch.allclose(got.sort(dim=1).values, want.sort(dim=1).values, atol=1e-8)
+
+
+def test_the_layer_jacobians_can_be_switched_off_and_enter_the_train_hash_only_then(tmp_path, mnist_pt):
+    from prunelib.foundations.artifacts import load_pt
+
+    from cells import run_cell
+
+    base = {"scheme": "orthogonal", "jacobian_spectrum": True, "jacobian_examples": 10}
+    on, default, off = (settings(init={**base, **extra}, train={"steps": 2, "train_subset": 200, "batch_size": 100},
+                                 score={"batch_size": 100})
+                        for extra in ({"jacobian_layers": True}, {}, {"jacobian_layers": False}))
+    h = [contracts.train_contract(s, "snip", 10, 0, "mnist", arch="mlp7_tanh").hash() for s in (on, default, off)]
+    assert h[0] == h[1] != h[2]
+    spec = load_pt(run_cell(tmp_path, mnist_pt, off, "mlp7_tanh", "snip", 10, until="train").final)["meta"]
+    assert "layer_jacobians" not in spec["jacobian_spectrum"]["pruned"] and "layers" in spec["jacobian_spectrum"]["pruned"]

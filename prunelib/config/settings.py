@@ -55,6 +55,10 @@ class InitSettings:
     isometry_power: int = 1
     jacobian_spectrum: bool = False
     jacobian_examples: int = 1000
+    #: With ``jacobian_spectrum``: also the true layer Jacobians ``D_l (C ⊙ W_l)`` of
+    #: every measured example (the MLPs only; prunelib/nets/isometry.py
+    #: ``layer_jacobian_spectra``), about 6 ms an example for mlp7 on one CPU thread.
+    jacobian_layers: bool = True
     #: Named init arms, ``{arm: {scheme: ..., after_pruning: ...}}`` (either key optional,
     #: the section's value otherwise): grid method ``<method>@<arm>`` is ``<method>`` with
     #: that init, in folders of its own, beside the method itself and its other arms.

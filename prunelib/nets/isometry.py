@@ -154,6 +154,19 @@ def _elementwise_derivative(out: torch.Tensor, h: torch.Tensor, generator: torch
     return d
 
 
+def _scaled_rows_singular_values(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The singular values of ``diag(d_i) W`` for every row ``d_i`` of ``d`` (``[B, k]``,
+    k = min(out, in) each), as the square roots of the eigenvalues of the smaller Gram
+    matrix, ``D (W W^T) D`` or ``W^T D^2 W``: one k x k symmetric eigenproblem per example
+    instead of an out x in SVD (about 10 times faster for a 100 x 784 layer).  In float64
+    a singular value is exact to about 1e-8 of the largest."""
+    if w.shape[0] <= w.shape[1]:
+        gram = d.unsqueeze(2) * (w @ w.T).unsqueeze(0) * d.unsqueeze(1)
+    else:
+        gram = w.T.unsqueeze(0) @ ((d * d).unsqueeze(2) * w.unsqueeze(0))
+    return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt()
+
+
 def layer_jacobian_spectra(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> dict | None:
     """Per layer, the stats over the examples ``x`` of the singular values of the true
     layer-wise Jacobian ``J_l(x) = d x_l / d x_(l-1) = D_l W_l`` (the paper's Section 4;
@@ -192,19 +205,19 @@ def layer_jacobian_spectra(model: nn.Module, x: torch.Tensor, batch_size: int = 
                 d = _elementwise_derivative(nxt, h, gen)
                 if d is None:
                     return None
-                jac = d.detach().double().unsqueeze(2) * m.weight.detach().double().unsqueeze(0)
-                values[f"{name}.weight" if name else "weight"].append(torch.linalg.svdvals(jac))
+                values[f"{name}.weight" if name else "weight"].append(
+                    _scaled_rows_singular_values(d.detach().double(), m.weight.detach().double()))
     finally:
         model.train(was_training)
     return {n: _stats(torch.cat(v)) for n, v in values.items()}
 
 
-def spectrum(model: nn.Module, masks: dict | None, x: torch.Tensor) -> dict:
+def spectrum(model: nn.Module, masks: dict | None, x: torch.Tensor, layer_jacobians: bool = True) -> dict:
     """The diagnostic at one point (dense, pruned or pruned + AI): ``{"io": stats of the
     input-output Jacobian's singular values over the examples ``x``, "layers": {layer:
     stats of C ⊙ W}, "layer_jacobians": {layer: stats of D_l (C ⊙ W_l) over ``x``}}``,
-    the last for the MLPs only (``layer_jacobian_spectra``).  ``masks`` is applied to a
-    copy; ``model`` is left as it is."""
+    the last for the MLPs only (``layer_jacobian_spectra``) and unless ``layer_jacobians``
+    is False.  ``masks`` is applied to a copy; ``model`` is left as it is."""
     import copy
 
     net = copy.deepcopy(model)
@@ -214,7 +227,7 @@ def spectrum(model: nn.Module, masks: dict | None, x: torch.Tensor) -> dict:
             for n, m in masks.items():
                 params[n].mul_(m.to(params[n].dtype))
     out = {"io": _stats(io_jacobian_singular_values(net, x)), "layers": layer_spectra(net, masks)}
-    jac = layer_jacobian_spectra(net, x)
+    jac = layer_jacobian_spectra(net, x) if layer_jacobians else None
     if jac is not None:
         out["layer_jacobians"] = jac
     return out
