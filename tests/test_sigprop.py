@@ -270,3 +270,234 @@ def test_the_dense_control_is_left_as_it_is_by_ai(tmp_path, mnist_pt):
     cell = run_cell(tmp_path, mnist_pt, s, "mlp7_linear", "dense", 1, until="train")
     meta = load_pt(cell.final)["meta"]
     assert all(v["before"] == v["after"] < 1e-4 for v in meta["isometry"].values())
+
+
+# --- unsupervised pruning: score.labels = uniform ---------------------------------------------------
+
+def _scores(mnist, labels, seed=0, arch="mlp7_tanh", data=None):
+    from prunelib.catalogue import registry
+    from prunelib.stages.score import compute_scores
+
+    model = _orthogonal(arch, seed=0)
+    prunable = [n for n, _ in model.named_parameters() if n.endswith("weight")]
+    d = {"batch_size": 100, "num_batches": 2, "class_balanced": False}
+    if labels != "data":
+        d["labels"] = labels
+    scores, used = compute_scores(model, prunable, registry.method("snip").make_scorer({}), data or mnist, "mnist",
+                                  seed, d, torch.device("cpu"), entry=registry.method("snip"))
+    return scores, used
+
+
+def test_uniform_label_snip_reads_no_label_is_seeded_and_differs_from_supervised_snip(mnist):
+    """The SPP code's fake_uniform targets: the scores are the same whatever the labels
+    (here all replaced by 0), bit-identical for a seed, moved by the seed (other scoring
+    images), and not supervised SNIP's."""
+    uni, used = _scores(mnist, "uniform")
+    assert used["labels"] == "uniform"
+    again, _ = _scores(mnist, "uniform")
+    relabelled, _ = _scores(mnist, "uniform", data={**mnist, "train_y": torch.zeros_like(mnist["train_y"])})
+    other_seed, _ = _scores(mnist, "uniform", seed=1)
+    sup, sup_used = _scores(mnist, "data")
+    assert "labels" not in sup_used
+    for n in uni:
+        assert torch.equal(uni[n], again[n]) and torch.equal(uni[n], relabelled[n]), n
+    assert any(not torch.equal(uni[n], other_seed[n]) for n in uni)
+    assert any(not torch.allclose(uni[n], sup[n], rtol=1e-3, atol=0) for n in uni)
+    relabelled_sup, _ = _scores(mnist, "data", data={**mnist, "train_y": torch.zeros_like(mnist["train_y"])})
+    assert any(not torch.equal(sup[n], relabelled_sup[n]) for n in sup)  # (the test can tell labels apart)
+
+
+def test_uniform_targets_are_the_cross_entropy_against_one_over_c(mnist):
+    """|w * dL/dw| with L = mean over the batch of logsumexp(z) - mean_k z_k (the
+    cross-entropy against 1/C), written out without F.cross_entropy."""
+    from prunelib.data import datasets
+
+    uni, _ = _scores(mnist, "uniform", arch="mlp7_linear")
+    model = _orthogonal("mlp7_linear", seed=0)
+    weights = {n: p for n, p in model.named_parameters() if n.endswith("weight")}
+    grads = {n: torch.zeros_like(p) for n, p in weights.items()}
+    for x, _ in datasets.scoring_batches(mnist, "mnist", 0, 100, 2):
+        z = model(x)
+        loss = (torch.logsumexp(z, 1) - z.mean(1)).mean()
+        for n, g in zip(weights, torch.autograd.grad(loss, list(weights.values()))):
+            grads[n] += g / 2
+    sens = {n: (w.detach() * grads[n]).abs() for n, w in weights.items()}
+    total = sum(s.sum() for s in sens.values())
+    for n in uni:  # (float32 sums in another order: agreement to 1e-4 of the layer's largest score)
+        assert torch.allclose(uni[n], sens[n] / total, rtol=1e-3, atol=1e-4 * float(uni[n].max())), n
+
+
+def test_score_labels_enter_the_score_hash_only_when_set_and_bad_values_are_one_line():
+    from prunelib.config import ConfigError, resolve
+
+    plain, uniform = settings(), settings(score={"labels": "uniform"})
+    assert "labels" not in plain.score.data_for("snip")
+    assert contracts.score_contract(plain, "snip", 0).hash() == \
+        contracts.score_contract(settings(score={"labels": "data"}), "snip", 0).hash()
+    assert contracts.score_contract(uniform, "snip", 0).hash() != contracts.score_contract(plain, "snip", 0).hash()
+    assert uniform.score.data_for("grasp")["labels"] == "uniform"
+    with pytest.raises(ConfigError) as err:
+        resolve({"score": {"labels": "random"}})
+    text = str(err.value)
+    assert "\n" not in text and "score.labels" in text and "random" in text and "uniform" in text, text
+
+
+# --- init arms: variance scaling, orthogonal, orthogonal + AI in one grid ------------------------------
+
+ARMS = {"vs": {"scheme": "variance_scaling", "after_pruning": "keep"},
+        "orth": {"scheme": "orthogonal", "after_pruning": "keep"}}
+AI_INIT = {"scheme": "orthogonal", "after_pruning": "approximate_isometry", "isometry_steps": 20}
+
+
+def test_an_arm_is_its_method_under_the_arms_init_and_leaves_the_method_itself_alone():
+    from prunelib.catalogue import registry
+    from prunelib.config import grid
+
+    plain = settings(init=AI_INIT, grid={"methods": ["snip"]})
+    armed = settings(init={**AI_INIT, "arms": ARMS}, grid={"methods": ["snip", "snip@vs", "snip@orth"]})
+    entry = registry.method("snip@vs")
+    assert entry.name == "snip@vs" and entry.scorer == registry.method("snip").scorer and not entry.default_grid
+    assert [armed.init.scheme_for(m) for m in ("snip", "snip@vs", "snip@orth", "dense")] == \
+        ["orthogonal", "variance_scaling", "orthogonal", "orthogonal"]
+    assert [armed.init.after_pruning_for(m) for m in ("snip", "snip@vs", "snip@orth")] == \
+        ["approximate_isometry", "keep", "keep"]
+    # the method itself (and the dense control): the same contracts as without arms
+    for m, r in (("snip", 10), ("dense", 1)):
+        assert contracts.eval_contract(armed, "mlp7_linear", "mnist", m, r, 0).hash() == \
+            contracts.eval_contract(plain, "mlp7_linear", "mnist", m, r, 0).hash()
+    train = {m: contracts.train_contract(armed, m, 10, 0, "mnist", arch="mlp7_linear") for m in ARMS_METHODS}
+    assert train["snip"].after_pruning == "approximate_isometry" and train["snip"].isometry is not None
+    assert train["snip@vs"].after_pruning == "keep" and train["snip@vs"].isometry is None
+    assert contracts.init_contract(armed, "mlp7_linear", "mnist", 0, armed.init.scheme_for("snip@vs")).init_scheme == \
+        "variance_scaling"
+    hashes = {contracts.eval_contract(armed, "mlp7_linear", "mnist", m, 10, 0).hash() for m in ARMS_METHODS}
+    assert len(hashes) == 3
+    folders = {c.method for c in grid.cells(armed)}
+    assert folders == {"dense", "snip", "snip@vs", "snip@orth"}
+
+
+ARMS_METHODS = ("snip", "snip@vs", "snip@orth")
+
+
+@pytest.mark.parametrize("user, message", [
+    ({"grid": {"methods": ["snip@vs"]}},
+     'grid.methods[0] = "snip@vs" is not allowed; allowed: <method>@<arm> with a single-pass pruning method'),
+    ({"init": {"arms": ARMS}, "grid": {"methods": ["snip", "imp@vs"]}}, 'grid.methods[1] = "imp@vs"'),
+    ({"init": {"arms": ARMS}, "grid": {"methods": ["snip@nope"]}}, "an arm of init.arms (orth, vs)"),
+    ({"init": {"arms": {"vs": {"scheme": "nope"}}}}, "init.arms.vs.scheme"),
+    ({"init": {"arms": {"vs": {"after_pruning": "nope"}}}}, "init.arms.vs.after_pruning"),
+])
+def test_bad_arms_are_one_line(user, message):
+    from prunelib.config import ConfigError, resolve
+
+    with pytest.raises(ConfigError) as err:
+        resolve(user)
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("config error: ") and message in text, text
+
+
+@pytest.mark.e2e
+def test_the_three_arms_run_in_one_snakemake_grid(tmp_path, mnist_root):
+    """variance scaling, orthogonal, orthogonal + AI: SNIP cells of one grid, each with its
+    init artifact, scores and training start, labelled by arm in the rows and the table."""
+    import subprocess
+
+    import pandas as pd
+    import yaml
+
+    from prunelib.foundations.artifacts import load_pt
+
+    from conftest import HANG_SECONDS, REPO, SNAKEMAKE
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+        "preset": "sigprop", "device": "cpu", "data_dir": str(mnist_root),
+        "init": {"arms": ARMS, "isometry_steps": 20, "jacobian_examples": 20},
+        "grid": {"archs": ["mlp7_linear"], "datasets": ["mnist"], "methods": list(ARMS_METHODS), "ratios": [10],
+                 "seeds": [0]},
+        "score": {"num_batches": 1}, "train": {"steps": 5, "train_subset": 500}}))
+    proc = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"],
+                          capture_output=True, text=True, timeout=HANG_SECONDS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seed = tmp_path / "results/mnist/mlp7_linear/seed0"
+    assert (seed / "init_variance_scaling.pt").exists() and (seed / "init_orthogonal.pt").exists()
+    rows = pd.read_parquet(tmp_path / "results/all.parquet").set_index("method")
+    assert set(rows.index) == {"dense", *ARMS_METHODS}
+    for m, scheme, after in (("snip", "orthogonal", "approximate_isometry"), ("snip@vs", "variance_scaling", "keep"),
+                             ("snip@orth", "orthogonal", "keep")):
+        folder = seed / m / "r10"
+        assert load_pt(seed / m / "scores.pt")["meta"]["init"]["init_scheme"] == scheme, m
+        meta = load_pt(folder / "final.pt")["meta"]
+        assert meta.get("after_pruning", "keep") == after, m
+        assert set(meta["jacobian_spectrum"]["pruned"]["layer_jacobians"]) == {f"layers.{i}.weight" for i in range(7)}
+    assert rows.loc["snip", "isometry_residual_after"] < rows.loc["snip", "isometry_residual_before"]
+    table = (tmp_path / "reports/tables/mnist_mlp7_linear.md").read_text()
+    assert "| snip@vs " in table and "| snip@orth " in table
+
+
+# --- the true layer-wise Jacobian D_l W_l (the MLPs) --------------------------------------------------
+
+def test_the_layer_jacobian_of_a_tanh_mlp_is_d_l_w_l_example_by_example():
+    """Against autograd's full Jacobian of x_l = tanh(W_l x_(l-1) + b_l) w.r.t. x_(l-1)
+    for one example (the last layer: W_l itself), with a mask applied."""
+    torch.manual_seed(0)
+    m = _orthogonal("mlp7_tanh")
+    with torch.no_grad():
+        for fc in m.layers:
+            fc.bias.normal_(0, 0.5)  # (non-zero pre-activations: D_l is not the identity)
+    masks = {"layers.2.weight": (torch.rand(100, 100) < 0.3).float()}
+    x = torch.randn(1, 1, 28, 28) * 3
+    spec = isometry.spectrum(m, masks, x)["layer_jacobians"]
+    net = _orthogonal("mlp7_tanh")
+    net.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        net.layers[2].weight.mul_(masks["layers.2.weight"])
+    a = torch.flatten(x, 1)[0].double()
+    for i, fc in enumerate(net.layers):
+        w, b = fc.weight.detach().double(), fc.bias.detach().double()
+        last = i == len(net.layers) - 1
+        f = (lambda v, w=w, b=b: w @ v + b) if last else (lambda v, w=w, b=b: torch.tanh(w @ v + b))
+        s = torch.linalg.svdvals(torch.autograd.functional.jacobian(f, a))
+        got = spec[f"layers.{i}.weight"]
+        assert got["max"] == pytest.approx(float(s.max()), rel=1e-4), i
+        assert got["min"] == pytest.approx(float(s.min()), rel=1e-4, abs=1e-5), i  # (float32 D_l: saturated units)
+        assert got["mean"] == pytest.approx(float(s.mean()), rel=1e-4), i
+        a = f(a)
+    dense_w = isometry.spectrum(m, masks, x)["layers"]["layers.1.weight"]
+    assert spec["layers.1.weight"]["max"] < dense_w["max"] - 1e-3  # |tanh'| < 1 shrinks it here
+
+
+def test_the_layer_jacobian_of_a_linear_mlp_is_its_weight_and_convnets_keep_the_linear_part():
+    m = _orthogonal("mlp7_linear")
+    spec = isometry.spectrum(m, None, torch.randn(5, 1, 28, 28))
+    for n, s in spec["layers"].items():
+        j = spec["layer_jacobians"][n]
+        assert j["mean"] == pytest.approx(s["mean"], rel=1e-6) and j["min"] == pytest.approx(s["min"], abs=1e-6)
+    torch.manual_seed(0)
+    lenet = models.build("lenet5", 10, 1, 28)
+    assert isometry.layer_jacobian_spectra(lenet, torch.randn(2, 1, 28, 28)) is None
+    assert "layer_jacobians" not in isometry.spectrum(lenet, None, torch.randn(2, 1, 28, 28))
+
+
+def test_the_gram_route_gives_the_svd_of_d_w_for_wide_and_tall_layers():
+    torch.manual_seed(0)
+    for out, inp in ((30, 70), (70, 30), (20, 20)):
+        w, d = torch.randn(out, inp, dtype=torch.float64), torch.rand(4, out, dtype=torch.float64)
+        got = isometry._scaled_rows_singular_values(d, w)
+        want = torch.linalg.svdvals(d.unsqueeze(2) * w.unsqueeze(0))
+        assert got.shape == want.shape == (4, min(out, inp))
+        assert torch.allclose(got.sort(dim=1).values, want.sort(dim=1).values, atol=1e-8)
+
+
+def test_the_layer_jacobians_can_be_switched_off_and_enter_the_train_hash_only_then(tmp_path, mnist_pt):
+    from prunelib.foundations.artifacts import load_pt
+
+    from cells import run_cell
+
+    base = {"scheme": "orthogonal", "jacobian_spectrum": True, "jacobian_examples": 10}
+    on, default, off = (settings(init={**base, **extra}, train={"steps": 2, "train_subset": 200, "batch_size": 100},
+                                 score={"batch_size": 100})
+                        for extra in ({"jacobian_layers": True}, {}, {"jacobian_layers": False}))
+    h = [contracts.train_contract(s, "snip", 10, 0, "mnist", arch="mlp7_tanh").hash() for s in (on, default, off)]
+    assert h[0] == h[1] != h[2]
+    spec = load_pt(run_cell(tmp_path, mnist_pt, off, "mlp7_tanh", "snip", 10, until="train").final)["meta"]
+    assert "layer_jacobians" not in spec["jacobian_spectrum"]["pruned"] and "layers" in spec["jacobian_spectrum"]["pruned"]

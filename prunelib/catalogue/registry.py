@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -314,8 +315,28 @@ def get(table: str, name: str):
         raise RegistryError(f"unknown {table} {name!r}; allowed: {', '.join(entries)}") from None
 
 
+#: ``<method>@<arm>`` names a foresight method run under one of the config's named init
+#: arms (``init.arms``: its own init scheme and ``after_pruning``), so that arms of one
+#: method sit side by side in one grid (``grid.methods: [snip@vs, snip@orth, snip]``).
+#: The arm is the method's entry under that name; what the arm changes is the config's
+#: business (prunelib/config/settings.py ``InitSettings``).
+ARM_SEP = "@"
+
+
+def base_method(name: str) -> str:
+    """The method a grid name runs: ``snip`` for ``snip`` and for ``snip@vs``."""
+    return name.partition(ARM_SEP)[0]
+
+
 def method(name: str) -> MethodEntry:
-    return get("method", name)
+    base, sep, arm = name.partition(ARM_SEP)
+    if not sep:
+        return get("method", name)
+    entry = get("method", base)
+    if not arm or not entry.pruning.pruned or entry.pruning.trains_from != "init":
+        raise RegistryError(f"method {name!r}: an init arm ({base}{ARM_SEP}<arm>) needs a single-pass pruning "
+                            f"method and an arm name; {base!r} is {entry.kind}")
+    return dataclasses.replace(entry, name=name, default_grid=False)
 
 
 def arch(name: str) -> ArchEntry:

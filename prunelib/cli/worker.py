@@ -34,6 +34,7 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from prunelib.cli.worker_client import ENV_VAR, HEADER, recv_exact, try_forward  # noqa: F401 (the client half)
 
@@ -213,9 +214,13 @@ def start(path: str, log_path: str, parent_pid: int, timeout: float = 60.0):
     if os.path.exists(path):
         os.unlink(path)
     log = open(log_path, "a")
+    # The worker imports the prunelib this process runs (the Snakefile's checkout), not
+    # whichever one the interpreter would find first (an installed copy of another one).
+    here = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.Popen([sys.executable, "-m", "prunelib", "worker", "--socket", path,
                              "--parent", str(parent_pid)], stdout=log, stderr=log,
-                            start_new_session=True, cwd=os.getcwd())
+                            start_new_session=True, cwd=os.getcwd(), env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if os.path.exists(path):

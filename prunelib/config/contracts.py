@@ -148,6 +148,9 @@ class TrainContract(Hparams):
     isometry: IsometrySpec | None = None
     #: ``init.jacobian_spectrum``: the number of training images it is measured on.
     jacobian_examples: int | None = None
+    #: ``init.jacobian_layers`` (with the spectrum): False = skip the true layer Jacobians
+    #: (in the hash only then).
+    jacobian_layers: bool = True
     #: ``eval.every_steps`` / ``keep_last``: weights kept for best-of-checkpoints.
     test_checkpoints: EvalSettings | None = None
     imp: ImpRoundContract | None = None
@@ -258,12 +261,14 @@ def train_contract(s: Settings, method: str, ratio: float, seed: int, dataset: s
         extra.update(imp=imp_round_contract(s, method, seed, dataset, j, arch),
                      mode="imp_result" if variant == "none" else "imp_retrain")
     else:
-        extra["after_pruning"] = s.init.after_pruning
-        if s.init.after_pruning == "approximate_isometry":
+        extra["after_pruning"] = s.init.after_pruning_for(method)
+        if extra["after_pruning"] == "approximate_isometry":
             extra["isometry"] = IsometrySpec(int(s.init.isometry_steps), float(s.init.isometry_lr),
                                              int(s.init.isometry_power))
         if s.init.jacobian_spectrum:
             extra["jacobian_examples"] = int(s.init.jacobian_examples)
+            if not s.init.jacobian_layers:
+                extra["jacobian_layers"] = False
         if s.eval.every_steps:
             extra["test_checkpoints"] = s.eval
     return TrainContract(int(seed), s.train.for_dataset(dataset), **_compute(s), **extra,

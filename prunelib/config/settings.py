@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from prunelib.catalogue import registry
 from prunelib.foundations.hparams import Hparams, always, jsonable, unhashed  # noqa: F401 (jsonable: re-exported)
 
-#: The scoring-data keys that ``score`` and ``score.per_method.<method>`` share.
+#: The scoring-data keys that ``score`` and ``score.per_method.<method>`` share
+#: (``score.labels`` is set for every method at once: ``ScoreSettings``).
 DATA_KEYS = ("batch_size", "num_batches", "class_balanced")
+
+#: The allowed ``score.labels`` values: the loss's targets on the scoring data.
+SCORE_LABELS = ("data", "uniform")
 
 #: The allowed ``iterative.criterion`` values (prunelib/methods/iterative.py; the config schema's
 #: enum is filled in from here): magnitude ranked over all prunable weights (``global``),
@@ -37,7 +41,11 @@ class InitSettings:
 
     ``jacobian_spectrum``: record the Jacobian singular values of the network training
     starts from (dense, pruned, and pruned + AI when AI is on) on the first
-    ``jacobian_examples`` training images, in the train artifact and the eval row."""
+    ``jacobian_examples`` training images, in the train artifact and the eval row.
+
+    ``arms``: named init arms, so that e.g. variance scaling, orthogonal and orthogonal +
+    AI (Lee et al., ICLR 2020) run in one grid as ``snip@vs``, ``snip@orth`` and ``snip``
+    (``scheme_for`` and ``after_pruning_for`` answer per grid method)."""
 
     scheme: str = "pytorch_default"
     per_method: dict = field(default_factory=dict)
@@ -47,9 +55,27 @@ class InitSettings:
     isometry_power: int = 1
     jacobian_spectrum: bool = False
     jacobian_examples: int = 1000
+    #: With ``jacobian_spectrum``: also the true layer Jacobians ``D_l (C ⊙ W_l)`` of
+    #: every measured example (the MLPs only; prunelib/nets/isometry.py
+    #: ``layer_jacobian_spectra``), about 6 ms an example for mlp7 on one CPU thread.
+    jacobian_layers: bool = True
+    #: Named init arms, ``{arm: {scheme: ..., after_pruning: ...}}`` (either key optional,
+    #: the section's value otherwise): grid method ``<method>@<arm>`` is ``<method>`` with
+    #: that init, in folders of its own, beside the method itself and its other arms.
+    arms: dict = field(default_factory=dict)
+
+    def _arm(self, method: str) -> dict:
+        _, sep, arm = method.partition(registry.ARM_SEP)
+        return self.arms.get(arm, {}) if sep else {}
 
     def scheme_for(self, method: str) -> str:
-        return self.per_method.get(method, self.scheme)
+        arm = self._arm(method)
+        if "scheme" in arm:
+            return arm["scheme"]
+        return self.per_method.get(method, self.per_method.get(registry.base_method(method), self.scheme))
+
+    def after_pruning_for(self, method: str) -> str:
+        return self._arm(method).get("after_pruning", self.after_pruning)
 
 
 @dataclass(frozen=True)
@@ -85,18 +111,27 @@ class ScoreSettings:
     num_batches: int = 1
     class_balanced: bool = False
     per_method: dict = field(default_factory=dict)
+    #: The loss's targets on the scoring data: ``data`` (each example's label) or
+    #: ``uniform`` (the uniform distribution over the classes, for every example: the
+    #: unsupervised pruning of Lee, Ajanthan, Gould & Torr, ICLR 2020, the
+    #: ``fake_uniform`` targets of their code's ``compute_loss``, spp/model.py).  It
+    #: enters a method's scoring data, and so its score hash, only when set to ``uniform``.
+    labels: str = "data"
 
     def data_for(self, method: str) -> dict:
         entry = registry.method(method)
         base = {"batch_size": self.batch_size, "num_batches": self.num_batches,
                 "class_balanced": self.class_balanced, **entry.data}
-        over = self.per_method.get(method, {})
-        return {**base, **{k: v for k, v in over.items() if k in DATA_KEYS}}
+        over = self.per_method.get(method, self.per_method.get(registry.base_method(method), {}))
+        out = {**base, **{k: v for k, v in over.items() if k in DATA_KEYS}}
+        if self.labels != "data":  # (absent by default: no existing score hash moves)
+            out["labels"] = self.labels
+        return out
 
     def knobs_for(self, method: str) -> dict:
         """The method's own settings: its entry's defaults < ``per_method.<method>``."""
         entry = registry.method(method)
-        over = self.per_method.get(method, {})
+        over = self.per_method.get(method, self.per_method.get(registry.base_method(method), {}))
         return {**entry.setting_defaults(), **{k: v for k, v in over.items() if k in entry.settings}}
 
 

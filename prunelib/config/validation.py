@@ -22,7 +22,7 @@ from pathlib import Path
 from prunelib.catalogue import registry
 from prunelib.foundations.errors import PrunelibError
 from prunelib.foundations.eval_row import METRICS
-from prunelib.config.settings import DATA_KEYS, IMP_CRITERIA
+from prunelib.config.settings import DATA_KEYS, IMP_CRITERIA, SCORE_LABELS
 
 
 class ConfigError(PrunelibError, ValueError):
@@ -82,6 +82,7 @@ def _registry_node(table: str) -> dict:
         "variants": list(registry.VARIANTS),
         "metrics": list(METRICS),
         "iterative_criteria": list(IMP_CRITERIA),
+        "score_labels": list(SCORE_LABELS),
         "allocations": [None, *registry.ALLOCATIONS],
     }[table]
     return {"enum": names}
@@ -248,7 +249,11 @@ def validate(config: dict) -> None:
     """Raise ConfigError (one line) for the first problem found, in a stable order."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(load_schema())
+    schema = load_schema()
+    arms = check_arms(config)
+    if arms:  # the grid's <method>@<arm> names are methods of this config's grid
+        schema["properties"]["grid"]["properties"]["methods"]["items"]["enum"] += arms
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.path)), e.validator))
     if errors:
         # The deepest error is the most specific (e.g. the bad list item, not the list).
@@ -260,6 +265,28 @@ def validate(config: dict) -> None:
     check_fit(config["grid"])
     check_iterative(config["iterative"])
     check_allocation(config)
+
+
+def check_arms(config: dict) -> list[str]:
+    """The grid's init-arm methods (``<method>@<arm>``, ``init.arms``), each checked: a
+    single-pass pruning method and an arm the config declares.  One line otherwise."""
+    grid, init = config.get("grid"), config.get("init")
+    methods = grid.get("methods") if isinstance(grid, dict) else None
+    declared = init.get("arms") if isinstance(init, dict) else None
+    declared = declared if isinstance(declared, dict) else {}
+    out = []
+    for i, name in enumerate(methods if isinstance(methods, list) else []):
+        if not isinstance(name, str) or registry.ARM_SEP not in name:
+            continue
+        base, _, arm = name.partition(registry.ARM_SEP)
+        singles = [m for m, e in registry.METHODS.items() if e.pruning.pruned and e.pruning.trains_from == "init"]
+        arms = ", ".join(sorted(declared)) or "none declared"
+        if base not in singles or arm not in declared:
+            raise ConfigError(f"config error: grid.methods[{i}] = {json.dumps(name)} is not allowed; allowed: "
+                              f"<method>@<arm> with a single-pass pruning method ({', '.join(singles)}) "
+                              f"and an arm of init.arms ({arms})")
+        out.append(name)
+    return out
 
 
 def check_allocation(config: dict) -> None:

@@ -447,10 +447,12 @@ _SPECTRUM_POINTS = {"dense": "dense", "pruned": "pruned", "pruned_ai": "pruned +
 
 def plot_jacobian_spectra(df: pd.DataFrame, title: str, out_png: Path) -> None:
     """The layer-wise spectra of ``init.jacobian_spectrum``: one panel per pruned method
-    and ratio, x = layer, the mean singular value of the masked weight matrix (the
-    layer-wise Jacobian of a linear network) at each point (dense, pruned, pruned + AI)
-    averaged over seeds, a band from the mean minimum to the mean maximum; the legend
-    gives the input-output Jacobian's mean singular value (spp/check.py's measure)."""
+    and ratio, x = layer, the mean singular value of the layer-wise Jacobian at each point
+    (dense, pruned, pruned + AI) averaged over seeds, a band from the mean minimum to the
+    mean maximum: the true ``D_l (C ⊙ W_l)`` over the measured examples where the network
+    is an MLP (``layer_jacobians``), else the masked weight matrix (``layers``, the linear
+    part); the legend gives the input-output Jacobian's mean singular value (spp/check.py's
+    measure)."""
     import json
 
     plt = _pyplot()
@@ -467,12 +469,14 @@ def plot_jacobian_spectra(df: pd.DataFrame, title: str, out_png: Path) -> None:
     for ax, (method, ratio) in zip(axes[0], panels):
         specs = [json.loads(s) for s in rows[(rows["method"] == method) & (rows["ratio"] == ratio)]
                  ["jacobian_spectrum"]]
+        key = "layers"
         for point, label in _SPECTRUM_POINTS.items():
             have = [s[point] for s in specs if point in s]
             if not have:
                 continue
-            layers = list(have[0]["layers"])
-            stat = {k: [sum(h["layers"][lay][k] for h in have) / len(have) for lay in layers]
+            key = "layer_jacobians" if all("layer_jacobians" in h for h in have) else "layers"
+            layers = list(have[0][key])
+            stat = {k: [sum(h[key][lay][k] for h in have) / len(have) for lay in layers]
                     for k in ("mean", "min", "max")}
             io = sum(h["io"]["mean"] for h in have) / len(have)
             xs = range(1, len(layers) + 1)
@@ -481,7 +485,7 @@ def plot_jacobian_spectra(df: pd.DataFrame, title: str, out_png: Path) -> None:
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
         ax.set_title(f"{method}, r = {format_ratio(ratio)} ({len(specs)} seeds)")
         ax.set_xlabel("layer")
-        ax.set_ylabel("singular value of C ⊙ W")
+        ax.set_ylabel("singular value of D_l (C ⊙ W_l)" if key == "layer_jacobians" else "singular value of C ⊙ W")
         ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # (under the data)
     fig.suptitle(title)
     fig.tight_layout()

@@ -43,7 +43,7 @@ def method_order(methods) -> list[str]:
 
     def key(label):
         m, v = split_label(label)
-        base = m.split("+", 1)[0]  # (snip+erk sorts with snip)
+        base = registry.base_method(m.split("+", 1)[0])  # (snip+erk and snip@vs sort with snip)
         return (order.index(base) if base in order else len(order), m,
                 variants.index(v) if v in variants else len(variants), v)
 

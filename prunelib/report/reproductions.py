@@ -109,9 +109,9 @@ def protocol(run: Reproduction) -> str:
         sched += f" {t.lr_schedule}"
     length = f"{t.steps:,} steps" if t.steps else f"{t.epochs} epochs"
     parts = [f"init {s.init.scheme_for(run.method)}"]
-    if s.init.after_pruning != "keep":
-        parts.append("fresh weights drawn after pruning" if s.init.after_pruning == "redraw"
-                     else f"after pruning: {s.init.after_pruning}")
+    after = s.init.after_pruning_for(run.method)
+    if after != "keep":
+        parts.append("fresh weights drawn after pruning" if after == "redraw" else f"after pruning: {after}")
     if s.prune.include_bias:
         parts.append("biases pruned (counted in r)")
     from prunelib import config

@@ -15,6 +15,22 @@ from prunelib.stages.common import load_model, provenance
 from prunelib.train.loop import resolve_device
 
 
+def _targets(y: torch.Tensor, dataset: str, labels: str) -> torch.Tensor:
+    """The loss's targets for a scoring batch with labels ``y`` (``score.labels``):
+    ``data``: ``y`` itself; ``uniform``: a ``[B, C]`` float tensor of ``1 / C``, for
+    which ``F.cross_entropy`` is the cross-entropy against the uniform distribution,
+    ``-(1/C) sum_k log softmax(z)_k``, as the SPP code's ``compute_loss(labels, logits,
+    fake_uniform=True)`` (``tf.ones_like(logits) / num_classes`` into
+    ``softmax_cross_entropy_with_logits``; ``namhoonlee/spp-public``, spp/model.py).
+    The labels are then never read: unsupervised pruning (Lee et al., ICLR 2020)."""
+    if labels == "data":
+        return y
+    if labels == "uniform":
+        c = datasets.info(dataset).num_classes
+        return torch.full((y.shape[0], c), 1.0 / c, dtype=torch.float32)
+    raise ValueError(f"score.labels = {labels!r} is not allowed; allowed: data, uniform")
+
+
 def compute_scores(model: torch.nn.Module, prunable: list[str], scorer, data: dict | None, dataset: str,
                    seed: int, data_settings: dict, device: torch.device, entry=None) -> tuple[dict, dict]:
     """Scores of ``scorer`` (a method's ``Scorer``, built with its settings) for the
@@ -29,7 +45,7 @@ def compute_scores(model: torch.nn.Module, prunable: list[str], scorer, data: di
     used = {}
     if scorer.needs_data:
         d = data_settings
-        batches = [(x.to(device), y.to(device)) for x, y in
+        batches = [(x.to(device), _targets(y, dataset, d.get("labels", "data")).to(device)) for x, y in
                    datasets.scoring_batches(data, dataset, seed, d["batch_size"], d["num_batches"],
                                             d["class_balanced"])]
         used = {**d, "n_examples": d["batch_size"] * d["num_batches"]}

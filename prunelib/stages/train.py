@@ -139,8 +139,8 @@ def signal_propagation(c: TrainContract, model, masks: dict, data: dict, dataset
     x = None
     if c.jacobian_examples:
         x = datasets.to_float(data["train_x"][: int(c.jacobian_examples)], dataset)
-        out["jacobian_spectrum"] = {"dense": isometry.spectrum(model, None, x),
-                                    "pruned": isometry.spectrum(model, masks, x)}
+        out["jacobian_spectrum"] = {"dense": isometry.spectrum(model, None, x, c.jacobian_layers),
+                                    "pruned": isometry.spectrum(model, masks, x, c.jacobian_layers)}
     pruned = any(not bool(m.all()) for m in masks.values())
     if c.after_pruning == "approximate_isometry" and not pruned:
         # nothing pruned (the dense control): AI restores nothing, and the code's norm
@@ -156,7 +156,7 @@ def signal_propagation(c: TrainContract, model, masks: dict, data: dict, dataset
         out["isometry_seconds"] = time.perf_counter() - start
         out["after_pruning"] = "approximate_isometry"
         if x is not None:
-            out["jacobian_spectrum"]["pruned_ai"] = isometry.spectrum(model, masks, x)
+            out["jacobian_spectrum"]["pruned_ai"] = isometry.spectrum(model, masks, x, c.jacobian_layers)
     elif x is not None:  # the diagnostic without AI: the residuals as they are
         out["isometry"] = {n: {"before": r, "after": r} for n, r in isometry.residuals(model, masks).items()}
     return out

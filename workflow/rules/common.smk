@@ -90,7 +90,7 @@ def _alternatives(names):
 wildcard_constraints:
     dataset=_alternatives(plregistry.DATASETS),
     arch=_alternatives(plregistry.ARCHS),
-    method=_alternatives(plregistry.METHODS),
+    method=_alternatives([*plregistry.METHODS, *SETTINGS.grid.methods]),
     scheme=_alternatives(plregistry.INITS),
     seed=r"\d+",
     ratio=r"[0-9]+(\.[0-9]+)?",
