@@ -23,7 +23,7 @@ from prunelib.foundations.eval_row import METRICS as ALL_METRICS
 from prunelib.report.layout import (default_table_ratios, writes_checkpoints, writes_spectra, method_label, output_names,  # noqa: F401
                                     report_choices, table_metrics)
 from prunelib.report.stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
-from prunelib.report.tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table,  # noqa: F401
+from prunelib.report.tables import (BEST_OF_CHECKPOINTS, MEASURED_NOTE, NOTE, VARIANTS_NOTE, beyond_top1_table,  # noqa: F401
                                     blalock_table, checkpoints_table, collapse_table, compression_table, escape_plain,
                                     imp_rounds_table, measured_devices, render, signal_propagation_table, study_table,
                                     to_html, to_markdown,
@@ -127,7 +127,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
                 table.to_csv(tmp)
         comp_title = f"Compression on {dataset} / {arch}: requested r, empirical r_e, error, theoretical speed-up"
         if measured_devices(sub):  # prunelib/methods/slimming.py: dense / slimmed (or CSR) time, medians
-            comp_title += f"; measured speed-ups (dense time / pruned time) on {measured_devices(sub)}"
+            comp_title += (f"; measured speed-ups (dense time / pruned time) on {measured_devices(sub)}: "
+                           f"{MEASURED_NOTE}")
         coll_title = f"Layer collapse on {dataset} / {arch}: layers whose mask kept no weight"
         md_parts += [to_markdown(comp, comp_title), to_markdown(coll, coll_title)]
         html_parts += [(comp_title, escape_plain(comp)), (coll_title, escape_plain(coll))]

@@ -1,7 +1,8 @@
 # Measured speed-ups (prunelib/stages/measure.py): every cell's, timed one after another
-# by one job that runs alone. It needs every eval row (so it starts after every cell's
-# last job) and aggregate needs it (so aggregate waits): no other job of the grid is left
-# to run beside it. Its threads are all of Snakemake's cores as well, so that nothing
+# by one job that runs alone. It needs every eval row and every other input of aggregate
+# (so it starts after every other job of the grid) and aggregate needs it (so aggregate
+# waits): no other job of the grid is left to run beside it (tests/test_measure.py checks
+# this on the job graph). Its threads are all of Snakemake's cores as well, so that nothing
 # else is scheduled beside it even when a run targets something else too. The timing
 # itself uses the config's `threads` torch threads, as the eval rows did. On SLURM it is
 # one submission; the slurm profile asks for its node exclusively (set-resources).
@@ -14,6 +15,9 @@ def measure_inputs():
         "finals": [str(Path(p).parent / plpaths.CELL_FILES["final"]) for p in evals],
         "masks": [str(Path(p).parent / plpaths.CELL_FILES["mask"]) for p in evals],
         "data": sorted({plpaths.DATA.format(dataset=c.dataset) for c in CELLS}),
+        # not read: the IMP chains' round tables are aggregate's only other input that no
+        # eval row needs; waiting for them leaves no job of the grid to run beside this one
+        "imp_rounds": imp_rounds_paths(),
     }
 
 
