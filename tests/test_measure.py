@@ -94,7 +94,8 @@ def test_one_sample_runs_the_network_until_it_lasts_min_sample_seconds():
 def test_the_row_records_median_iqr_and_repeats_per_speedup(monkeypatch):
     import torch
 
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 300), torch.nn.ReLU(), torch.nn.Linear(300, 10))
+    nn = torch.nn
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 10))
     g = torch.Generator().manual_seed(0)
     masks = {n: torch.rand(p.shape, generator=g) < 0.05 for n, p in model.named_parameters() if n.endswith("weight")}
     monkeypatch.setattr(slimming, "paired_speedup", lambda *a, **k: {"median": 2.5, "iqr": 0.25, "repeats": 7})

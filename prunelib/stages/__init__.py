@@ -1,5 +1,6 @@
 """The per-cell stages, one module each: ``init``, ``score``, ``mask``, ``train``,
-``imp`` (a round of an iterative chain), ``eval`` and ``measure`` (every cell's speed-ups, after the grid); ``common`` holds what they share.
+``imp`` (a round of an iterative chain), ``eval`` and ``measure`` (every cell's speed-ups,
+after the grid); ``common`` holds what they share.
 
 Each stage function takes its contract (prunelib/config/contracts.py) and explicit
 input and output paths, reads its inputs from disk (each read verified against the

@@ -57,8 +57,8 @@ def run_measure(c: MeasureContract, eval_paths: list[str], data_paths: list[str]
         row["measure_device"] = measured["measure_device"]
         rows.append(row)
         if log is not None:
-            shown = ", ".join(f"{k[len('measured_speedup_'):]} {row[k]:.2f}x (IQR {row[k + eval_row.SPREAD_SUFFIX]:.2f}, "
-                              f"{row[k + eval_row.REPEATS_SUFFIX]} repeats)"
+            shown = ", ".join(f"{k[len('measured_speedup_'):]} {row[k]:.2f}x "
+                              f"(IQR {row[k + eval_row.SPREAD_SUFFIX]:.2f}, {row[k + eval_row.REPEATS_SUFFIX]} repeats)"
                               for k in eval_row.MEASURED_SPEEDUPS if row[k] == row[k])
             print(f"[{i + 1}/{len(eval_paths)}] {folder}: {shown or 'nothing to time'}", file=log, flush=True)
     write_parquet(rows, out)

@@ -34,9 +34,7 @@ rule measure:
         ENV
     threads: workflow.cores
     resources:
-        mem_mb=lambda w: int(
-            2000 * max(plregistry.arch(c.arch).cost for c in CELLS)
-        ),
+        mem_mb=lambda w: int(2000 * max(plregistry.arch(c.arch).cost for c in CELLS)),
         runtime=lambda w: max(10, len(CELLS)),
     params:
         settings=plcontracts.measure_contract(SETTINGS).to_json(),
