@@ -24,7 +24,8 @@ from prunelib.report.layout import (default_table_ratios, writes_checkpoints, wr
                                     report_choices, table_metrics)
 from prunelib.report.stats import METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
 from prunelib.report.tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table,  # noqa: F401
-                                    MEASURED_NOTE, blalock_table, checkpoints_table, collapse_table, compression_table, escape_plain,
+                                    MEASURED_NOTE,
+                                    blalock_table, checkpoints_table, collapse_table, compression_table, escape_plain,
                                     imp_rounds_table, measured_devices, render, signal_propagation_table, study_table,
                                     to_html, to_markdown,
                                     variants_table, write_table_files)
