@@ -32,7 +32,7 @@ rule measure:
         plpaths.MEASURE_BENCHMARK
     conda:
         ENV
-    threads: workflow.cores
+    threads: workflow.cores or 1
     resources:
         mem_mb=lambda w: int(2000 * max(plregistry.arch(c.arch).cost for c in CELLS)),
         runtime=lambda w: max(10, len(CELLS)),
