@@ -59,9 +59,9 @@ def test_a_steady_ratio_stops_at_the_minimum_repeats_with_no_spread():
 
 def test_dense_and_pruned_alternate_which_goes_first():
     _, log = speedup_of(3.0, 1.0, warmup=1)
-    # warm-up D P, one calibration sample of D, then repeats D P | P D | D P ...
-    assert log[:3] == ["D", "P", "D"]
-    assert log[3:] == ["D", "P", "P", "D", "D", "P", "P", "D", "D", "P"]
+    # warm-up D P, one calibration sample of each, then repeats D P | P D | D P ...
+    assert log[:4] == ["D", "P", "D", "P"]
+    assert log[4:] == ["D", "P", "P", "D", "D", "P", "P", "D", "D", "P"]
 
 
 def test_a_spread_that_never_comes_down_stops_at_the_cap_and_records_median_and_iqr():
@@ -82,13 +82,14 @@ def test_repeats_stop_at_the_first_count_whose_iqr_is_small_enough():
     assert out == {"median": 2.0, "iqr": 0.0, "repeats": 9}
 
 
-def test_one_sample_runs_the_network_until_it_lasts_min_sample_seconds():
+def test_one_sample_runs_each_network_until_it_lasts_min_sample_seconds():
     _, log = speedup_of(0.001, 0.0005, min_sample_seconds=0.01, max_repeats=5)
-    # calibration: 1 + 2 + 4 + 8 + 16 dense calls (16 x 1 ms >= 10 ms); then 16 per sample
-    calib = 1 + 2 + 4 + 8 + 16
-    assert log[:calib] == ["D"] * calib
-    assert log[calib:calib + 32] == ["D"] * 16 + ["P"] * 16
-    assert len(log) == calib + 5 * 32
+    # calibration: n = 1, 2, ..., 32 calls of each (the pruned network's 32 x 0.5 ms is the
+    # first sample of both to reach 10 ms); then 32 calls per sample
+    calib = [name for n in (1, 2, 4, 8, 16, 32) for name in ["D"] * n + ["P"] * n]
+    assert log[:len(calib)] == calib
+    assert log[len(calib):len(calib) + 64] == ["D"] * 32 + ["P"] * 32
+    assert len(log) == len(calib) + 5 * 64
 
 
 def test_the_row_records_median_iqr_and_repeats_per_speedup(monkeypatch):

@@ -199,7 +199,7 @@ class MeasureSettings(Hparams):
     (alternating which goes first) and keeps their ratio; repeats go on until at least
     ``min_repeats`` are in and the ratios' interquartile range is at most
     ``target_spread`` x their median, or ``max_repeats`` are in.  One timed sample runs
-    the network until it lasts ``min_sample_seconds``; ``warmup`` untimed calls of each
+    a network as many times as it takes for a sample of either to last ``min_sample_seconds``; ``warmup`` untimed calls of each
     come first.  The ``measure`` rule takes the measurements alone, after the grid."""
 
     min_repeats: int = 5

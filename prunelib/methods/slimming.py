@@ -23,8 +23,9 @@ network costs today).  How one speed-up is timed (``paired_speedup``): each repe
 the dense and the pruned network back to back, in alternating order (dense first on
 even repeats, pruned first on odd ones, so that a drift in load hits both equally) and
 keeps the ratio dense / pruned of that repeat; each timed sample runs the network as
-many times as it takes to last ``min_sample_seconds`` (calibrated once, on the dense
-network), so that short forwards are not lost in the timer's resolution.  Repeats
+many times as it takes for a sample of either network to last ``min_sample_seconds``
+(calibrated once, before the repeats), so that short forwards are lost neither in the
+timer's resolution nor in one scheduler time slice.  Repeats
 continue until at least ``min_repeats`` are in and the interquartile range of the
 ratios is at most ``target_spread`` x their median, or ``max_repeats`` is reached.  The
 row keeps the median ratio (``<column>``), its IQR (``<column>_iqr``) and the repeat
@@ -229,9 +230,10 @@ def paired_speedup(dense, pruned, timing: Timing = Timing(), device="cpu", clock
         _sync(device)
         return clock() - t0
 
-    # calls per sample: doubled until one dense sample lasts min_sample_seconds
+    # calls per sample: doubled until a sample of each lasts min_sample_seconds (the faster
+    # network's too: a sample of a millisecond is at the mercy of one scheduler time slice)
     n = 1
-    while n < 1_000_000 and sample(dense, n) < timing.min_sample_seconds:
+    while n < 1_000_000 and min(sample(dense, n), sample(pruned, n)) < timing.min_sample_seconds:
         n *= 2
     ratios: list[float] = []
     while len(ratios) < timing.max_repeats:
