@@ -12,7 +12,9 @@ runs:
   of ``--cell``;
 * **run agreement**: per (cell, seed), the larger of value_A / value_B and its inverse
   (1.00 = the two runs agree exactly); median, 90th percentile and maximum over all
-  (cell, seed) pairs, and the largest for ``--cell``.
+  (cell, seed) pairs, and the largest for ``--cell``;
+* where the rows record them (the ``measure`` rule's rows): the median IQR / median over
+  repeats, and how many rows reached the repeat cap.
 
 The same models give the same speed-up up to noise (the artifacts are bit-identical
 between runs on CPU), so both numbers measure the measurement.  Reads Parquet only (no
@@ -75,6 +77,14 @@ def report(path_a: str, path_b: str, column: str, cell: str) -> str:
               f"{method} r={ratio:g} (max over seeds) |", "|---|---|---|---|---|---|",
               f"| A vs B | {len(agree)} | {agree.median():.2f} | {agree.quantile(0.9):.2f} | {agree.max():.2f} | "
               f"{at.max():.2f} |" if len(agree) else "| A vs B | 0 | — | — | — | — |"]
+    for name, path in (("A", path_a), ("B", path_b)):
+        df = pd.read_parquet(path)
+        iqr, reps = column + "_iqr", column + "_repeats"
+        if iqr in df and df[iqr].notna().any():
+            d = df[df[column].notna()]
+            lines.append(f"\nrun {name}: IQR / median over repeats: median {(d[iqr] / d[column]).median():.2f}; "
+                         f"repeats: median {d[reps].median():.0f}, at most {d[reps].max():.0f} "
+                         f"({(d[reps] == d[reps].max()).mean():.0%} of the rows at that count)")
     return "\n".join(lines) + "\n"
 
 
