@@ -8,19 +8,6 @@
 # one submission; the slurm profile asks for its node exclusively (set-resources).
 
 
-def measure_inputs():
-    evals = eval_paths()
-    return {
-        "evals": evals,
-        "finals": [str(Path(p).parent / plpaths.CELL_FILES["final"]) for p in evals],
-        "masks": [str(Path(p).parent / plpaths.CELL_FILES["mask"]) for p in evals],
-        "data": sorted({plpaths.DATA.format(dataset=c.dataset) for c in CELLS}),
-        # not read: the IMP chains' round tables are aggregate's only other input that no
-        # eval row needs; waiting for them leaves no job of the grid to run beside this one
-        "imp_rounds": imp_rounds_paths(),
-    }
-
-
 rule measure:
     input:
         **measure_inputs(),
