@@ -1,6 +1,6 @@
 # The pruning grid: archs x datasets x methods x ratios x seeds, one job per stage.
-#   data -> init -> score -> mask -> train -> eval -> aggregate
-#   (iterative methods: data -> init -> imp rounds -> mask -> train -> eval -> aggregate)
+#   data -> init -> score -> mask -> train -> eval -> measure (once, alone) -> aggregate
+#   (iterative methods: data -> init -> imp rounds -> mask -> train -> eval -> measure -> aggregate)
 # Settings: config.yaml (over the preset it names); schema: workflow/schemas/;
 # methods, networks, datasets: prunelib/catalogue/registry.py and the plugins config.yaml names.
 
@@ -19,6 +19,7 @@ include: "workflow/rules/imp.smk"
 include: "workflow/rules/mask.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/measure.smk"
 include: "workflow/rules/aggregate.smk"
 
 

@@ -144,7 +144,7 @@ def test_changed_training_setting_reruns_only_downstream_jobs(completed, snakema
     (wd / "more_epochs.yaml").write_text(yaml.safe_dump({"train": {"epochs": 2}}))
     out = run(smk(snakemake_bin, wd, "-n", "--cores", "1", "--configfile", wd / "config.yaml",
                   wd / "more_epochs.yaml"))
-    assert jobs_by_rule(out.stdout) == {"train": 10, "eval": 10, "aggregate": 1, "all": 1}
+    assert jobs_by_rule(out.stdout) == {"train": 10, "eval": 10, "measure": 1, "aggregate": 1, "all": 1}
 
 
 def test_added_ratio_adds_only_its_cells(completed, snakemake_bin):
@@ -152,7 +152,7 @@ def test_added_ratio_adds_only_its_cells(completed, snakemake_bin):
     (wd / "more_ratios.yaml").write_text(yaml.safe_dump({"grid": {**TINY["grid"], "ratios": [1, 4, 16, 64]}}))
     out = run(smk(snakemake_bin, wd, "-n", "--cores", "1", "--configfile", wd / "config.yaml",
                   wd / "more_ratios.yaml"))
-    assert jobs_by_rule(out.stdout) == {"mask": 4, "train": 4, "eval": 4, "aggregate": 1, "all": 1}
+    assert jobs_by_rule(out.stdout) == {"mask": 4, "train": 4, "eval": 4, "measure": 1, "aggregate": 1, "all": 1}
 
 
 def test_lint_is_clean(snakemake_bin):

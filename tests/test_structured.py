@@ -26,7 +26,7 @@ from prunelib.methods.masking import kept_count
 SHAPES = {"mnist": (1, 28), "cifar": (3, 32)}
 ARCH_CASES = [(a, {}) for a in registry.ARCHS if not a.startswith("resnet")] + \
     [(a, {"shortcut": sc}) for a in registry.ARCHS if a.startswith("resnet") for sc in models.SHORTCUTS]
-FAST = {"b1": 1, "b256": 1, "train": 1, "sparse": 1, "warmup": 0}
+FAST = slimming.Timing(min_repeats=1, max_repeats=2, min_sample_seconds=0.0, warmup=0)
 
 
 def _random_model(arch, options, seed=0):
@@ -137,7 +137,7 @@ def test_unstructured_mask_is_not_slimmed_and_sparse_linear_is_measured():
         assert float((sparse(x) - slimming.masked_copy(model, masks)(x)).abs().max()) < 1e-5
     assert names == ["fc1", "fc2", "fc3"]
     data = {"test_x": torch.randint(0, 255, (16, 28, 28), dtype=torch.uint8), "test_y": torch.arange(16) % 10}
-    row = slimming.measure(model, masks, data, "mnist", "cpu", structured=False, repeats=FAST)
+    row = slimming.measure(model, masks, data, "mnist", "cpu", structured=False, timing=FAST)
     assert row["measured_speedup_infer_sparse"] > 0 and row["sparse_layers"] == "fc1,fc2,fc3"
     assert math.isnan(row["measured_speedup_infer_b1"]) and row["measure_device"].startswith("cpu")
 
@@ -147,15 +147,14 @@ def test_measure_on_resnet_with_shortcut_b():
     masks, _, _ = _structured(model, 2)
     data = {"test_x": torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8), "test_y": torch.arange(8)}
     row = slimming.measure(model, masks, data, "synthetic_cifar10", "cpu", structured=True, train_batch=8,
-                           repeats=FAST, infer_batch=8)
+                           timing=FAST, infer_batch=8)
     assert row["slim_equal"] and row["slim_max_abs_diff"] <= slimming.TOLERANCE
     for c in ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train"):
         assert row[c] > 0  # a measurement, not a claim about its size
     assert math.isnan(row["measured_speedup_infer_sparse"])
 
 
-def test_structured_cell_through_the_stages(tmp_path, mnist_pt, monkeypatch):
-    monkeypatch.setattr(slimming, "REPEATS", FAST)
+def test_structured_cell_through_the_stages(tmp_path, mnist_pt):
     s = settings(train={"epochs": 1, "train_subset": 512, "batch_size": 64}, score={"batch_size": 64})
     cell = run_cell(tmp_path, mnist_pt, s, "lenet5", "snip_filter", 4, folder=tmp_path)
     mask = load_pt(cell.mask)
@@ -168,8 +167,14 @@ def test_structured_cell_through_the_stages(tmp_path, mnist_pt, monkeypatch):
     assert row["slim_max_abs_diff"] <= slimming.TOLERANCE
     assert row["slim_params"] < row["n_params"]
     for c in ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train"):
-        assert row[c] > 0 and c in eval_row.TIMING_COLUMNS
+        assert math.isnan(row[c]) and c in eval_row.TIMING_COLUMNS  # timed by the measure stage, not here
     assert row["filter_deviation"] == rec["filter_deviation"]
+    c = contracts.replace(contracts.measure_contract(s), timing=FAST)
+    (timed,) = stages.run_measure(c, [str(cell.eval)], [str(mnist_pt)], tmp_path / "speedups.parquet")
+    assert {k: timed[k] for k in eval_row.KEY} == {k: row[k] for k in eval_row.KEY}
+    for c in ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train"):
+        assert timed[c] > 0 and timed[c + "_iqr"] >= 0 and 1 <= timed[c + "_repeats"] <= 2
+    assert math.isnan(timed["measured_speedup_infer_sparse"])
 
 
 def test_filter_masks_are_deterministic_per_seed():

@@ -99,6 +99,14 @@ def cmd_eval(a) -> None:
           f"r_e {row['empirical_ratio']:.3f}", file=sys.stderr)
 
 
+def cmd_measure(a) -> None:
+    _threads(a.threads)
+    from prunelib import stages
+
+    rows = stages.run_measure(_contract("measure", a.settings), a.evals, a.data, a.out, log=sys.stderr)
+    print(f"measured {len(rows)} cells -> {a.out}", file=sys.stderr)
+
+
 def cmd_imp_rounds(a) -> None:
     from prunelib import stages
 
@@ -114,7 +122,7 @@ def cmd_aggregate(a) -> None:
 
         plugins.load(config.get("plugins") or [])
     aggregate.run(a.evals, a.all, a.reports, config=config, imp_rounds=a.imp_rounds, mask_tables=a.masks,
-                  train_logs=a.curves)
+                  train_logs=a.curves, speedups=a.speedups or None)
 
 
 def _json_safe(obj):
@@ -271,8 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--imp-rounds", nargs="*", default=[], help="rounds.parquet of every IMP chain")
     s.add_argument("--masks", nargs="*", default=None, help="mask.parquet files of the density heat map")
     s.add_argument("--curves", nargs="*", default=None, help="train_log.parquet files of the training curves")
+    s.add_argument("--speedups", default="", help="the measure rule's speed-ups (results/speedups.parquet): "
+                   "replace the eval rows' measured columns")
     s.add_argument("evals", nargs="+", help="eval.parquet files")
     s.set_defaults(func=cmd_aggregate)
+
+    s = sub.add_parser("measure", help="time every cell's speed-ups, one after another (after the grid, alone)")
+    s.add_argument("--settings", required=True, help="its MeasureContract as JSON")
+    s.add_argument("--data", nargs="+", required=True, help="prepared dataset files (results/data/<dataset>.pt)")
+    s.add_argument("--out", required=True, help="output Parquet, one row per cell")
+    s.add_argument("--threads", type=int, default=1, help="torch threads while timing")
+    s.add_argument("evals", nargs="+", help="eval.parquet files (final.pt and mask.pt lie beside each)")
+    s.set_defaults(func=cmd_measure)
 
     s = sub.add_parser("imp-rounds", help="one table row per round of an IMP chain (from its weights.pt files)")
     s.add_argument("--out", required=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from prunelib.catalogue import registry
 from prunelib.config.grid import imp_densities, imp_round_of
-from prunelib.config.settings import EvalSettings, Prunable, Settings, TrainSettings
+from prunelib.config.settings import EvalSettings, MeasureSettings, Prunable, Settings, TrainSettings
 from prunelib.foundations.hparams import Hparams, settings_hash  # noqa: F401 (settings_hash: re-exported)
 
 
@@ -174,9 +174,22 @@ class EvalContract(Hparams):
     plugins: tuple = ()
 
 
+@dataclass(frozen=True)
+class MeasureContract(Hparams):
+    """The measure stage (prunelib/stages/measure.py): how every cell's speed-ups are
+    timed, after the grid.  No cell's contract includes it, so changing ``measure:``
+    re-times the speed-ups and reruns nothing else."""
+
+    timing: MeasureSettings
+    device: str
+    threads: int = 1
+    plugins: tuple = ()
+
+
 #: The contract each stage command reads from ``--settings`` (prunelib/cli/main.py).
 BY_STAGE = {"data": DataContract, "init": InitContract, "score": ScoreContract, "mask": MaskContract,
-            "train": TrainContract, "imp-round": ImpRoundContract, "eval": EvalContract}
+            "train": TrainContract, "imp-round": ImpRoundContract, "eval": EvalContract,
+            "measure": MeasureContract}
 
 
 # --- building them from the resolved settings ------------------------------------------------
@@ -290,6 +303,12 @@ def eval_contract(s: Settings, arch: str, dataset: str, method: str, ratio: floa
     return EvalContract(method, float(ratio), int(seed), s.train.eval_batch_size, **_compute(s),
                         cell_hash=settings_hash(upstream), variant=variant,
                         plugins=_plugins(*_network(arch, dataset)))
+
+
+def measure_contract(s: Settings) -> MeasureContract:
+    pairs = s.grid.arch_dataset_pairs()
+    return MeasureContract(s.measure, **_compute(s),
+                           plugins=_plugins(*(e for a, d in pairs for e in _network(a, d))))
 
 
 def replace(contract: Hparams, **changes) -> Hparams:

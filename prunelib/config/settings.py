@@ -228,6 +228,23 @@ class EvalSettings(Hparams):
 
 
 @dataclass(frozen=True)
+class MeasureSettings(Hparams):
+    """How measured speed-ups are timed (``measure:``; prunelib/methods/slimming.py,
+    ``paired_speedup``).  Each repeat times the dense and the pruned network back to back
+    (alternating which goes first) and keeps their ratio; repeats go on until at least
+    ``min_repeats`` are in and the ratios' interquartile range is at most
+    ``target_spread`` x their median, or ``max_repeats`` are in.  One timed sample runs
+    a network as many times as it takes for a sample of either to last ``min_sample_seconds``; ``warmup`` untimed calls of each
+    come first.  The ``measure`` rule takes the measurements alone, after the grid."""
+
+    min_repeats: int = 5
+    max_repeats: int = 40
+    target_spread: float = 0.05
+    min_sample_seconds: float = 0.01
+    warmup: int = 2
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     """Network options.  ``shortcut``: the CIFAR ResNets' shortcut, He et al.'s option
     ``A`` (zero-padded identity, no parameters) or ``B`` (1x1 projection where the shape
@@ -325,6 +342,7 @@ class Settings:
     eval: EvalSettings = field(default_factory=EvalSettings)
     iterative: IterativeSettings = field(default_factory=IterativeSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
 
 
 SECTIONS = {
@@ -337,6 +355,7 @@ SECTIONS = {
     "eval": EvalSettings,
     "iterative": IterativeSettings,
     "report": ReportSettings,
+    "measure": MeasureSettings,
 }
 
 

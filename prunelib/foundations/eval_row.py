@@ -62,10 +62,34 @@ MISSING_METRICS = {"balanced_accuracy": float("nan"), "min_class_recall": float(
 
 #: What identifies a row.
 KEY = ("dataset", "arch", "method", "ratio", "seed", "variant")
+#: Measured speed-ups, dense time / pruned time (prunelib/methods/slimming.py): the median
+#: over repeats.  Each has two companions: ``<column>_iqr``, the interquartile range of the
+#: repeats' ratios, and ``<column>_repeats``, how many repeats were taken.  Taken by the
+#: ``measure`` stage (prunelib/stages/measure.py), alone on the machine, and merged into
+#: the rows by ``aggregate``; NaN in a cell's own eval.parquet.
+MEASURED_SPEEDUPS = ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train",
+                     "measured_speedup_infer_sparse")
+SPREAD_SUFFIX, REPEATS_SUFFIX = "_iqr", "_repeats"
+
+
+def speedup_columns() -> tuple[str, ...]:
+    """Every measured speed-up column with its spread and repeat count."""
+    return tuple(c + sfx for c in MEASURED_SPEEDUPS for sfx in ("", SPREAD_SUFFIX, REPEATS_SUFFIX))
+
+
+def seeds_disagree(medians, iqrs) -> bool:
+    """Whether the seeds of one cell disagree beyond their measurement spread: some two
+    seeds a, b with |median_a - median_b| > IQR_a + IQR_b, i.e. their bands median ± IQR
+    do not overlap.  (Different seeds prune different weights, so a real difference is
+    possible; the mark says that the noise of the measurement does not explain it.)
+    NaN entries are ignored."""
+    pairs = [(float(m), float(q)) for m, q in zip(medians, iqrs) if m == m and q == q]
+    return any(abs(ma - mb) > qa + qb for i, (ma, qa) in enumerate(pairs) for mb, qb in pairs[i + 1:])
+
+
 #: Columns that measure time (and speed); everything else is identical between reruns
 #: on CPU but the lineage digests of artifacts whose meta records timings.
-TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds", "measured_speedup_infer_b1",
-                  "measured_speedup_infer_b256", "measured_speedup_train", "measured_speedup_infer_sparse")
+TIMING_COLUMNS = ("train_seconds", "score_seconds", "eval_seconds", *speedup_columns())
 #: The row's lineage: the SHA-256 of the artifacts the cell was made from.
 LINEAGE_COLUMNS = ("data_sha256", "init_sha256", "scores_sha256", "mask_sha256", "final_sha256")
 RERUN_VARYING_COLUMNS = TIMING_COLUMNS + LINEAGE_COLUMNS

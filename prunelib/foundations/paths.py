@@ -41,6 +41,11 @@ ALL_ROWS = "results/all.parquet"
 #: The resolved config of a run, beside its report (the HTML report's configuration page).
 REPORT_CONFIG = "reports/config.yaml"
 AGGREGATE_LOG = "results/logs/aggregate.log"
+#: Every cell's measured speed-ups (``measure`` rule: timed alone, after the grid), merged
+#: into ``ALL_ROWS`` by ``aggregate``; its log and benchmark.
+SPEEDUPS = "results/speedups.parquet"
+MEASURE_LOG = "results/logs/measure.log"
+MEASURE_BENCHMARK = "results/benchmarks/measure.tsv"
 #: The pre-imported worker's log (prunelib/cli/worker.py).
 WORKER_LOG = "results/logs/worker.log"
 
@@ -100,7 +105,7 @@ def producing_rule(path) -> str:
         return "init"
     by_name = {CELL_FILES[role]: rule for role, rule in CELL_RULES.items()}
     by_name.update({Path(SCORES).name: "score", Path(IMP_ROUNDS_TABLE).name: "imp_rounds",
-                    Path(ALL_ROWS).name: "aggregate"})
+                    Path(ALL_ROWS).name: "aggregate", Path(SPEEDUPS).name: "measure"})
     return by_name.get(name, "")
 
 

@@ -19,9 +19,22 @@ side in one run on the same device:
   as ``torch.sparse.mm`` on a CSR weight (CPU only; absent otherwise).
 
 "Dense" is the same network with dense kernels and the mask's zeros (what a masked
-network costs today).  Timings alternate between the two networks, repeat by repeat, so
-that a load change on a shared machine hits both; the median of the repeats is kept.
-These numbers are measured and recorded, never asserted.
+network costs today).  How one speed-up is timed (``paired_speedup``): each repeat times
+the dense and the pruned network back to back, in alternating order (dense first on
+even repeats, pruned first on odd ones, so that a drift in load hits both equally) and
+keeps the ratio dense / pruned of that repeat; each timed sample runs the network as
+many times as it takes for a sample of either network to last ``min_sample_seconds``
+(calibrated once, before the repeats), so that short forwards are lost neither in the
+timer's resolution nor in one scheduler time slice.  Repeats
+continue until at least ``min_repeats`` are in and the interquartile range of the
+ratios is at most ``target_spread`` x their median, or ``max_repeats`` is reached.  The
+row keeps the median ratio (``<column>``), its IQR (``<column>_iqr``) and the repeat
+count (``<column>_repeats``; = ``max_repeats`` when the spread never came down).
+
+These timings are taken by the ``measure`` stage (prunelib/stages/measure.py), which the
+workflow runs alone, after every other job of the grid (workflow/rules/measure.smk);
+the eval stage only checks the slimmed network (``SLIM``) and leaves them NaN.
+Measured and recorded, never asserted.
 """
 
 from __future__ import annotations
@@ -36,16 +49,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunelib.config.settings import MeasureSettings
 from prunelib.data import datasets
+from prunelib.foundations import eval_row
 from prunelib.methods.structured import Group, StructureError, channel_groups, columns, masks_for
 
 TOLERANCE = 1e-5
 SPARSE_MIN_SPARSITY = 0.9
-REPEATS = {"b1": 15, "b256": 5, "train": 5, "sparse": 7, "warmup": 2}
 
-#: Timing columns: in every row, NaN where they do not apply (prunelib/foundations/eval_row.py).
-MEASURED = ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train",
-            "measured_speedup_infer_sparse")
+#: Timing columns: in every row, NaN where they do not apply (prunelib/foundations/eval_row.py
+#: names them, with their ``_iqr`` and ``_repeats`` companions).
+MEASURED = eval_row.MEASURED_SPEEDUPS
 #: Columns of the slimmed network: only in the rows of structured masks (absent, not NaN,
 #: elsewhere, so that two runs' rows compare equal).
 SLIM = ("slim_max_abs_diff", "slim_max_abs_diff_f32", "slim_equal", "slim_params")
@@ -185,21 +199,63 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def side_by_side(fns: list, repeats: int, device, warmup: int = 2) -> list[float]:
-    """Median seconds of each of ``fns``, timed alternately, repeat by repeat."""
-    for _ in range(warmup):
-        for f in fns:
-            f()
+#: How a speed-up is timed (config ``measure:``; its defaults are the plain ones).
+Timing = MeasureSettings
+
+
+def quartiles(values) -> tuple[float, float, float]:
+    """(Q1, median, Q3) of ``values`` (``statistics.quantiles``' inclusive method, i.e.
+    linear interpolation between order statistics, numpy's default)."""
+    v = sorted(values)
+    if len(v) == 1:
+        return v[0], v[0], v[0]
+    q1, q2, q3 = statistics.quantiles(v, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def paired_speedup(dense, pruned, timing: Timing = Timing(), device="cpu", clock=time.perf_counter) -> dict:
+    """``{"median", "iqr", "repeats"}`` of the per-repeat ratio dense time / pruned time
+    (the module docstring gives the rule).  ``dense`` and ``pruned`` are callables;
+    ``clock`` returns seconds (tests pass a fake one)."""
+    for _ in range(timing.warmup):
+        dense()
+        pruned()
     _sync(device)
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, f in enumerate(fns):
-            _sync(device)
-            t0 = time.perf_counter()
+
+    def sample(f, n):
+        _sync(device)
+        t0 = clock()
+        for _ in range(n):
             f()
-            _sync(device)
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+        _sync(device)
+        return clock() - t0
+
+    # calls per sample: doubled until a sample of each lasts min_sample_seconds (the faster
+    # network's too: a sample of a millisecond is at the mercy of one scheduler time slice)
+    n = 1
+    while n < 1_000_000 and min(sample(dense, n), sample(pruned, n)) < timing.min_sample_seconds:
+        n *= 2
+    ratios: list[float] = []
+    while len(ratios) < timing.max_repeats:
+        if len(ratios) % 2 == 0:
+            td = sample(dense, n)
+            tp = sample(pruned, n)
+        else:
+            tp = sample(pruned, n)
+            td = sample(dense, n)
+        ratios.append(td / tp if tp > 0 else math.inf)
+        if len(ratios) >= timing.min_repeats:
+            q1, med, q3 = quartiles(ratios)
+            if q3 - q1 <= timing.target_spread * abs(med):
+                break
+    q1, med, q3 = quartiles(ratios)
+    return {"median": med, "iqr": q3 - q1, "repeats": len(ratios)}
+
+
+def _record(row: dict, column: str, result: dict) -> None:
+    row[column] = result["median"]
+    row[column + eval_row.SPREAD_SUFFIX] = result["iqr"]
+    row[column + eval_row.REPEATS_SUFFIX] = result["repeats"]
 
 
 def _infer(net, x):
@@ -228,15 +284,15 @@ def test_batch(data: dict, dataset: str, n: int, device) -> tuple[torch.Tensor, 
 
 def measure_missing(device) -> dict:
     """The measured columns of a row that measures nothing (a failed cell)."""
-    return {**{c: math.nan for c in MEASURED}, "sparse_layers": "",
+    return {**{c: math.nan for c in eval_row.speedup_columns()}, "sparse_layers": "",
             "measure_device": device_name(device), "measure_train_batch": 0, "measure_infer_batch": 0}
 
 
 def measure(model: nn.Module, masks: dict, data: dict, dataset: str, device, structured: bool,
-            train_batch: int = 128, repeats: dict | None = None, infer_batch: int = 256) -> dict:
-    """The measured columns of an eval row (``MEASURED``, NaN where they do not apply;
-    ``SLIM`` for structured masks only)."""
-    reps = {**REPEATS, **(repeats or {})}
+            train_batch: int = 128, timing: Timing | None = None, infer_batch: int = 256) -> dict:
+    """The measured columns of an eval row: ``SLIM`` (structured masks only) and, when
+    ``timing`` is given, the speed-ups (``MEASURED``, each with its ``_iqr`` and
+    ``_repeats``; NaN where they do not apply or ``timing`` is None)."""
     row = measure_missing(device)
     row.update(measure_train_batch=train_batch, measure_infer_batch=infer_batch)
     device = torch.device(device)
@@ -252,25 +308,24 @@ def measure(model: nn.Module, masks: dict, data: dict, dataset: str, device, str
                           - copy.deepcopy(masked).double()(x256.double())).abs().max())
         row.update(slim_max_abs_diff=diff, slim_max_abs_diff_f32=diff32, slim_equal=diff <= TOLERANCE,
                    slim_params=sum(p.numel() for p in small.parameters()))
-        t = side_by_side([_infer(masked, x256[:1]), _infer(small, x256[:1])], reps["b1"], device,
-                         reps["warmup"])
-        row["measured_speedup_infer_b1"] = t[0] / t[1]
-        t = side_by_side([_infer(masked, x256), _infer(small, x256)], reps["b256"], device, reps["warmup"])
-        row["measured_speedup_infer_b256"] = t[0] / t[1]
-        xt, yt = test_batch(data, dataset, train_batch, device)
-        dense_t, small_t = copy.deepcopy(masked).train(), copy.deepcopy(small).train()
-        t = side_by_side([_train_step(dense_t, xt, yt), _train_step(small_t, xt, yt)], reps["train"], device,
-                         reps["warmup"])
-        row["measured_speedup_train"] = t[0] / t[1]
+        if timing is not None:
+            _record(row, "measured_speedup_infer_b1",
+                    paired_speedup(_infer(masked, x256[:1]), _infer(small, x256[:1]), timing, device))
+            _record(row, "measured_speedup_infer_b256",
+                    paired_speedup(_infer(masked, x256), _infer(small, x256), timing, device))
+            xt, yt = test_batch(data, dataset, train_batch, device)
+            dense_t, small_t = copy.deepcopy(masked).train(), copy.deepcopy(small).train()
+            _record(row, "measured_speedup_train",
+                    paired_speedup(_train_step(dense_t, xt, yt), _train_step(small_t, xt, yt), timing, device))
     elif device.type == "cpu":
         sparse, names = csr_copy(model, masks)
         if names:
-            masked = masked_copy(model, masks).eval()
-            sparse.eval()
-            t = side_by_side([_infer(masked, x256), _infer(sparse, x256)], reps["sparse"], device,
-                             reps["warmup"])
-            row["measured_speedup_infer_sparse"] = t[0] / t[1]
             row["sparse_layers"] = ",".join(names)
+            if timing is not None:
+                masked = masked_copy(model, masks).eval()
+                sparse.eval()
+                _record(row, "measured_speedup_infer_sparse",
+                        paired_speedup(_infer(masked, x256), _infer(sparse, x256), timing, device))
     return row
 
 

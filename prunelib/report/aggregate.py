@@ -19,11 +19,13 @@ from prunelib.foundations.paths import CELL_FILES, REPORT_CONFIG
 from prunelib.report.figures import (plot_accuracy, plot_calibration, plot_compression, plot_curves,
                                      plot_density_heatmap, plot_imp_rounds, plot_jacobian_spectra, plot_variants)
 # (tables' and statistics' names re-exported: this module is the reports' one entry point)
+from prunelib.foundations import eval_row
 from prunelib.foundations.eval_row import METRICS as ALL_METRICS
 from prunelib.report.layout import (default_table_ratios, writes_checkpoints, writes_spectra, method_label, output_names,  # noqa: F401
                                     report_choices, table_metrics)
 from prunelib.report.stats import ECE_DEFINITION, METRICS, cell_stats, declared, fmt_cell, layer_densities, read_verified  # noqa: F401
 from prunelib.report.tables import (BEST_OF_CHECKPOINTS, NOTE, VARIANTS_NOTE, beyond_top1_table,  # noqa: F401
+                                    MEASURED_NOTE,
                                     blalock_table, checkpoints_table, collapse_table, compression_table, escape_plain,
                                     imp_rounds_table, measured_devices, render, signal_propagation_table, study_table,
                                     to_html, to_markdown,
@@ -48,15 +50,35 @@ def _write_variants(sub: pd.DataFrame, dataset: str, arch: str, tables: Path, fi
     return [tables / f"{stem}_variants.md", tables / f"{stem}_variants.csv", figures / f"{stem}_variants.png"]
 
 
+def merge_speedups(df: pd.DataFrame, speed: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its speed-up columns (``eval_row.speedup_columns()``, ``measure_device``)
+    taken from ``speed``, matched on ``eval_row.KEY``; a row of ``df`` that ``speed`` lacks
+    keeps NaN (one clear error if ``speed`` has a key twice)."""
+    if speed.empty:
+        return df
+    speed = speed.copy()
+    speed["variant"] = speed["variant"].fillna("none")
+    speed["ratio"] = speed["ratio"].astype(float)
+    dup = speed.duplicated(list(eval_row.KEY))
+    if dup.any():
+        raise ValueError(f"speed-ups: cell {speed.loc[dup, list(eval_row.KEY)].iloc[0].to_dict()} measured twice")
+    cols = [c for c in (*eval_row.speedup_columns(), "measure_device") if c in speed]
+    kept = df.drop(columns=[c for c in cols if c in df])
+    kept["ratio"] = kept["ratio"].astype(float)
+    return kept.merge(speed[[*eval_row.KEY, *cols]], on=list(eval_row.KEY), how="left", validate="one_to_one")
+
+
 def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | None = None,
         config: dict | None = None, imp_rounds: list[str] | None = None, mask_tables: list[str] | None = None,
-        train_logs: list[str] | None = None) -> list[Path]:
+        train_logs: list[str] | None = None, speedups: str | None = None) -> list[Path]:
     """Collect eval rows into ``all_path`` and write every table and figure under
     ``reports_dir``.  ``report``: the ``report:`` settings (see ``report_choices``);
     ``config``: the resolved configuration, written to ``<reports_dir>/config.yaml`` for
     the HTML report (its ``report`` section is used when ``report`` is not given).
     ``mask_tables`` and ``train_logs``: the heat map's and the curves' files (the
-    workflow's declared inputs; None = whatever lies beside the eval rows)."""
+    workflow's declared inputs; None = whatever lies beside the eval rows).  ``speedups``:
+    the measure rule's rows (prunelib/stages/measure.py); their speed-up columns and
+    ``measure_device`` replace the eval rows' (which the eval stage leaves NaN)."""
     if config is not None:
         import yaml
 
@@ -67,6 +89,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
     df = pd.concat(frames, ignore_index=True).sort_values(
         ["dataset", "arch", "method", "ratio", "seed"], kind="stable").reset_index(drop=True)
     df["variant"] = df["variant"].fillna("none") if "variant" in df.columns else "none"
+    if speedups:
+        df = merge_speedups(df, read_verified(speedups))
     with atomic_path(all_path) as tmp:
         df.drop(columns="cell_dir").to_parquet(tmp, index=False)
     # tables and figures name a sanity-check variant's row "method (variant)", next to the method
@@ -105,7 +129,8 @@ def run(eval_paths: list[str], all_path: str, reports_dir: str, report: dict | N
                 table.to_csv(tmp)
         comp_title = f"Compression on {dataset} / {arch}: requested r, empirical r_e, error, theoretical speed-up"
         if measured_devices(sub):  # prunelib/methods/slimming.py: dense / slimmed (or CSR) time, medians
-            comp_title += f"; measured speed-ups (dense time / pruned time) on {measured_devices(sub)}"
+            comp_title += (f"; measured speed-ups (dense time / pruned time) on {measured_devices(sub)}: "
+                           f"{MEASURED_NOTE}")
         coll_title = f"Layer collapse on {dataset} / {arch}: layers whose mask kept no weight"
         md_parts += [to_markdown(comp, comp_title), to_markdown(coll, coll_title)]
         html_parts += [(comp_title, escape_plain(comp)), (coll_title, escape_plain(coll))]

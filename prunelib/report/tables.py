@@ -19,6 +19,7 @@ import pandas as pd
 from prunelib.catalogue import registry
 from prunelib.foundations.artifacts import atomic_path, write_text
 from prunelib.config.grid import DENSE
+from prunelib.foundations import eval_row
 from prunelib.foundations.eval_row import METRICS as ALL_METRICS
 from prunelib.report.layout import method_label, method_order, split_label
 from prunelib.report.stats import METRICS, SHORT, cell_stats, ece_over_seeds, fmt_cell
@@ -211,7 +212,7 @@ MEASURED = {"measured_speedup_infer_b1": "measured × infer b1",
 
 
 def _measured_cells(df: pd.DataFrame, sub: pd.DataFrame) -> dict:
-    """The measured speed-ups beside the theoretical one (means over seeds; — where they
+    """The measured speed-ups beside the theoretical one (``measured_cell``; — where they
     do not apply), the slimmed-vs-masked check, and the device they were measured on;
     columns only where some row of ``df`` has a measurement."""
     out = {}
@@ -219,14 +220,38 @@ def _measured_cells(df: pd.DataFrame, sub: pd.DataFrame) -> dict:
         out["pruned"] = "/".join(sorted(set(sub["granularity"].dropna()))) or "—"
     for col, title in MEASURED.items():
         if col in df and df[col].notna().any():
-            v = sub[col] if col in sub else pd.Series(dtype=float)
-            out[title] = f"{v.mean():.2f}×" if v.notna().any() else "—"
+            out[title] = measured_cell(sub, col)
     if "slim_max_abs_diff" in df and df["slim_max_abs_diff"].notna().any():
         d = sub["slim_max_abs_diff"]
         out["slim vs masked max |Δ|"] = f"{d.max():.1e}" if d.notna().any() else "—"
     if out and "measure_device" in df and any(c in out for c in MEASURED.values()):
         out["measured on"] = "; ".join(sorted(set(sub["measure_device"].dropna()))) or "—"
     return out
+
+
+#: The mark of a cell whose seeds disagree beyond their spread (``eval_row.seeds_disagree``).
+SEEDS_DISAGREE = "≠"
+#: How a measured speed-up cell reads (the compression table's title carries it).
+MEASURED_NOTE = ("median over seeds of each seed's median over repeats (IQR: the seeds' median interquartile "
+                 f"range over repeats); {SEEDS_DISAGREE} [min–max]: the seeds disagree beyond their spread "
+                 "(some two seeds' median ± IQR do not overlap)")
+
+
+def measured_cell(sub: pd.DataFrame, col: str) -> str:
+    """One measured speed-up over the seeds of a cell: ``median× (IQR q)``, and, when
+    ``eval_row.seeds_disagree``, the mark and the seeds' range (rows from before the
+    IQR was recorded: the median alone)."""
+    v = sub[col].dropna() if col in sub else pd.Series(dtype=float)
+    if v.empty:
+        return "—"
+    iqr_col = col + eval_row.SPREAD_SUFFIX
+    if iqr_col not in sub or sub[iqr_col].isna().all():
+        return f"{v.median():.2f}×"
+    iqr = sub.loc[v.index, iqr_col]
+    text = f"{v.median():.2f}× (IQR {iqr.median():.2f})"
+    if eval_row.seeds_disagree(v, iqr):
+        text += f" {SEEDS_DISAGREE} [{v.min():.2f}–{v.max():.2f}]"
+    return text
 
 
 def measured_devices(df: pd.DataFrame) -> str:

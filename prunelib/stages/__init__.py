@@ -1,5 +1,6 @@
 """The per-cell stages, one module each: ``init``, ``score``, ``mask``, ``train``,
-``imp`` (a round of an iterative chain) and ``eval``; ``common`` holds what they share.
+``imp`` (a round of an iterative chain), ``eval`` and ``measure`` (every cell's speed-ups,
+after the grid); ``common`` holds what they share.
 
 Each stage function takes its contract (prunelib/config/contracts.py) and explicit
 input and output paths, reads its inputs from disk (each read verified against the
@@ -25,6 +26,7 @@ _NAMES = {
     "run_init": "init", "run_score": "score", "compute_scores": "score", "run_mask": "mask",
     "run_train": "train", "fresh_init_state": "train", "redrawn_state": "train",
     "run_imp_round": "imp", "run_imp_rounds": "imp", "run_eval": "eval",
+    "run_measure": "measure",
     "build_model": "common", "load_model": "common", "model_from": "common",
 }
 

@@ -1,4 +1,6 @@
-# Tables, figures and the resolved config of the whole grid; `snakemake --report
+# Tables, figures and the resolved config of the whole grid (the eval rows, with the
+# measure rule's speed-ups merged in: its new input reruns aggregate, and only aggregate,
+# so its shell string gained --speedups at no extra cost); `snakemake --report
 # reports/report.html` shows every output flagged report() with its caption.
 from prunelib.report import jobgraph as pljobgraph
 from prunelib.report import layout as plreport
@@ -51,6 +53,7 @@ rule aggregate:
         masks=HEATMAP_MASKS,
         curves=CURVE_LOGS,
         imp_rounds=imp_rounds_paths(),
+        speedups=plpaths.SPEEDUPS,
     output:
         all=plpaths.ALL_ROWS,
         tables=REPORT_FILES["md"],
@@ -94,4 +97,4 @@ rule aggregate:
     shell:
         "python -m prunelib aggregate --all {output.all:q} --reports {params.reports:q} --config-json {params.config:q} "
         "--imp-rounds {input.imp_rounds:q} --masks {input.masks:q} --curves {input.curves:q} "
-        "-- {input.evals:q} 2>&1 | tee {log:q}"
+        "--speedups {input.speedups:q} -- {input.evals:q} 2>&1 | tee {log:q}"

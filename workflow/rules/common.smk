@@ -257,3 +257,18 @@ def imp_rounds_paths():
         plpaths.IMP_ROUNDS_TABLE.format(dataset=d, arch=a, seed=s, method=m)
         for d, a, s, m, _ in plconfig.imp_chains(SETTINGS)
     ]
+
+
+# Inputs of the measure job (workflow/rules/measure.smk). Every cell's eval row, final
+# weights and mask, the datasets, and every other input of aggregate.
+def measure_inputs():
+    evals = eval_paths()
+    return {
+        "evals": evals,
+        "finals": [str(Path(p).parent / plpaths.CELL_FILES["final"]) for p in evals],
+        "masks": [str(Path(p).parent / plpaths.CELL_FILES["mask"]) for p in evals],
+        "data": sorted({plpaths.DATA.format(dataset=c.dataset) for c in CELLS}),
+        # not read: the IMP chains' round tables are aggregate's only other input that no
+        # eval row needs; waiting for them leaves no job of the grid to run beside this one
+        "imp_rounds": imp_rounds_paths(),
+    }
