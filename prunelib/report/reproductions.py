@@ -367,9 +367,11 @@ def rows(root: str | Path = ".", runs=RUNS, values_path: str | Path = PAPER_VALU
                         value, std = pv.get("value"), pv.get("std")
                         paper_text = ("— (" + pv.get("missing", "no value") + ")" if value is None
                                       else f"{value:g} ± {std:g}" if std is not None else f"{value:g}")
-                    if not run_here:
-                        v_text = "not run: " + (pv.get("protocol") or "another protocol") + "; ours follows " \
-                                 + (rep.corresponds.split(" (")[0] if rep.corresponds else "the preset")
+                    if not run_here and pv is not None and pv.get("protocol"):
+                        v_text = (f"not run: {pv['protocol']}; ours follows "
+                                  + (rep.corresponds.split(" (")[0] if rep.corresponds else "the preset"))
+                    elif not run_here:
+                        v_text = "not run (not among this reproduction's ratios)"
                     else:
                         v_text = verdict(value, compare, std, runs_)
                     delta = "—"
