@@ -99,6 +99,9 @@ def test_finding_iv_lists_collapsed_layers_per_method_ratio_with_seed_counts():
     assert study.finding_iv(col, mk, {"survive_r64": ["snip"]}, methods)[0] == "corrected"
     assert study.finding_iv(col, mk[mk.ratio < 64], {"survive_r64": ["snip"]}, methods)[0].startswith(
         "not testable yet")
+    assert study.provisional("corrected", {"mask_found": 5, "mask_expected": 6}) == \
+        "corrected, provisional (5 of 6 mask tables)"
+    assert study.provisional("corrected", {"mask_found": 6, "mask_expected": 6}) == "corrected"
 
 
 def test_the_section_on_an_empty_results_folder_says_what_is_missing_and_tests_nothing(tmp_path):
