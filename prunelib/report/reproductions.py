@@ -204,6 +204,16 @@ def paper_values(path: str | Path = PAPER_VALUES) -> dict:
     return _paper_file(str(path))
 
 
+def paper_text_of(pv: dict) -> str:
+    """The paper column: the value as the paper prints it (its std to the same decimals),
+    or why there is none."""
+    value, std = pv.get("value"), pv.get("std")
+    if value is None:
+        return "— (" + pv.get("missing", "no value") + ")"
+    digits = _decimals(value)
+    return f"{value:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
 def papers_for(rep: Reproduction, values: list[dict]) -> list[dict]:
     """The paper values compared with ``rep``'s cells (same paper, network, dataset)."""
     return [v for v in values if v["paper"] == rep.paper_key and v["network"] == rep.arch
@@ -365,8 +375,7 @@ def rows(root: str | Path = ".", runs=RUNS, values_path: str | Path = PAPER_VALU
                         paper_where = (f"{pv['paper']} {pv['where']} · {pv['metric']} · "
                                        f"{'runs not stated' if runs_ is None else f'{runs_} runs'}")
                         value, std = pv.get("value"), pv.get("std")
-                        paper_text = ("— (" + pv.get("missing", "no value") + ")" if value is None
-                                      else f"{value:g} ± {std:g}" if std is not None else f"{value:g}")
+                        paper_text = paper_text_of(pv)
                     if not run_here and pv is not None and pv.get("protocol"):
                         v_text = (f"not run: {pv['protocol']}; ours follows "
                                   + (rep.corresponds.split(" (")[0] if rep.corresponds else "the preset"))
