@@ -482,7 +482,8 @@ def section(root: str | Path, fig_dir: str | Path, values_path=None) -> str:
               "`score >= threshold` rule keeps every tied weight (kept + tied − tied_kept), a `score > "
               "threshold` rule drops them all (kept − tied_kept); "
               "`tests/test_study.py::test_a_ge_threshold_on_grasp_scores_at_init_under_prunes` does the same "
-              "on freshly computed scores.", ""]
+              "on freshly computed scores.  The study's Figure 4.13 itself is not in its text; its stated ranges "
+              "are drawn as shaded bands beside our curves.", ""]
     if not ce.empty:
         notes = plot_compression(ce, stated, fig_dir / FIG_COMPRESSION)
         lines += [f"![compression error vs r](reproductions/{FIG_COMPRESSION})", ""]
