@@ -104,6 +104,11 @@ def test_finding_iv_lists_collapsed_layers_per_method_ratio_with_seed_counts():
     assert study.provisional("corrected", {"mask_found": 6, "mask_expected": 6}) == "corrected"
 
 
+def test_at_chance_counts_seeds_at_or_below_the_most_frequent_class():
+    ev = _ev([("synflow", 64, 42, .1135), ("synflow", 64, 43, .98), ("snip", 64, 42, .97), ("dense", 1, 42, .05)])
+    assert study.at_chance(ev).values.tolist() == [["synflow", 64.0, 1, 2]]
+
+
 def test_the_section_on_an_empty_results_folder_says_what_is_missing_and_tests_nothing(tmp_path):
     text = study.section(tmp_path, tmp_path / "docs")
     assert "**On disk:** 0 of 255 trained cells (r = none so far), 0 of 252 mask tables" in text

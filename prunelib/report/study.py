@@ -287,6 +287,20 @@ def collapses(mk: pd.DataFrame) -> pd.DataFrame:
     return g[g.collapsed > 0].reset_index(drop=True)
 
 
+#: Top-1 at or below the share of MNIST's most frequent test class (digit 1: 1,135 of 10,000)
+#: is no better than a constant answer: "at chance".
+CHANCE_TOP1 = 0.1135
+
+
+def at_chance(ev: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, ratio) with a trained seed at chance: seeds at chance / seeds."""
+    if ev.empty:
+        return pd.DataFrame(columns=["method", "ratio", "at_chance", "seeds"])
+    g = ev[ev.method != "dense"].assign(chance=lambda d: d.top1 <= CHANCE_TOP1)
+    g = g.groupby(["method", "ratio"], sort=True).agg(at_chance=("chance", "sum"), seeds=("seed", "nunique"))
+    return g[g.at_chance > 0].reset_index()
+
+
 def finding_iv(col: pd.DataFrame, mk: pd.DataFrame, stated: dict, methods) -> tuple[str, str]:
     if mk.empty:
         return "not testable yet", "no mask tables on disk"
@@ -539,4 +553,12 @@ def section(root: str | Path, fig_dir: str | Path, values_path=None) -> str:
         never = sorted(set(mk.method) - set(col.method))
         lines += ["", f"No layer collapses at any r ≤ {format_ratio(max(mk.ratio))} for: {', '.join(never) or 'none'}.",
                   ""]
+    chance = at_chance(ev)
+    if ev[ev.method != "dense"].empty:
+        lines += ["Accuracy at chance (the study's other sign of collapse): no trained cells yet.", ""]
+    else:
+        lines += [f"Accuracy at chance (top-1 ≤ {100 * CHANCE_TOP1:.2f} %, the most frequent MNIST test class; "
+                  f"trained r = {', '.join(format_ratio(r) for r in trained)}): "
+                  + ("; ".join(f"{x.method} at r = {format_ratio(x.ratio)} ({x.at_chance}/{x.seeds} seeds)"
+                               for x in chance.itertuples()) or "none") + ".", ""]
     return "\n".join(lines) + "\n"
