@@ -144,3 +144,18 @@ def test_every_reproduction_is_a_valid_config_and_names_cells_of_its_grid():
 def test_unknown_reproduction_is_one_line():
     with pytest.raises(SystemExit, match="unknown run 'nope'; allowed: snip_lenet300"):
         reproductions.get("nope")
+
+
+def test_the_time_per_seed_is_the_sum_of_a_seeds_benchmarks_averaged_over_seeds(tmp_path):
+    rep = reproductions.get("snip_lenet300")
+    header = "s\th:m:s\tmax_rss\n"
+    for seed, (score, train) in {0: (2.0, 100.0), 1: (4.0, 200.0)}.items():
+        for stage, ident, secs in (("score", f"mnist/lenet300/seed{seed}/snip", score),
+                                   ("mask", f"mnist/lenet300/seed{seed}/snip/r20", 1.0),
+                                   ("train", f"mnist/lenet300/seed{seed}/snip/r20", train),
+                                   ("eval", f"mnist/lenet300/seed{seed}/snip/r20", 3.0)):
+            f = tmp_path / paths.benchmark(stage, ident)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(header + f"{secs}\t0:00:00\t1\n")
+    assert reproductions.seconds_per_seed(tmp_path, rep, "snip", 20, [0, 1]) == pytest.approx((106 + 208) / 2)
+    assert reproductions.seconds_per_seed(tmp_path, rep, "snip", 20, [2]) is None  # no benchmark: no time
