@@ -88,17 +88,17 @@ class Reproduction:
         return f"prunelib reproductions run {self.name}"
 
 
+# What each reproduction corresponds to in its paper: words only; the papers' numbers
+# (and each value's protocol where it differs) are in paper_values.yaml.
 _SNIP = dict(paper="SNIP (Lee et al., ICLR 2019)", paper_key="snip",
-             corresponds="SNIP's Table 1 (SGD momentum 0.9, lr 0.1 decayed every 25k steps, weight decay "
-                         "5e-4, batch 100, 10 % held out, variance-scaling init; its Sec. 5 setup). Table 3 "
-                         "(κ = 90 %, Adam lr 0.001, no weight decay, 20 runs per init) is another protocol: "
-                         "its rows are shown, not run")
+             corresponds="SNIP's Table 1, trained as its Sec. 5 experiment setup says (the preset's comments "
+                         "give each value's source). Table 3 (another sparsity, optimiser and weight decay; one "
+                         "row per initialisation) is another protocol: its rows are shown, not run")
 _SIGPROP = dict(paper="Signal propagation (Lee et al., ICLR 2020)", paper_key="sigprop",
-                corresponds="the paper's MLP-7 runs at κ = 90 %, arm orthogonal init + approximate isometry, "
-                            "with the preset's quick settings (1,000 training steps, 500 AI steps, 10 scoring "
-                            "batches; the authors' values are beside them in workflow/presets/sigprop.yaml). "
-                            "The variance-scaling and orthogonal-only arms need separate working copies "
-                            "(the grid has no init axis; see the preset's comments) and are not in this table")
+                corresponds="the paper's MLP-7 experiments, arm orthogonal init + approximate isometry, with the "
+                            "preset's quick settings (its comments give the authors' values beside them). The "
+                            "variance-scaling and orthogonal-only arms need separate working copies (the grid has "
+                            "no init axis; see the preset's comments) and are not in this table")
 
 #: The runs behind docs/reproductions.md: 3 seeds or more for every row; a row whose
 #: seeds have not all run says so, with the time one seed takes.
@@ -111,8 +111,8 @@ RUNS = (
     Reproduction("lth_mnist", "lth_mnist", "mlp400x3", "lth", (25,), (0, 1, 2, 3, 4), dense_seeds=(0, 1, 2, 3, 4),
                  paper="Lottery ticket (Frankle & Carbin, ICLR 2019)", paper_key="lth",
                  variants=("none", "shuffle_layer", "reinit", "shuffle_weights", "invert"),
-                 corresponds="no table of the paper: 784-400x3-10 MLP, 5 epochs per IMP round (the paper's "
-                             "LeNet-300-100 trains 50,000 iterations per round)",
+                 corresponds="no table of the paper: the preset's network and training length are not the "
+                             "paper's (workflow/presets/lth_mnist.yaml says how they differ)",
                  cost_estimate="under an hour for the whole preset (5 seeds) on a 2-core CPU (the preset's "
                                "comment; no benchmark on disk)"),
     *(Reproduction(f"sigprop_{dataset}_{arch}", "sigprop", arch, "snip", (10,), (0, 1, 2), dense_seeds=(0, 1, 2),
@@ -350,7 +350,8 @@ def rows(root: str | Path = ".", runs=RUNS, values_path: str | Path = PAPER_VALU
             run_here = ratio in rep.ratios_shown()
             method = "dense" if float(ratio) == 1 else rep.method
             for variant in (("none",) if method == "dense" else rep.variants):
-                found, missing, failed, stale = _cells_of(root, rep, s, ratio, variant) if run_here else ([], [], [], [])
+                found, missing, failed, stale = (_cells_of(root, rep, s, ratio, variant) if run_here
+                                                 else ([], [], [], []))
                 ours = [x["top1"] for x in found]
                 ours_pm = [x.get("best_test_top1") for x in found] if has_ckpt else []
                 compare = _pct_errors(ours_pm) if has_ckpt else _pct_errors(ours)
@@ -369,7 +370,8 @@ def rows(root: str | Path = ".", runs=RUNS, values_path: str | Path = PAPER_VALU
                                   else f"; one seed: {rep.cost_estimate}" if rep.cost_estimate else "")
                 for pv in matching:
                     if pv is None:
-                        paper_where, paper_text, value, std, runs_ = "— (none in paper_values.yaml)", "—", None, None, None
+                        paper_where, paper_text = "— (none in paper_values.yaml)", "—"
+                        value = std = runs_ = None
                     else:
                         runs_ = pv.get("runs")
                         paper_where = (f"{pv['paper']} {pv['where']} · {pv['metric']} · "
@@ -377,8 +379,8 @@ def rows(root: str | Path = ".", runs=RUNS, values_path: str | Path = PAPER_VALU
                         value, std = pv.get("value"), pv.get("std")
                         paper_text = paper_text_of(pv)
                     if not run_here and pv is not None and pv.get("protocol"):
-                        v_text = (f"not run: {pv['protocol']}; ours follows "
-                                  + (rep.corresponds.split(" (")[0] if rep.corresponds else "the preset"))
+                        ours_follows = rep.corresponds.split(" (")[0].split(",")[0] if rep.corresponds else "the preset"
+                        v_text = f"not run: {pv['protocol']}; ours follows {ours_follows}"
                     elif not run_here:
                         v_text = "not run (not among this reproduction's ratios)"
                     else:

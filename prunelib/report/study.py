@@ -402,7 +402,8 @@ def plot_compression(ce: pd.DataFrame, stated: dict, out_png: Path) -> list[str]
         ax.set_xlabel("compression ratio r")
         notes += [f"{title}: {g}" for g in _coinciding(data)]
     axes[0].set_ylabel("compression error (r_e − r) / r (%)")
-    axes[1].text(0.02, 0.02, "shaded: the study's stated under-pruning of GraSP (−30…−50 %) and OBD (−20…−50 %)",
+    axes[1].text(0.02, 0.02, "shaded: the study's stated under-pruning, "
+                 + ", ".join(f"{m} −{a}…−{b} %" for m, (a, b) in stated.items()),
                  transform=axes[1].transAxes, fontsize=7)
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.suptitle("Compression error vs compression, lenet5 on MNIST (mean over seeds; bars: half the range)",
@@ -474,7 +475,8 @@ def section(root: str | Path, fig_dir: str | Path, values_path=None) -> str:
     lines += ["### (i) Magnitude-based methods worse than random", "",
               f"Study: “{book['finding_i']['quote']}”.  Counted: {', '.join(book['magnitude_methods'])}.", "",
               f"**Verdict: {v1}.** {s1}.  Rule: per (method, r), the paired difference d of test top-1 to "
-              f"`{book['baseline']}` over shared seeds is *worse* when mean(d) + 2 SE < 0 (n ≥ 3; n < 3: its sign only, "
+              f"`{book['baseline']}` over shared seeds is *worse* when mean(d) + 2 SE < 0 (n ≥ 3; n < 3: "
+              f"its sign only, "
               f"marked); the finding is reproduced when at least {WORSE_SHARE:.0%} of the cells are worse "
               f"beyond 2 SE.", ""]
     if not wt.empty:
@@ -491,7 +493,8 @@ def section(root: str | Path, fig_dir: str | Path, values_path=None) -> str:
     v2, s2 = finding_ii(ce, stated)
     v2 = provisional(v2, counts)
     lines += ["### (ii) Hessian-based methods under-prune", "",
-              f"Study: “{book['finding_ii']['quote']}”  Its stated cause: “{book['finding_ii']['cause_stated']}”.",
+              f"Study: “{book['finding_ii']['quote']}”  Its stated cause: "
+              f"“{book['finding_ii']['cause_stated']}”.",
               "", f"**Verdict: {v2}.** {s2}.", "",
               "We keep exactly round(n / r) weights: `select_top` in `prunelib/methods/masking.py` keeps every "
               "weight above the k-th largest score and draws, with the run's seed, as many of the weights "
@@ -554,8 +557,8 @@ def section(root: str | Path, fig_dir: str | Path, values_path=None) -> str:
                              for r, gr in g.groupby("ratio", sort=True))})
         lines += _md_table(["method", "first r", "collapsed layers (seeds collapsed / seeds)"], rows)
         never = sorted(set(mk.method) - set(col.method))
-        lines += ["", f"No layer collapses at any r ≤ {format_ratio(max(mk.ratio))} for: {', '.join(never) or 'none'}.",
-                  ""]
+        lines += ["", f"No layer collapses at any r ≤ {format_ratio(max(mk.ratio))} for: "
+                      f"{', '.join(never) or 'none'}.", ""]
     chance = at_chance(ev)
     if ev[ev.method != "dense"].empty:
         lines += ["Accuracy at chance (the study's other sign of collapse): no trained cells yet.", ""]
