@@ -326,6 +326,16 @@ def provisional(verdict: str, counts: dict) -> str:
 STYLES = [(m, ls) for ls in ("-", "--", ":", "-.") for m in ("o", "s", "^", "v", "D", "P", "X")]
 
 
+def _save_png(fig, out_png: Path) -> None:
+    """The page's figures are PNG only (an SVG beside each would double the docs' size)."""
+    from prunelib.foundations.artifacts import atomic_path
+    from prunelib.report.figures import _pyplot
+
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    _pyplot().close(fig)
+
+
 def _plot_lines(ax, data: dict, ratios) -> None:
     from prunelib.report.figures import _ratio_axis
 
@@ -349,7 +359,7 @@ def _coinciding(data: dict) -> list[str]:
 def plot_accuracy(ev: pd.DataFrame, out_png: Path) -> list[str]:
     """Top-1 (%) vs compression ratio, mean ± std over seeds, one line per method (the
     study's Figure 4.11 layout); returns the groups of coinciding lines."""
-    from prunelib.report.figures import _pyplot, _save
+    from prunelib.report.figures import _pyplot
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -372,14 +382,14 @@ def plot_accuracy(ev: pd.DataFrame, out_png: Path) -> list[str]:
                  fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.tight_layout()
-    _save(fig, out_png)
+    _save_png(fig, out_png)
     return _coinciding(data)
 
 
 def plot_compression(ce: pd.DataFrame, stated: dict, out_png: Path) -> list[str]:
     """Compression error (%) vs r: left our masks, right a ``>=`` threshold on the same
     scores, with the study's stated ranges for GraSP and OBD (the study's Figure 4.13)."""
-    from prunelib.report.figures import _pyplot, _save
+    from prunelib.report.figures import _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
@@ -409,7 +419,7 @@ def plot_compression(ce: pd.DataFrame, stated: dict, out_png: Path) -> list[str]
     fig.suptitle("Compression error vs compression, lenet5 on MNIST (mean over seeds; bars: half the range)",
                  fontsize=10)
     fig.tight_layout()
-    _save(fig, out_png)
+    _save_png(fig, out_png)
     return notes
 
 
