@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.prunelib-installed
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup system-packages data run test lint docs report reproductions bench-startup gpu-check clean-results
+.PHONY: setup system-packages data run test lint docs report reproductions reproductions-study bench-startup gpu-check clean-results
 
 setup: $(STAMP) system-packages
 
@@ -55,6 +55,12 @@ test: setup
 # The runs behind docs/reproductions.md (hours on a CPU: the LeNet-5-Caffe ones), then the table.
 reproductions: setup
 	$(BIN)/prunelib reproductions run $$($(BIN)/prunelib reproductions list | cut -d: -f1) --cores $(CORES)
+	$(BIN)/prunelib reproductions write
+
+# Lighter: only the 2022 study's MNIST part (thesis preset, lenet5, 14 methods x 6 ratios x 3
+# seeds, about 2 min of one core per cell), then the page (docs/reproductions.md).
+reproductions-study: setup
+	$(BIN)/prunelib reproductions study --cores $(CORES)
 	$(BIN)/prunelib reproductions write
 
 lint: setup

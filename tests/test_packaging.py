@@ -26,6 +26,7 @@ def test_the_wheel_carries_the_schema_and_every_preset(wheel):
     for preset in (REPO / "workflow" / "presets").glob("*.yaml"):
         assert f"prunelib/workflow/presets/{preset.name}" in names
     assert "prunelib/catalogue/registry.py" in names and "prunelib/methods/scorers/lamp.py" in names
+    assert "prunelib/report/paper_values.yaml" in names  # the papers' numbers of docs/reproductions.md
 
 
 def test_a_fresh_venv_with_the_wheel_checks_a_config_and_runs_a_stage(wheel, tmp_path):

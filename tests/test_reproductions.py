@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from prunelib import config
 
@@ -32,25 +33,35 @@ def _run_cell(root: Path, rep, s, method: str, ratio: float, seed: int, data_pat
 def test_the_table_reports_final_and_best_of_checkpoints_errors_from_the_eval_rows_and_names_what_is_missing(
         tmp_path, mnist_pt):
     rep = reproductions.Reproduction("snip_short", "snip", "lenet300", "snip", (20,), (0, 1), dense_seeds=(0,),
-                                     paper="SNIP", overrides=SHORT)
+                                     paper="SNIP", paper_key="snip", overrides=SHORT)
     s = reproductions.settings_of(rep)
     assert s.init.scheme == "variance_scaling" and s.train.steps == 6  # the preset, shortened
     snip = _run_cell(tmp_path, rep, s, "snip", 20, 0, mnist_pt)
     dense = _run_cell(tmp_path, rep, s, "dense", 1, 0, mnist_pt)
-    table = {row["r"]: row for row in reproductions.rows(tmp_path, [rep])}
-    assert set(table) == {"1", "20"}
-    row = table["20"]
-    assert row["seeds"] == "0" and row["not run / failed"] == "seed 1 not run"
-    assert row["final error % (ours)"] == f"{100 * (1 - snip['top1']):.2f} (n = 1)"
-    assert row["best-of-checkpoints error % (paper's metric)"] == f"{100 * (1 - snip['best_test_top1']):.2f} (n = 1)"
-    assert row["kept / prunable"] == f"{snip['n_kept']:,} / {snip['n_prunable']:,}"
-    assert "variance_scaling" in row["protocol"] and "biases pruned" in row["protocol"]
-    assert "checkpoints every 3 steps, last 2" in row["protocol"]
-    assert table["1"]["method"] == "dense" and table["1"]["final error % (ours)"].startswith(
-        f"{100 * (1 - dense['top1']):.2f}")
-    text = reproductions.write(tmp_path, tmp_path / "reproductions.md", [rep])
+    table = reproductions.rows(tmp_path, [rep])
+    by_r = {}
+    for row in table:
+        by_r.setdefault(row["r (sparsity)"], []).append(row)
+    # r = 10 is Table 3's (two inits), not run by this reproduction: shown, not run
+    assert set(by_r) == {"1 (0%)", "20 (95%)", "10 (90%)", "50 (98%)"}
+    assert by_r["50 (98%)"][0]["verdict"] == "not run (not among this reproduction's ratios)"
+    assert all(r["verdict"].startswith("not run: κ = 90 %") for r in by_r["10 (90%)"])
+    (row,) = by_r["20 (95%)"]
+    assert row["seeds (time per seed)"].startswith("0 (n = 1); seed 1 not run")
+    assert row["ours: final error %"] == f"{100 * (1 - snip['top1']):.2f} (n = 1)"
+    best = 100 * (1 - snip['best_test_top1'])
+    assert row["ours, paper's metric"] == f"{best:.2f} (n = 1)"
+    assert row["paper"] == "1.6" and row["Δ"] == f"{best - 1.6:+.2f}"
+    assert row["verdict"] == "no verdict (n = 1 < 3)"
+    (d,) = by_r["1 (0%)"]
+    assert d["method"] == "dense" and d["paper"] == "1.7"
+    assert d["ours: final error %"].startswith(f"{100 * (1 - dense['top1']):.2f}")
+    text = reproductions.write(tmp_path, tmp_path / "reproductions.md", [rep], study=False)
     assert (tmp_path / "reproductions.md").read_text() == text
-    assert "| snip | lenet300 | snip | 20 | 95% |" in text and "`prunelib reproductions run snip_short`" in text
+    assert "| lenet300 | snip | 20 (95%) | snip Table 1 · test error % · runs not stated | 1.6 |" in text
+    assert "`prunelib reproductions run snip_short`" in text and "**Verdict rule.**" in text
+    assert f"* **snip_short** — SNIP, preset `snip`: {reproductions.protocol(rep)}." in text
+    assert "checkpoints every 3 steps, last 2" in text
 
 
 def test_a_row_made_with_other_settings_than_the_preset_now_states_is_shown_stale_not_counted(tmp_path, mnist_pt):
@@ -59,22 +70,66 @@ def test_a_row_made_with_other_settings_than_the_preset_now_states_is_shown_stal
     now = reproductions.Reproduction("x", "snip", "lenet300", "snip", (20,), (0,),
                                      overrides=(("train", {"steps": 7, "train_subset": 300}),) + SHORT[1:])
     (row,) = reproductions.rows(tmp_path, [now])
-    assert row["final error % (ours)"] == "—" and "seed 0 stale" in row["not run / failed"]
+    assert row["ours: final error %"] == "—" and "seed 0 stale" in row["seeds (time per seed)"]
 
 
-def test_the_checked_in_table_matches_the_runs_and_presets_as_they_are_now():
+@pytest.mark.parametrize("paper, ours, std, runs, expected", [
+    # one number: inside our range once read as its rounding interval (1.6 -> 1.55..1.65)
+    (1.6, [1.56, 1.70, 1.80], None, None, "reproduced (inside our range 1.56–1.80)"),
+    (1.6, [1.66, 1.70, 1.80], None, None, "not reproduced (ours higher: our range 1.66–1.80)"),
+    (1.6, [1.64, 1.70, 1.80], None, None, "reproduced (inside our range 1.64–1.80)"),
+    (2.4, [2.0, 2.1, 2.2], None, None, "not reproduced (ours lower: our range 2.00–2.20)"),
+    # mean ± std over N runs: |m - paper| <= 2 sqrt(s²/n + s_p²/N)
+    (1.91, [1.90, 2.00, 2.10], 0.10, 20, "reproduced (|Δ| ≤ 2 SE = 0.12)"),
+    (1.91, [2.10, 2.20, 2.30], 0.10, 20, "not reproduced (ours higher; |Δ| > 2 SE = 0.12)"),
+    # too few seeds, none, no paper value
+    (1.6, [1.6, 1.6], None, None, "no verdict (n = 2 < 3)"),
+    (1.6, [], None, None, "not run"),
+    (None, [1.0, 1.1, 1.2], None, None, "no paper value"),
+])
+def test_the_verdict_rule_on_hand_made_rows(paper, ours, std, runs, expected):
+    assert reproductions.verdict(paper, ours, std, runs) == expected
+
+
+def test_the_rule_the_page_states_is_the_rule_the_rows_use():
+    rule = reproductions.VERDICT_RULE
+    assert "2 SE" in rule and "√(s²/n + s_p²/N)" in rule and "1.55 to\n  1.65" in rule and "n < 3" in rule
+
+
+def test_the_paper_column_is_the_paper_values_file(tmp_path):
+    """Every value of paper_values.yaml for a reproduction appears in its row, as typed
+    there; and a changed file changes the table (nothing else holds a paper's number)."""
+    book = reproductions.paper_values()
+    table = reproductions.rows(tmp_path)  # no results: every row "not run", the paper column still there
+    shown = [(r["_rep"], r["method"], r["r (sparsity)"].split()[0], r["paper"]) for r in table]
+    for v in book["values"]:
+        reps = [rep for rep in reproductions.RUNS if v in reproductions.papers_for(rep, book["values"])]
+        assert reps, v  # every typed value is shown by some reproduction
+        cells = [p for name, m, r, p in shown
+                 if (name, m, r) == (reps[0].name, v["method"], config.format_ratio(v["ratio"]))]
+        if v["value"] is None:
+            assert "— (" + v["missing"] + ")" in cells, v
+        else:
+            numbers = [[float(x) for x in c.split(" ± ")] for c in cells]
+            assert [v["value"]] + ([v["std"]] if v.get("std") is not None else []) in numbers, (v, cells)
+        assert v["value"] is not None or v.get("missing"), v  # an empty value says why
+    edited = yaml.safe_load(reproductions.PAPER_VALUES.read_text())
+    edited["values"][1]["value"] = 9.99
+    other = tmp_path / "values.yaml"
+    other.write_text(yaml.safe_dump(edited, allow_unicode=True))
+    rows = reproductions.rows(tmp_path, [reproductions.get("snip_lenet300")], values_path=other)
+    assert [r["paper"] for r in rows if r["r (sparsity)"] == "20 (95%)"] == ["9.99"]
+
+
+def test_the_checked_in_page_matches_the_runs_and_presets_as_they_are_now():
     """docs/reproductions.md is regenerated from results; its protocols and commands must
     be those the runs and presets give now (a preset edited after the runs makes this
-    fail until the table is regenerated)."""
+    fail until the page is regenerated)."""
     text = (REPO / reproductions.DOC).read_text()
-    body = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| preset")]
-    expected = [(rep, r) for rep in reproductions.RUNS for r in rep.ratios_shown()]
-    assert len(body) == len(expected)
-    for line, (rep, r) in zip(body, expected):
-        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        assert cells[:4] == [rep.preset, rep.arch, "dense" if r == 1 else rep.method, config.format_ratio(r)]
-        assert cells[-2] == f"{rep.paper}: {reproductions.protocol(rep)}"
-        assert cells[-1] == f"`{rep.command()}`"
+    for rep in reproductions.RUNS:
+        assert f"* **{rep.name}** — {rep.paper}, preset `{rep.preset}`: {reproductions.protocol(rep)}." in text
+        assert f"`{rep.command()}`" in text
+    assert reproductions.VERDICT_RULE in text and "## The 2022 foresight-pruning study" in text
 
 
 def test_every_reproduction_is_a_valid_config_and_names_cells_of_its_grid():
@@ -89,3 +144,18 @@ def test_every_reproduction_is_a_valid_config_and_names_cells_of_its_grid():
 def test_unknown_reproduction_is_one_line():
     with pytest.raises(SystemExit, match="unknown run 'nope'; allowed: snip_lenet300"):
         reproductions.get("nope")
+
+
+def test_the_time_per_seed_is_the_sum_of_a_seeds_benchmarks_averaged_over_seeds(tmp_path):
+    rep = reproductions.get("snip_lenet300")
+    header = "s\th:m:s\tmax_rss\n"
+    for seed, (score, train) in {0: (2.0, 100.0), 1: (4.0, 200.0)}.items():
+        for stage, ident, secs in (("score", f"mnist/lenet300/seed{seed}/snip", score),
+                                   ("mask", f"mnist/lenet300/seed{seed}/snip/r20", 1.0),
+                                   ("train", f"mnist/lenet300/seed{seed}/snip/r20", train),
+                                   ("eval", f"mnist/lenet300/seed{seed}/snip/r20", 3.0)):
+            f = tmp_path / paths.benchmark(stage, ident)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(header + f"{secs}\t0:00:00\t1\n")
+    assert reproductions.seconds_per_seed(tmp_path, rep, "snip", 20, [0, 1]) == pytest.approx((106 + 208) / 2)
+    assert reproductions.seconds_per_seed(tmp_path, rep, "snip", 20, [2]) is None  # no benchmark: no time

@@ -203,6 +203,12 @@ def cmd_reproductions(a) -> None:
             rc = reproductions.run(name, a.cores, a.snakemake_args)
             if rc:
                 raise SystemExit(rc)
+    elif a.action == "study":
+        from prunelib.report import study
+
+        rc = study.run(a.cores, a.snakemake_args)
+        if rc:
+            raise SystemExit(rc)
     else:
         out = a.out or reproductions.DOC
         reproductions.write(a.root, out)
@@ -331,14 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--json", action="store_true", help="JSON instead of a table")
         a.set_defaults(func=cmd_audit)
 
-    s = sub.add_parser("reproductions", help="run the reproduction presets' cells, or write docs/reproductions.md")
-    s.add_argument("action", choices=("list", "run", "write"))
+    s = sub.add_parser("reproductions", help="run the reproduction presets' cells (run), the 2022 study's MNIST "
+                       "cells (study), or write docs/reproductions.md (write)")
+    s.add_argument("action", choices=("list", "run", "study", "write"))
     s.add_argument("names", nargs="*", help="run: the reproductions to run (see list)")
     s.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     s.add_argument("--root", default=".", help="write: the folder holding results/")
     s.add_argument("--out", default=None, help="write: the Markdown file (default docs/reproductions.md)")
     s.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
-                   help="run: further Snakemake options (last)")
+                   help="run, study: further Snakemake options (last)")
     s.set_defaults(func=cmd_reproductions)
 
     s = sub.add_parser("check-config", help="resolve and validate a config file")

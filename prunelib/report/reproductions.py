@@ -1,14 +1,18 @@
 """The reproduction table, ``docs/reproductions.md``: made from results on disk, never typed.
 
 Each ``Reproduction`` names a preset and the cells of it that were run (network,
-method, ratios, seeds).  ``prunelib reproductions run NAME`` runs exactly those cells
-through Snakemake (the preset's settings, a grid of just those cells); ``prunelib
+method, ratios, seeds, variants).  ``prunelib reproductions run NAME`` runs exactly those
+cells through Snakemake (the preset's settings, a grid of just those cells); ``prunelib
 reproductions write`` reads their eval rows (verified against their checksums) and
-writes the table: our headline error (1 - top-1 of the final weights, mean ± sample
-std over the seeds that finished), the best-of-checkpoints error the paper's code
-reports where the preset keeps checkpoints (optimistic: selected on the test set), the
-protocol as the resolved preset states it, and the command.  A cell that was not run
-(or failed) is shown as such; nothing is filled in by hand.
+writes one row per (cell, paper value): the paper's value from
+``prunelib/report/paper_values.yaml`` (the one file where papers' numbers are typed,
+each with its source), our final error (1 - top-1 of the final weights, mean ± sample
+std over the seeds that finished), ours under the paper's metric (best of the kept
+checkpoints, SNIP's ``test.py``) where the preset keeps checkpoints, the difference and a
+verdict by the rule ``verdict`` states (and the page repeats).  A cell that was not run
+(or failed, or was made with other settings) is shown as such, with the time one seed
+takes from its Snakemake benchmarks; nothing is filled in by hand.  The study section
+(the 2022 study's four findings) is ``prunelib/report/study.py``.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import math
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from prunelib.foundations import paths
 from prunelib.config.settings import format_ratio
 
 DOC = "docs/reproductions.md"
+#: The papers' numbers, with their sources (the only place they are typed).
+PAPER_VALUES = Path(__file__).with_name("paper_values.yaml")
 
 
 @dataclass(frozen=True)
@@ -36,25 +43,42 @@ class Reproduction:
     #: Seeds of the dense control (r = 1) run beside the method's cells.
     dense_seeds: tuple = ()
     dataset: str = "mnist"
-    #: What the paper is, for the protocol column.
+    #: What the paper is, for the protocol line.
     paper: str = ""
     #: Settings over the preset's (none for the runs in the table; tests shorten runs).
     overrides: tuple = ()
+    #: Key of the paper in paper_values.yaml's ``sources``.
+    paper_key: str = ""
+    #: The method's cells' variants (the sanity checks of a mask; "none" = the mask itself).
+    variants: tuple = ("none",)
+    #: Which of the paper's tables our protocol corresponds to, for the protocol line.
+    corresponds: str = ""
+    #: The cost of one seed where no benchmark of it is on disk yet (an estimate, said so).
+    cost_estimate: str = ""
 
     def grid(self) -> dict:
         """The preset's grid narrowed to these cells (r = 1 is the dense control)."""
         return {"archs": [self.arch], "datasets": [self.dataset], "methods": [self.method],
                 "ratios": sorted({1, *self.ratios}) if self.dense_seeds else list(self.ratios),
-                "seeds": sorted({*self.seeds, *self.dense_seeds}), "variants": ["none"], "pairs": None}
+                "seeds": sorted({*self.seeds, *self.dense_seeds}), "variants": list(self.variants),
+                "pairs": None}
 
     def cells(self) -> list[tuple[float, int, str]]:
-        """(ratio, seed, eval.parquet path) of every cell: the dense control's, then the method's."""
+        """(ratio, seed, eval.parquet path) of every cell: the dense control's, then the
+        method's (variant "none" only; ``variant_cells`` gives all)."""
+        return [(r, seed, path) for r, seed, variant, path in self.variant_cells() if variant == "none"]
+
+    def variant_cells(self) -> list[tuple[float, int, str, str]]:
+        """(ratio, seed, variant, eval.parquet path) of every cell."""
         out = []
-        for r, method, seeds in [(1, "dense", self.dense_seeds)] + [(r, self.method, self.seeds) for r in self.ratios]:
-            for seed in seeds:
-                files = paths.cell_files(dataset=self.dataset, arch=self.arch, seed=seed, method=method,
-                                         ratio=format_ratio(r))
-                out.append((float(r), int(seed), files["eval"]))
+        todo = [(1, "dense", self.dense_seeds, ("none",))]
+        todo += [(r, self.method, self.seeds, self.variants) for r in self.ratios]
+        for r, method, seeds, variants in todo:
+            for variant in variants:
+                for seed in seeds:
+                    files = paths.cell_files(dataset=self.dataset, arch=self.arch, seed=seed, method=method,
+                                             ratio=format_ratio(r), variant=variant)
+                    out.append((float(r), int(seed), variant, files["eval"]))
         return out
 
     def ratios_shown(self) -> list:
@@ -64,15 +88,36 @@ class Reproduction:
         return f"prunelib reproductions run {self.name}"
 
 
-#: The runs behind docs/reproductions.md.  Seeds: as many as the machine allowed (the
-#: LeNet-5-Caffe runs take about an hour each on one CPU core).
+# What each reproduction corresponds to in its paper: words only; the papers' numbers
+# (and each value's protocol where it differs) are in paper_values.yaml.
+_SNIP = dict(paper="SNIP (Lee et al., ICLR 2019)", paper_key="snip",
+             corresponds="SNIP's Table 1, trained as its Sec. 5 experiment setup says (the preset's comments "
+                         "give each value's source). Table 3 (another sparsity, optimiser and weight decay; one "
+                         "row per initialisation) is another protocol: its rows are shown, not run")
+_SIGPROP = dict(paper="Signal propagation (Lee et al., ICLR 2020)", paper_key="sigprop",
+                corresponds="the paper's MLP-7 experiments, arm orthogonal init + approximate isometry, with the "
+                            "preset's quick settings (its comments give the authors' values beside them). The "
+                            "variance-scaling and orthogonal-only arms need separate working copies (the grid has "
+                            "no init axis; see the preset's comments) and are not in this table")
+
+#: The runs behind docs/reproductions.md: 3 seeds or more for every row; a row whose
+#: seeds have not all run says so, with the time one seed takes.
 RUNS = (
-    Reproduction("snip_lenet300", "snip", "lenet300", "snip", (20, 50), (0, 1, 2), dense_seeds=(0,),
-                 paper="SNIP (Lee et al., ICLR 2019)"),
-    Reproduction("snip_lenet5_caffe", "snip", "lenet5_caffe", "snip", (50, 100), (0,),
-                 paper="SNIP (Lee et al., ICLR 2019)"),
-    Reproduction("lth_mnist", "lth_mnist", "mlp400x3", "lth", (25,), (0,), dense_seeds=(0,),
-                 paper="Lottery ticket (Frankle & Carbin, ICLR 2019)"),
+    Reproduction("snip_lenet300", "snip", "lenet300", "snip", (20, 50), (0, 1, 2), dense_seeds=(0, 1, 2),
+                 **_SNIP),
+    Reproduction("snip_lenet5_caffe", "snip", "lenet5_caffe", "snip", (50, 100), (0, 1, 2),
+                 dense_seeds=(0, 1, 2), cost_estimate="about 1 h of one CPU core (estimate from earlier runs)",
+                 **_SNIP),
+    Reproduction("lth_mnist", "lth_mnist", "mlp400x3", "lth", (25,), (0, 1, 2, 3, 4), dense_seeds=(0, 1, 2, 3, 4),
+                 paper="Lottery ticket (Frankle & Carbin, ICLR 2019)", paper_key="lth",
+                 variants=("none", "shuffle_layer", "reinit", "shuffle_weights", "invert"),
+                 corresponds="no table of the paper: the preset's network and training length are not the "
+                             "paper's (workflow/presets/lth_mnist.yaml says how they differ)",
+                 cost_estimate="under an hour for the whole preset (5 seeds) on a 2-core CPU (the preset's "
+                               "comment; no benchmark on disk)"),
+    *(Reproduction(f"sigprop_{dataset}_{arch}", "sigprop", arch, "snip", (10,), (0, 1, 2), dense_seeds=(0, 1, 2),
+                   dataset=dataset, **_SIGPROP)
+      for dataset in ("mnist", "fashion_mnist") for arch in ("mlp7_linear", "mlp7_tanh")),
 )
 
 
@@ -96,7 +141,7 @@ def settings_of(run: Reproduction):
 
 
 def protocol(run: Reproduction) -> str:
-    """The protocol choices as the resolved preset states them (so the table cannot drift
+    """The protocol choices as the resolved preset states them (so the page cannot drift
     from the preset)."""
     s = settings_of(run)
     t = s.train
@@ -138,11 +183,95 @@ def run(name: str, cores: int, extra: list[str]) -> int:
     cfg = Path(paths.RESULTS) / "reproductions" / f"{rep.name}.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(yaml.safe_dump(config_of(rep), sort_keys=False))
-    targets = [p for _, _, p in rep.cells()]
+    targets = [p for _, _, _, p in rep.variant_cells()]
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--rerun-incomplete", "--configfile",
            str(cfg), *extra, "--", *targets]
     print("prunelib reproductions:", " ".join(cmd), flush=True)
     return subprocess.call(cmd)
+
+
+# --------------------------------------------------------------------------- papers
+
+@lru_cache(maxsize=None)
+def _paper_file(path: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def paper_values(path: str | Path = PAPER_VALUES) -> dict:
+    """paper_values.yaml as a dict (``sources``, ``values``, ``study``)."""
+    return _paper_file(str(path))
+
+
+def paper_text_of(pv: dict) -> str:
+    """The paper column: the value as the paper prints it (its std to the same decimals),
+    or why there is none."""
+    value, std = pv.get("value"), pv.get("std")
+    if value is None:
+        return "— (" + pv.get("missing", "no value") + ")"
+    digits = _decimals(value)
+    return f"{value:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def papers_for(rep: Reproduction, values: list[dict]) -> list[dict]:
+    """The paper values compared with ``rep``'s cells (same paper, network, dataset)."""
+    return [v for v in values if v["paper"] == rep.paper_key and v["network"] == rep.arch
+            and v["dataset"] == rep.dataset and v["method"] in (rep.method, "dense")]
+
+
+# --------------------------------------------------------------------------- verdict
+
+VERDICT_RULE = """\
+**Verdict rule.** The paper's value is compared with ours under the paper's metric where
+we record it (else with our final error), over our n seeds (mean m, sample std s):
+* the paper gives **mean ± std over N runs**: *reproduced* when |m − paper| ≤ 2 SE, with
+  SE = √(s²/n + s_p²/N) the standard error of the difference of the two means;
+* the paper gives **one number**: *reproduced* when it lies inside our seeds' range
+  [min, max], the paper's number read as the interval its rounding allows (1.6 → 1.55 to
+  1.65);
+* otherwise *not reproduced*, saying whether ours is higher or lower;
+* **n < 3**: *no verdict* (too few seeds to judge a spread), Δ still shown; **n = 0**:
+  *not run*; no paper value: *no paper value* (the reason is in the paper column)."""
+
+
+def _decimals(value: float) -> int:
+    text = repr(float(value))
+    return len(text.split(".")[1].rstrip("0")) if "." in text else 0
+
+
+def verdict(paper: float | None, ours: list[float], paper_std: float | None = None,
+            paper_runs: int | None = None) -> str:
+    """The verdict of one row by ``VERDICT_RULE`` (``ours``: the per-seed values, in
+    the paper's unit)."""
+    ours = [v for v in ours if v is not None and not math.isnan(v)]
+    n = len(ours)
+    if paper is None:
+        return "no paper value"
+    if n == 0:
+        return "not run"
+    if n < 3:
+        return f"no verdict (n = {n} < 3)"
+    m = sum(ours) / n
+    s = math.sqrt(sum((v - m) ** 2 for v in ours) / (n - 1))
+    side = "ours higher" if m > paper else "ours lower"
+    if paper_std is not None:
+        runs = paper_runs or 1
+        se = math.sqrt(s * s / n + paper_std * paper_std / runs)
+        ok = abs(m - paper) <= 2 * se
+        return (f"reproduced (|Δ| ≤ 2 SE = {2 * se:.2f})" if ok
+                else f"not reproduced ({side}; |Δ| > 2 SE = {2 * se:.2f})")
+    half = 0.5 * 10 ** -_decimals(paper)
+    lo, hi = min(ours), max(ours)
+    if paper + half >= lo and paper - half <= hi:
+        return f"reproduced (inside our range {lo:.2f}–{hi:.2f})"
+    return f"not reproduced ({side}: our range {lo:.2f}–{hi:.2f})"
+
+
+# --------------------------------------------------------------------------- rows
+
+def _pct_errors(values) -> list[float]:
+    return [100 * (1 - v) for v in values if v is not None and not math.isnan(v)]
 
 
 def _error(values) -> str:
@@ -155,78 +284,175 @@ def _error(values) -> str:
     return f"{mean:.2f} (n = 1)" if n == 1 else f"{mean:.2f} ± {std:.2f} (n = {n})"
 
 
-def rows(root: str | Path = ".", runs=RUNS) -> list[dict]:
-    """One table row per (reproduction, ratio), from the cells' eval rows on disk."""
+def seconds_per_seed(root: str | Path, rep: Reproduction, method: str, ratio, seeds) -> float | None:
+    """Mean wall seconds of one seed's score + mask + train + eval jobs, from their
+    Snakemake benchmarks under ``root`` (None when there are none)."""
+    total = []
+    for seed in seeds:
+        ident = paths.CELL_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
+                                     ratio=format_ratio(ratio), variant="")
+        chain = paths.CHAIN_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method)
+        secs, found = 0.0, False
+        for stage, name in (("score", chain), ("mask", ident), ("train", ident), ("eval", ident)):
+            f = Path(root) / paths.benchmark(stage, name)
+            if f.exists():
+                lines = f.read_text().splitlines()
+                if len(lines) > 1:
+                    secs += float(lines[1].split("\t")[0])
+                    found = found or stage == "train"
+        if found:
+            total.append(secs)
+    return sum(total) / len(total) if total else None
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
+
+
+def _cells_of(root, rep: Reproduction, s, ratio: float, variant: str):
+    """(found rows, missing seeds, failed rows, stale seeds) of one (ratio, variant)."""
     from prunelib.foundations.artifacts import read_parquet_rows
     from prunelib.config import contracts
 
+    found, missing, failed, stale = [], [], [], []
+    for r, seed, v, path in rep.variant_cells():
+        if r != float(ratio) or v != variant:
+            continue
+        full = Path(root) / path
+        if not full.exists():
+            missing.append(seed)
+            continue
+        row = read_parquet_rows(full)[0]  # verified against its checksum
+        method = "dense" if r == 1 else rep.method
+        expected = contracts.eval_contract(s, rep.arch, rep.dataset, method, r, seed, variant).cell_hash
+        if row["settings_hash"] != expected:  # made with other settings than the preset's now
+            stale.append(seed)
+            continue
+        (found if row["status"] == "ok" else failed).append(row)
+    return found, missing, failed, stale
+
+
+COLUMNS = ("network", "method", "r (sparsity)", "paper: where · metric · runs", "paper",
+           "ours: final error %", "ours, paper's metric", "Δ", "verdict", "seeds (time per seed)", "command")
+
+
+def rows(root: str | Path = ".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[dict]:
+    """One row per (reproduction, ratio, variant, paper value), from the eval rows on disk."""
+    book = paper_values(values_path)
     out = []
     for rep in runs:
-        proto = protocol(rep)
         s = settings_of(rep)
-        for ratio in rep.ratios_shown():
-            found, missing, failed, stale = [], [], [], []
-            for r, seed, path in rep.cells():
-                if r != float(ratio):
-                    continue
-                full = Path(root) / path
-                if not full.exists():
-                    missing.append(seed)
-                    continue
-                row = read_parquet_rows(full)[0]  # verified against its checksum
-                method = "dense" if r == 1 else rep.method
-                expected = contracts.eval_contract(s, rep.arch, rep.dataset, method, r, seed).cell_hash
-                if row["settings_hash"] != expected:  # made with other settings than the preset's now
-                    stale.append(seed)
-                    continue
-                (found if row["status"] == "ok" else failed).append(row)
-            kept = sorted({(int(x["n_kept"]), int(x["n_prunable"])) for x in found})
-            out.append({
-                "preset": rep.preset, "network": rep.arch,
-                "method": "dense" if float(ratio) == 1 else rep.method,
-                "r": format_ratio(ratio), "sparsity": f"{100 * (1 - 1 / float(ratio)):g}%",
-                "seeds": ", ".join(str(x["seed"]) for x in sorted(found, key=lambda x: x["seed"])) or "—",
-                "final error % (ours)": _error([x["top1"] for x in found]),
-                "best-of-checkpoints error % (paper's metric)": _error([x.get("best_test_top1") for x in found]),
-                "kept / prunable": ", ".join(f"{k:,} / {n:,}" for k, n in kept) or "—",
-                "not run / failed": ", ".join([f"seed {k} not run" for k in missing]
-                                              + [f"seed {k} stale (other settings than the preset's)" for k in stale]
-                                              + [f"seed {x['seed']} failed: {x['reason']}" for x in failed]) or "",
-                "protocol": f"{rep.paper}: {proto}", "command": f"`{rep.command()}`",
-            })
+        has_ckpt = bool(s.eval.every_steps)
+        papers = papers_for(rep, book["values"])
+        ratios = list(rep.ratios_shown())
+        ratios += sorted({v["ratio"] for v in papers} - {float(r) for r in ratios} - set(ratios))
+        for ratio in ratios:
+            run_here = ratio in rep.ratios_shown()
+            method = "dense" if float(ratio) == 1 else rep.method
+            for variant in (("none",) if method == "dense" else rep.variants):
+                found, missing, failed, stale = (_cells_of(root, rep, s, ratio, variant) if run_here
+                                                 else ([], [], [], []))
+                ours = [x["top1"] for x in found]
+                ours_pm = [x.get("best_test_top1") for x in found] if has_ckpt else []
+                compare = _pct_errors(ours_pm) if has_ckpt else _pct_errors(ours)
+                matching = [v for v in papers if float(v["ratio"]) == float(ratio) and v["method"] == method
+                            and variant == "none"] or [None]
+                seeds = sorted(x["seed"] for x in found)
+                secs = seconds_per_seed(root, rep, method, ratio, seeds) if found else None
+                seed_text = (f"{', '.join(map(str, seeds))} (n = {len(seeds)})" if seeds else "none")
+                notes = ([f"seed {k} not run" for k in missing]
+                         + [f"seed {k} stale (other settings than the preset's)" for k in stale]
+                         + [f"seed {x['seed']} failed: {x['reason']}" for x in failed])
+                if notes:
+                    seed_text += "; " + ", ".join(notes)
+                if run_here and (notes or secs is not None):
+                    seed_text += (f"; one seed ≈ {_duration(secs)} (benchmarks)" if secs is not None
+                                  else f"; one seed: {rep.cost_estimate}" if rep.cost_estimate else "")
+                for pv in matching:
+                    if pv is None:
+                        paper_where, paper_text = "— (none in paper_values.yaml)", "—"
+                        value = std = runs_ = None
+                    else:
+                        runs_ = pv.get("runs")
+                        paper_where = (f"{pv['paper']} {pv['where']} · {pv['metric']} · "
+                                       f"{'runs not stated' if runs_ is None else f'{runs_} runs'}")
+                        value, std = pv.get("value"), pv.get("std")
+                        paper_text = paper_text_of(pv)
+                    if not run_here and pv is not None and pv.get("protocol"):
+                        ours_follows = rep.corresponds.split(" (")[0].split(",")[0] if rep.corresponds else "the preset"
+                        v_text = f"not run: {pv['protocol']}; ours follows {ours_follows}"
+                    elif not run_here:
+                        v_text = "not run (not among this reproduction's ratios)"
+                    else:
+                        v_text = verdict(value, compare, std, runs_)
+                    delta = "—"
+                    if value is not None and compare:
+                        delta = f"{sum(compare) / len(compare) - value:+.2f}"
+                    out.append({
+                        "network": rep.arch if rep.dataset == "mnist" else f"{rep.arch} ({rep.dataset})",
+                        "method": method + ("" if variant == "none" else f" [{variant}]"),
+                        "r (sparsity)": f"{format_ratio(ratio)} ({100 * (1 - 1 / float(ratio)):g}%)",
+                        "paper: where · metric · runs": paper_where, "paper": paper_text,
+                        "ours: final error %": _error(ours) if run_here else "—",
+                        "ours, paper's metric": (_error(ours_pm) if has_ckpt else "— (no checkpoints kept)")
+                        if run_here else "—",
+                        "Δ": delta, "verdict": v_text, "seeds (time per seed)": seed_text if run_here else "—",
+                        "command": f"`{rep.command()}`" if run_here else "—",
+                        "_rep": rep.name,
+                    })
     return out
 
 
 HEADER = """# Reproductions
 
-Generated by `prunelib reproductions write` from the eval rows under `results/`; do not
-edit by hand.  Each row is one preset at one compression ratio r (sparsity 1 - 1/r),
-run with `prunelib reproductions run <name>` (the command column), which runs exactly
-those cells of the preset through Snakemake.
+Generated by `prunelib reproductions write` (add `--root DIR` to read `DIR/results/`) from
+the eval rows under `results/` and the papers' numbers in
+`prunelib/report/paper_values.yaml` (each quoted with its source); do not edit by hand.
+Each row is one cell of ours (network, method, compression ratio r, sparsity 1 − 1/r)
+beside one value of a paper.  `prunelib reproductions run <name>` runs exactly the cells
+of one reproduction through Snakemake (finished seeds are kept; missing ones are run):
+it is also the command to add the seeds a row lacks.
 
-* **final error** is our headline: 1 - test top-1 of the final weights, mean ± sample
-  std over the seeds listed (n).
-* **best-of-checkpoints error** is the metric the paper's code reports (SNIP's
-  `snip/test.py`: 1 - the maximum test accuracy over the last checkpoints kept).  It is
+* **ours: final error** is our headline: 1 − test top-1 of the final weights, mean ±
+  sample std over the n seeds listed.
+* **ours, paper's metric** is ours measured as the paper's code reports (SNIP's
+  `snip/test.py`: 1 − the best test accuracy over the last checkpoints kept).  It is
   selected on the test set, so it is optimistic; shown beside ours, never instead.
-  "—" where the preset keeps no checkpoints.
-* **protocol** is read from the resolved preset (`workflow/presets/<preset>.yaml`, whose
-  comments say which choices follow the authors' code, which the paper, and which we
-  made).
+  "—" where the preset keeps no checkpoints (then the verdict uses the final error).
+* **Δ** = ours (paper's metric, else final) − paper, in points of error.
+* **seeds (time per seed)**: the seeds behind the row, those missing, and the wall time
+  one seed's score + mask + train + eval jobs took (their Snakemake benchmarks).
+
 """
 
 
-def render(table: list[dict]) -> str:
-    cols = list(table[0]) if table else []
-    lines = [HEADER, "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+def _table(cols, table) -> list[str]:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in table:
         lines.append("| " + " | ".join(str(row[c]).replace("|", "\\|") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def write(root: str | Path = ".", out: str | Path = DOC, runs=RUNS) -> str:
+def render(table: list[dict], runs=RUNS, study_text: str = "") -> str:
+    lines = [HEADER + VERDICT_RULE, "", *_table(COLUMNS, table), "", "## Protocols", ""]
+    for rep in runs:
+        lines.append(f"* **{rep.name}** — {rep.paper}, preset `{rep.preset}`: {protocol(rep)}."
+                     + (f" Corresponds to {rep.corresponds}." if rep.corresponds else "")
+                     + f" Run: `{rep.command()}`.")
+    text = "\n".join(lines) + "\n"
+    return text + ("\n" + study_text if study_text else "")
+
+
+def write(root: str | Path = ".", out: str | Path = DOC, runs=RUNS, study: bool = True) -> str:
+    """Write the page: the reproduction table, then (``study``) the study section with
+    its figures beside ``out``."""
     from prunelib.foundations.artifacts import write_text
 
-    text = render(rows(root, runs))
+    study_text = ""
+    if study:
+        from prunelib.report import study as study_mod
+
+        study_text = study_mod.section(root, Path(out).parent)
+    text = render(rows(root, runs), runs, study_text)
     write_text(text, Path(out))
     return text
