@@ -299,3 +299,30 @@ def test_audit_lists_the_updated_weights_and_the_update_per_layer(lobs_cell):
     rep = checks.audit_mask(lobs_cell.mask)
     assert all("update_norm" in r for r in rep["tensors"])
     assert "update_norm" in checks.render_mask(rep)
+
+
+@pytest.mark.parametrize("scorer", [lambda: ObsScorer(damping=1e-3, group=4),
+                                    lambda: WoodFisherScorer(damping=1e-3, block_size=8),
+                                    lambda: LobsScorer()], ids=["obs", "woodfisher", "lobs"])
+def test_masks_and_updated_weights_are_bit_identical_when_run_again(scorer):
+    runs = []
+    for _ in range(2):
+        model = tiny_net(11)
+        params = weight_params(model)
+        masks, rows, _, _ = scorer().prune_update(model, params, tiny_batches(6, bs=4), 3.0,
+                                                  "layer" if isinstance(scorer(), LobsScorer) else "global", 0)
+        runs.append(({n: m.clone() for n, m in masks.items()}, {n: p.detach().clone() for n, p in params.items()},
+                     rows))
+    (m1, w1, r1), (m2, w2, r2) = runs
+    assert all(torch.equal(m1[n], m2[n]) and torch.equal(w1[n], w2[n]) for n in m1) and r1 == r2
+
+
+def test_a_grid_naming_obs_on_a_network_over_its_limit_stops_before_any_job():
+    from prunelib.config.validation import ConfigError
+    from prunelib.methods import bounds
+    from tests.cells import settings
+
+    s = settings(grid={"methods": ["obs"], "archs": ["lenet300"], "datasets": ["mnist"], "ratios": [1, 4]})
+    with pytest.raises(ConfigError, match=r"^config error: obs on lenet300/mnist: 266,200 prunable weights exceed "
+                                          r"score.per_method.obs.max_weights = 10,000; .*use woodfisher"):
+        bounds.check_ratios(s)
