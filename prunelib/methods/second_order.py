@@ -232,7 +232,7 @@ def layer_inputs(model: nn.Module, modules: dict[str, nn.Module], batches) -> di
     return {n: hs[n] / max(count[n], 1) for n in modules}
 
 
-def obc_rows(w: torch.Tensor, h: torch.Tensor, counts: torch.Tensor | None = None, chunk: int = 64):
+def obc_rows(w: torch.Tensor, h: torch.Tensor, counts: torch.Tensor | None = None, chunk: int | None = None):
     """OBC's row-wise OBS on W [rows, cols] with the shared Hessian H [cols, cols].
 
     Without ``counts``: every row pruned to empty in OBS order; returns (order [rows,
@@ -240,6 +240,8 @@ def obc_rows(w: torch.Tensor, h: torch.Tensor, counts: torch.Tensor | None = Non
     ½ δwᵀ H δw added by that removal, with H = 2XXᵀ as given).  With ``counts`` (removals
     per row): the rows after removing their first counts[r] weights (float64), updated."""
     rows, cols = w.shape
+    if chunk is None:  # rows per batch: each holds its own H⁻¹ (cols² numbers), at most ~1 GiB together
+        chunk = max(1, min(64, (1 << 27) // (cols * cols)))
     hinv0 = torch.linalg.inv(h)
     if counts is None:
         order = torch.empty(rows, cols, dtype=torch.long)
