@@ -99,7 +99,7 @@ def child(args) -> dict:
     params = inspect.signature(stages.compute_scores).parameters
     if "scorer" in params:  # the stage contracts' API: one scorer per job
         data_s, knobs = settings.data_for(args.method), settings.knobs_for(args.method)
-        if getattr(args, "num_gradients", None) and getattr(m.scorer_class(), "updates_weights", False):
+        if getattr(args, "num_gradients", None) and hasattr(m.scorer_class(), "_inverses"):
             data_s = {**data_s, "num_batches": args.num_gradients}  # (second-order: fewer Fisher gradients)
         scorer = m.make_scorer(knobs)
         if getattr(scorer, "updates_weights", False):
@@ -184,8 +184,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--num-gradients", type=int, default=None,
-                    help="obs/woodfisher/lobs: scoring batches (Fisher gradients / input batches) instead of "
-                         "their defaults")
+                    help="obs/woodfisher: the Fisher's gradients instead of their default")
     ap.add_argument("--baseline", default=None, help="a checkout of another prunelib version to compare with")
     ap.add_argument("--out", default=str(REPO / "reports" / "benchmarks" / "method_cost.md"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

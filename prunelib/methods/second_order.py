@@ -121,7 +121,8 @@ def fisher_inverse_blocks(grads, n_grads: int, blocks: list[tuple[int, int]], da
 
 # --- OBS in blocks -----------------------------------------------------------------------
 
-def obs_remove(w: torch.Tensor, hinv: torch.Tensor, q: torch.Tensor, joint: bool = True) -> torch.Tensor:
+def obs_remove(w: torch.Tensor, hinv: torch.Tensor, q: torch.Tensor, joint: bool = True,
+               downdate: bool = True) -> torch.Tensor:
     """Remove the weights ``q`` (indices into ``w``) by OBS: ``w`` updated in place by
     δw = -H⁻¹ E_Q ([H⁻¹]_QQ)⁻¹ w_Q (``joint``; one index: -(w_q / [H⁻¹]_qq) H⁻¹ e_q) or by
     the sum of the single-weight updates (not ``joint``: the WoodFisher code's one-shot
@@ -135,6 +136,8 @@ def obs_remove(w: torch.Tensor, hinv: torch.Tensor, q: torch.Tensor, joint: bool
     delta = -(cols @ coef)
     w += delta
     w[q] = 0.0
+    if not downdate:  # (the last step: nothing reads the inverse again)
+        return delta
     block = hinv[q][:, q]
     hinv -= cols @ torch.linalg.solve(block, cols.T)
     hinv[q, :] = 0.0
@@ -159,7 +162,8 @@ def obs_prune_blocks(w_flat: torch.Tensor, hinvs: list[torch.Tensor], blocks: li
 
     Returns (alive: bool [n], (the last step's survivors' flat indices, its
     ``masking.Selection``: the tie record at the cut), ranking: float64 [n], higher = kept
-    longer: a removed weight -(its step), a kept one 1 + its final saliency)."""
+    longer: a removed weight -(its step), a kept one 1 + its saliency with the last step's
+    inverse (the last step does not downdate: nothing reads the inverse after it))."""
     n = w_flat.numel()
     alive = torch.ones(n, dtype=torch.bool) if alive is None else alive.clone()
     block_of = torch.empty(n, dtype=torch.long)
@@ -187,10 +191,14 @@ def obs_prune_blocks(w_flat: torch.Tensor, hinvs: list[torch.Tensor], blocks: li
         tie = (idx, sel)
         gone = idx[~sel.keep]
         removed_step[gone] = step
-        for i in torch.unique(block_of[gone]).tolist():
+        last = n_alive - gone.numel() == keep
+        gone = gone.sort().values  # (ascending: each block's removals are one run)
+        ids, counts = torch.unique_consecutive(block_of[gone], return_counts=True)
+        for i, part in zip(ids.tolist(), gone.split(counts.tolist())):
             a, b = blocks[i]
-            obs_remove(w_flat[a:b], hinvs[i], gone[block_of[gone] == i] - a, joint=joint)
-            diag[a:b] = hinvs[i].diagonal()
+            obs_remove(w_flat[a:b], hinvs[i], part - a, joint=joint, downdate=not last)
+            if not last:
+                diag[a:b] = hinvs[i].diagonal()
         alive[gone] = False
         n_alive -= gone.numel()
     kept_sal = saliency(w_flat, torch.where(alive, diag, torch.ones_like(diag)))
