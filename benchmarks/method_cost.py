@@ -99,8 +99,14 @@ def child(args) -> dict:
     params = inspect.signature(stages.compute_scores).parameters
     if "scorer" in params:  # the stage contracts' API: one scorer per job
         data_s, knobs = settings.data_for(args.method), settings.knobs_for(args.method)
+        if getattr(args, "num_gradients", None) and hasattr(m.scorer_class(), "_inverses"):
+            data_s = {**data_s, "num_batches": args.num_gradients}  # (second-order: fewer Fisher gradients)
         scorer = m.make_scorer(knobs)
-        scores, _ = stages.compute_scores(net, prunable, scorer, data, args.dataset, 0, data_s, dev)
+        if getattr(scorer, "updates_weights", False):
+            scores = None  # (the score stage's one-shot saliencies are not on the pipeline's critical path
+            # twice: the mask stage recomputes its Hessian; timed there, below)
+        else:
+            scores, _ = stages.compute_scores(net, prunable, scorer, data, args.dataset, 0, data_s, dev)
     elif "knobs" in params:  # a --baseline snapshot from the registry's API
         data_s, knobs = settings.data_for(args.method), settings.knobs_for(args.method)
         scores, _ = stages.compute_scores(net, prunable, args.method, data, args.dataset, 0, data_s, knobs, dev)
@@ -108,7 +114,13 @@ def child(args) -> dict:
     else:  # a --baseline snapshot from before it
         scores, _ = stages.compute_scores(net, prunable, args.method, data, args.dataset, 0, settings, dev)
         scorer = m.make_scorer(settings)
-    if scorer.needs_ratio:
+    if getattr(scorer, "updates_weights", False):  # OBS, WoodFisher, L-OBS: pruned with their update
+        named = dict(net.named_parameters())
+        batches = [(x.to(dev), y.to(dev)) for x, y in
+                   datasets.scoring_batches(data, args.dataset, 0, data_s["batch_size"], data_s["num_batches"],
+                                            data_s["class_balanced"])]
+        scorer.prune_update(net, {p: named[p] for p in prunable}, batches, args.ratio, m.scope, 0, args.method)
+    elif scorer.needs_ratio:
         named = dict(net.named_parameters())
         kw = {"ranking": False} if "ranking" in inspect.signature(scorer.prune).parameters else {}
         scorer.prune(net, {p: named[p] for p in prunable}, args.ratio, m.scope, 0, args.method, **kw)
@@ -126,6 +138,8 @@ def child(args) -> dict:
 def run_child(code: str, arch: str, dataset: str, method: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", "--code", code, "--archs", arch, "--dataset", dataset,
            "--methods", method, "--ratio", str(args.ratio), "--device", args.device, "--threads", str(args.threads)]
+    if args.num_gradients:
+        cmd += ["--num-gradients", str(args.num_gradients)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(f"measurement {code} {arch} {method} failed:\n{res.stderr}")
@@ -169,6 +183,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--num-gradients", type=int, default=None,
+                    help="obs/woodfisher: the Fisher's gradients instead of their default")
     ap.add_argument("--baseline", default=None, help="a checkout of another prunelib version to compare with")
     ap.add_argument("--out", default=str(REPO / "reports" / "benchmarks" / "method_cost.md"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

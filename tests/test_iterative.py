@@ -10,6 +10,7 @@ import torch
 from prunelib import config, stages
 
 from prunelib.config import contracts
+from prunelib.catalogue import registry
 from prunelib.methods import iterative
 
 from prunelib.nets import models
@@ -23,8 +24,10 @@ from cells import settings
 # 120 training examples in batches of 60: S = 2 steps per epoch, T = 4 epochs = 8 steps.
 # Step schedule: lr 0.05 in epochs 0-1 (positions 0-3), 0.005 in epochs 2-3 (4-7).
 # lth_rewind rewinds to step round(0.25 * 8) = 2, gimp to round(0.75 * 8) = 6.
+#: The magnitude chains (woodfisher_imp prunes by WoodFisher: tests/test_e2e_second_order.py).
+MAGNITUDE_CHAINS = tuple(m for m in config.IMP_METHODS if not registry.method(m).imp.get("pruner"))
 CFG = {
-    "grid": {"archs": ["lenet300"], "datasets": ["mnist"], "methods": list(config.IMP_METHODS),
+    "grid": {"archs": ["lenet300"], "datasets": ["mnist"], "methods": list(MAGNITUDE_CHAINS),
              "ratios": [1, 2], "seeds": [0]},
     "train": {"epochs": 4, "train_subset": 120, "batch_size": 60, "lr_schedule": "step",
               "milestones": [2], "gamma": 0.1, "lr": 0.05},
@@ -54,7 +57,7 @@ def chain(tmp_path_factory, mnist_pt):
     root = tmp_path_factory.mktemp("imp")
     stages.run_init(contracts.init_contract(S, "lenet300", "mnist", 0, "pytorch_default"), root / "init.pt",
                     root / "init.parquet")
-    for method in config.IMP_METHODS:
+    for method in MAGNITUDE_CHAINS:
         d = root / method
         r0, r1 = imp_round_files(d / "round0"), imp_round_files(d / "round1")
         stages.run_imp_round(contracts.imp_round_contract(S, method, 0, "mnist", 0), mnist_pt, r0,
@@ -84,11 +87,15 @@ def _equal(a: dict, b: dict) -> bool:
 
 
 def test_plans_resolve_the_presets():
-    plans = {m: iterative.resolve_plan(config.imp_spec(S, m), SPE, 4) for m in config.IMP_METHODS}
+    plans = {m: iterative.resolve_plan(config.imp_spec(S, m), SPE, 4)
+             for m in (*MAGNITUDE_CHAINS, "woodfisher_imp")}
     assert {m: (p.rewind_step, p.rewind_lr, p.retrain_steps) for m, p in plans.items()} == {
         "imp_finetune": (None, False, 8), "lth": (0, True, 8), "lth_rewind": (2, True, 6),
-        "lrr": (None, True, 8), "gimp": (6, True, 8)}
-    assert {m: p.round_positions() for m, p in plans.items()} == {m: e[1] for m, e in EXPECTED.items()}
+        "lrr": (None, True, 8), "gimp": (6, True, 8), "woodfisher_imp": (None, False, 8)}
+    # (woodfisher_imp: imp_finetune's schedule, its pruning step second-order: tests/test_e2e_second_order.py)
+    assert plans["woodfisher_imp"].round_positions() == EXPECTED["imp_finetune"][1]
+    assert {m: p.round_positions() for m, p in plans.items() if m in EXPECTED} == {m: e[1] for m, e in
+                                                                                  EXPECTED.items()}
 
 
 def test_round0_is_the_dense_training_and_keeps_the_rewind_point(chain, mnist):
@@ -104,7 +111,7 @@ def test_round0_is_the_dense_training_and_keeps_the_rewind_point(chain, mnist):
     assert [(r["step"], r["lr"]) for r in log] == [(2, 0.05), (4, 0.05), (6, 0.05 * 0.1), (8, 0.05 * 0.1)]
 
 
-@pytest.mark.parametrize("method", config.IMP_METHODS)
+@pytest.mark.parametrize("method", MAGNITUDE_CHAINS)
 def test_one_round_by_hand(chain, mnist, method):
     """Which weights round 1 prunes, what the survivors are reset to, and the learning
     rate of every retraining step, each computed here independently of iterative.py."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import select
 import signal
 import socket

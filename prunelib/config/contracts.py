@@ -87,6 +87,9 @@ class MaskContract(Hparams):
     #: the method's own scope).
     allocation: str | None = None
     plugins: tuple = ()
+    #: A method that updates the weights it keeps (``Pruning.updates_weights``): the
+    #: scoring data its Hessian or Fisher is estimated on (``ScoreSettings.data_for``).
+    data: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,10 @@ class ImpSpec(Hparams):
     rewind_lr: bool
     #: A number of steps, ``"train_steps"`` (T) or ``"after_rewind"`` (T - k).
     retrain_steps: int | str
+    #: The pruning step when it is not magnitude: a method that updates the weights it
+    #: keeps (``{"method", "knobs", "data"}``: its settings and scoring data), e.g.
+    #: ``woodfisher_imp`` (prunelib/methods/iterative.py).
+    pruner: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +230,9 @@ def imp_spec(s: Settings, method: str) -> ImpSpec:
     spec = {**registry.method(method).imp, **it.per_method.get(method, {})}
     if isinstance(spec["rewind_weights_to"], str):  # the name of an `iterative` fraction of T
         spec["rewind_weights_to"] = {"fraction": getattr(it, spec["rewind_weights_to"])}
+    if spec.get("pruner"):  # (its settings and data enter the chain's hashes)
+        name = spec["pruner"]
+        spec["pruner"] = {"method": name, "knobs": s.score.knobs_for(name), "data": s.score.data_for(name)}
     return ImpSpec(round_factor=it.round_factor, criterion=it.criterion, train_steps=it.train_steps, **spec)
 
 
@@ -258,6 +268,8 @@ def mask_contract(s: Settings, method: str, ratio: float, seed: int, variant: st
     if how.chain:
         extra.update(imp_round=imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio),
                      criterion=s.iterative.criterion)
+    if how.updates_weights:
+        extra["data"] = s.score.data_for(method)
     if how.scored and s.prune.allocation is not None:
         extra["allocation"] = s.prune.allocation
     allocation = registry.get("allocation", extra["allocation"]) if "allocation" in extra else None

@@ -73,9 +73,16 @@ def run_train(c: TrainContract, init_path, mask_path, data_path, out_weights, ou
     inputs["data"] = input_record(data_path)
     dev = resolve_device(c.device)
     extra = {}
+    updated = "pruned_by" in init_meta  # (the updated weights of a method that updates what it keeps)
     if c.after_pruning == "redraw":
+        # a fresh draw: for an updating method (OBS, ...) the update is thrown away with
+        # the rest of the pruned network's values; only its mask survives
         model.load_state_dict(redrawn_state(init_meta, c.seed))
         extra["after_pruning"] = "redraw"
+        if updated:
+            extra["update_discarded"] = True
+    elif updated:
+        extra["started_from"] = "updated"
     extra.update(signal_propagation(c, model, masks, data, init_meta["dataset"]))
     if c.variant is not None:
         v = c.variant
