@@ -28,7 +28,8 @@ class Pruning:
     #: Whether whole filters are removed (with the input channels they fed).
     structured: bool
     #: What the cell's training starts from: ``init`` (the init artifact, kept or redrawn
-    #: by ``init.after_pruning``) or ``chain`` (the chain round's weights).
+    #: by ``init.after_pruning``), ``chain`` (the chain round's weights) or ``mask`` (the
+    #: network the mask stage built, EigenDamage's).
     trains_from: str
     description: str
 
@@ -46,14 +47,23 @@ RESCORED = Pruning("rescored", scored=True, rescores=True, chain=False, structur
                    description="scored again for each ratio while pruning (Scorer.prune)")
 STRUCTURED = Pruning("structured", scored=True, rescores=False, chain=False, structured=True, trains_from="init",
                      description="whole filters by their summed scores")
+#: A method that changes the network (EigenDamage): the mask stage builds the pruned network
+#: and stores it in the mask artifact (``mask.pt``'s ``network``); training and eval start
+#: from that network, not from the init (prunelib/methods/eigendamage.py).  Its scores
+#: artifact holds what the selection reads (the K-FAC factors).
+EIGENBASIS = Pruning("eigenbasis", scored=True, rescores=False, chain=False, structured=False, trains_from="mask",
+                     description="rows and columns of each layer in its K-FAC eigenbasis; the network is rebuilt")
 CHAIN = Pruning("chain", scored=False, rescores=False, chain=True, structured=False, trains_from="chain",
                 description="a round of a prune-retrain chain (iterative magnitude pruning)")
 
-ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, CHAIN)
+ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, EIGENBASIS, CHAIN)
 
 
-def of(kind: str, rescores: bool = False, structured: bool = False) -> Pruning:
-    """The ``Pruning`` of a method registered with ``kind`` (``registry.KINDS``) and its facts."""
+def of(kind: str, rescores: bool = False, structured: bool = False, network: bool = False) -> Pruning:
+    """The ``Pruning`` of a method registered with ``kind`` (``registry.KINDS``) and its facts
+    (``network``: it changes the network, as EigenDamage)."""
+    if network:
+        return EIGENBASIS
     if kind == "dense":
         return DENSE
     if kind == "iterative":

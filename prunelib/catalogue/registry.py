@@ -232,7 +232,7 @@ def add_method(name: str, kind: str, scope: str | None, paper: str, scorer: Any 
         raise RegistryError(f"method {name!r}: kind = {kind!r} is not allowed; allowed: {', '.join(KINDS)}")
     if kind == "foresight" and scope not in ("global", "layer"):
         raise RegistryError(f"method {name!r}: scope = {scope!r} is not allowed; allowed: global, layer")
-    how = pruning.of(kind, facts.pop("rescores", False), facts.pop("structured", False))
+    how = pruning.of(kind, facts.pop("rescores", False), facts.pop("structured", False), facts.pop("network", False))
     entry = MethodEntry(name, kind, scope, paper, scorer, origin=_current_origin[-1], pruning=how, **facts)
     _add(METHODS, "method", entry)
     return entry
@@ -441,6 +441,11 @@ def _builtins() -> None:
     add_method("kron_obs", "foresight", "global", "Wang et al., ICML 2019 (EigenDamage paper, Kron-OBS)",
                m + "kron:KronObsScorer", structured=True, default_grid=False, data={"batch_size": 128},
                settings=dict(kron_settings))
+    # EigenDamage (Wang et al., ICML 2019): prunes rows and columns of each layer rotated into
+    # its K-FAC eigenbasis and rebuilds the network (prunelib/methods/eigendamage.py).
+    add_method("eigendamage", "foresight", "global", "Wang et al., ICML 2019 (EigenDamage)",
+               m + "eigendamage:EigenDamageScorer", network=True, default_grid=False, data={"batch_size": 128},
+               settings={"fisher": kron_settings["fisher"]})
     # Iterative magnitude pruning: presets of one generalised method (prunelib/methods/iterative.py).
     # rewind_weights_to: a step, None (keep the trained weights) or the name of an
     # `iterative` fraction of T; retrain_steps: "train_steps" (T) or "after_rewind" (T - k).

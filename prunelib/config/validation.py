@@ -269,7 +269,8 @@ def check_allocation(config: dict) -> None:
     allocation = (config.get("prune") or {}).get("allocation")
     if allocation is None:
         return
-    why = {"rescored": "re-scores per ratio", "structured": "prunes whole filters", "chain": "is an IMP chain"}
+    why = {"rescored": "re-scores per ratio", "structured": "prunes whole filters", "chain": "is an IMP chain",
+           "eigenbasis": "rebuilds the network"}
     bad = [f"{m} {why[registry.method(m).pruning.name]}" for m in config["grid"]["methods"]
            if registry.method(m).pruning.name in why]
     if bad:

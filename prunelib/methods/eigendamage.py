@@ -297,3 +297,89 @@ def prune(model: nn.Module, prunable: list[str], batches, ratio, seed: int, fish
     bases = decompose(model, factors)
     kept, record = select(model, bases, prunable, ratio, seed, limit)
     return build(model, bases, kept, trainable_rotations), kept, record
+
+
+def spec_of(kept: dict) -> dict:
+    """The built network's shape, as the artifacts record it: {layer: [kept rows, kept cols]}
+    for each replaced layer (enough to rebuild it empty and load its state dict)."""
+    return {k: [int(sel[0].numel()), int(sel[1].numel())] for k, sel in kept.items() if sel is not None}
+
+
+def skeleton(model: nn.Module, spec: dict) -> nn.Module:
+    """``model`` with each layer of ``spec`` replaced by an (untrained) bottleneck of the
+    recorded size, in place: what a built network's state dict loads into."""
+    mods = dict(model.named_modules())
+    for k, (r, c) in spec.items():
+        m = mods[k]
+        conv = isinstance(m, nn.Conv2d)
+        bias = m.bias is not None
+        in_dim = m.in_channels if conv else m.in_features
+        out_dim = m.out_channels if conv else m.out_features
+        patch = m.kernel_size[0] * m.kernel_size[1] if conv else 1
+        b = Basis(k, torch.zeros(in_dim + bias, in_dim + bias, dtype=torch.float64),
+                  torch.zeros(out_dim, out_dim, dtype=torch.float64), torch.zeros(in_dim + bias),
+                  torch.zeros(out_dim), torch.zeros(out_dim, patch, in_dim + bias, dtype=torch.float64), conv, bias)
+        dtype = m.weight.dtype
+        _set(model, k, _bottleneck(m, b, torch.arange(r), torch.arange(c), dtype))
+    return model
+
+
+def collapse(built: nn.Module, original: nn.Module, spec: dict) -> nn.Module:
+    """The built network folded back into the original architecture (``original``: a network
+    of that architecture, its other weights ignored): each bottleneck's back-projection, core
+    and projection multiplied out (W = Q_S[:, R] W*[R, :, C] Q_A[:, C]^T, the homogeneous
+    coordinate back into the bias).  Right after pruning this is ``rotated_masked``; after
+    training it is the same function in the original shape (the eval stage's check)."""
+    out = copy.deepcopy(original)
+    out.load_state_dict({k: v for k, v in built.state_dict().items() if k in out.state_dict()}, strict=False)
+    mods, bmods = dict(out.named_modules()), dict(built.named_modules())
+    with torch.no_grad():
+        for k in spec:
+            proj, core, back = bmods[k]
+            m = mods[k]
+            if isinstance(m, nn.Conv2d):
+                w = torch.einsum("or,rckl,ci->oikl", back.weight[:, :, 0, 0], core.weight, proj.weight[:, :, 0, 0])
+                b = (torch.einsum("or,rckl,c->o", back.weight[:, :, 0, 0], core.weight, proj.bias)
+                     if proj.bias is not None else None)
+            else:
+                w = back.weight @ core.weight @ proj.weight
+                b = back.weight @ core.weight @ proj.bias if proj.bias is not None else None
+            m.weight.copy_(w)
+            if b is not None:
+                m.bias.copy_(b)
+    return out
+
+
+def measure(built: nn.Module, original: nn.Module, spec: dict, data: dict, dataset: str, device,
+            train_batch: int = 128, infer_batch: int = 256) -> dict:
+    """The measured columns of an EigenDamage eval row: the built network against the
+    original-shaped network it folds into (``collapse``), as ``slimming.measure`` does for
+    filters -- ``slim_max_abs_diff`` in float64, ``slim_equal``, ``slim_params`` and the
+    speed-ups at batch 1, 256 and one training step (original time / built time)."""
+    from prunelib.methods import slimming
+
+    reps = slimming.REPEATS
+    row = slimming.measure_missing(device)
+    row.update(measure_train_batch=train_batch, measure_infer_batch=infer_batch)
+    device = torch.device(device)
+    built = built.to(device).eval()
+    dense = collapse(built, original.to(device), spec).eval()
+    x, _ = slimming.test_batch(data, dataset, infer_batch, device)
+    with torch.no_grad():
+        diff32 = float((built(x) - dense(x)).abs().max())
+        diff = float((copy.deepcopy(built).double()(x.double()) - copy.deepcopy(dense).double()(x.double()))
+                     .abs().max())
+    row.update(slim_max_abs_diff=diff, slim_max_abs_diff_f32=diff32, slim_equal=diff <= slimming.TOLERANCE,
+               slim_params=sum(p.numel() for p in built.parameters()))
+    t = slimming.side_by_side([slimming._infer(dense, x[:1]), slimming._infer(built, x[:1])], reps["b1"], device,
+                              reps["warmup"])
+    row["measured_speedup_infer_b1"] = t[0] / t[1]
+    t = slimming.side_by_side([slimming._infer(dense, x), slimming._infer(built, x)], reps["b256"], device,
+                              reps["warmup"])
+    row["measured_speedup_infer_b256"] = t[0] / t[1]
+    xt, yt = slimming.test_batch(data, dataset, train_batch, device)
+    d_t, b_t = copy.deepcopy(dense).train(), copy.deepcopy(built).train()
+    t = slimming.side_by_side([slimming._train_step(d_t, xt, yt), slimming._train_step(b_t, xt, yt)],
+                              reps["train"], device, reps["warmup"])
+    row["measured_speedup_train"] = t[0] / t[1]
+    return row

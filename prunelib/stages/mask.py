@@ -15,8 +15,8 @@ import torch
 from prunelib.catalogue import pruning, registry
 from prunelib.config.contracts import MaskContract
 from prunelib.foundations.artifacts import input_record, load_pt, save_pt, write_parquet
-from prunelib.methods import allocation, masking, score_checks, structured, variants
-from prunelib.stages.common import load_model, provenance
+from prunelib.methods import allocation, eigendamage, kfac, masking, score_checks, structured, variants
+from prunelib.stages.common import cpu_state, load_model, provenance
 from prunelib.train.loop import resolve_device
 
 
@@ -33,6 +33,8 @@ class Selected:
     score_seconds: float = 0.0
     #: The lineage of what was read: {role: {path, sha256}}.
     inputs: dict = dataclasses.field(default_factory=dict)
+    #: A method that changes the network (EigenDamage): {spec, state_dict} of the built network.
+    network: dict | None = None
 
 
 def _dense(c: MaskContract, init_path, _scores_path) -> Selected:
@@ -109,9 +111,36 @@ def _structured(c: MaskContract, init_path, scores_path) -> Selected:
                     {"scores": input_record(scores_path), "init": input_record(init_path)})
 
 
+def _eigenbasis(c: MaskContract, init_path, scores_path) -> Selected:
+    """EigenDamage (prunelib/methods/eigendamage.py): each layer rotated into the eigenbasis
+    of the K-FAC factors the score stage stored, rows and columns removed to the cell's
+    ratio, the network built.  The built network goes into the mask artifact (training and
+    eval start from it); its masks keep every weight of it (all True), its counts are the
+    built network's against the original prunable weights."""
+    model, meta = load_model(init_path)
+    blob = load_pt(scores_path)
+    factors = {k: kfac.Factors(f["A"], f["S"], f["bias"], f["patches"]) for k, f in blob["extra"]["kfac"].items()}
+    bases = eigendamage.decompose(model, factors)
+    kept, record = eigendamage.select(model, bases, meta["prunable"], c.ratio, c.seed)
+    built = eigendamage.build(model, bases, kept)
+    masks, rows = {}, []
+    for name, mod in built.named_modules():
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
+            w = mod.weight
+            masks[f"{name}.weight"] = torch.ones_like(w, dtype=torch.bool)
+            rows.append({"name": f"{name}.weight", "shape": "x".join(map(str, w.shape)), "numel": w.numel(),
+                         "kept": w.numel(), "density": 1.0, "collapsed": False, "threshold": float("nan"),
+                         "tied_at_threshold": 0, "tied_kept": 0})
+    extra = {"eigendamage": record, "target_kept": record["eigen_target_kept"], "n_kept": record["eigen_n_kept"],
+             "n_prunable": record["n_prunable"]}
+    network = {"spec": eigendamage.spec_of(kept), "state_dict": cpu_state(built)}
+    return Selected(masks, rows, None, "global", extra, blob["meta"].get("seconds", 0.0),
+                    {"scores": input_record(scores_path), "init": input_record(init_path)}, network)
+
+
 #: How each kind of pruning makes its mask.
 PATHS = {pruning.DENSE.name: _dense, pruning.SINGLE_PASS.name: _single_pass, pruning.RESCORED.name: _rescored,
-         pruning.CHAIN.name: _chain, pruning.STRUCTURED.name: _structured}
+         pruning.CHAIN.name: _chain, pruning.STRUCTURED.name: _structured, pruning.EIGENBASIS.name: _eigenbasis}
 
 
 def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table) -> None:
@@ -131,7 +160,8 @@ def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table) -> No
     meta = {"method": c.method, "ratio": float(c.ratio), "seed": c.seed, "scope": sel.scope, "target_kept": target,
             **summary, **extra, "seconds": seconds, "score_seconds": sel.score_seconds,
             "settings_hash": c.hash(), **provenance(), "inputs": sel.inputs}
-    save_pt({"masks": masks, "meta": meta}, out_mask)
+    save_pt({"masks": masks, "meta": meta, **({"network": sel.network} if sel.network is not None else {})},
+            out_mask)
     write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
                                                                   "target_kept", "n_kept", "n_prunable")})
 

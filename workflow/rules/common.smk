@@ -194,7 +194,7 @@ def train_inputs(w):
     """Where a cell's training starts: the init; for an IMP cell, its chain round's
     result (nothing to train) or, for a variant, the weights that round started from."""
     base = {"mask": plpaths.MASK.format(**dict(w.items())), "data": data_path(w)}
-    if pruning_of(w).trains_from == "init":
+    if pruning_of(w).trains_from in ("init", "mask"):
         return {**base, "init": init_path(w)}
     j = imp_round_of(w)
     if variant_of(w) == "none":
