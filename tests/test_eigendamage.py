@@ -97,3 +97,46 @@ def test_a_padded_convolution_with_a_bias_is_refused_by_name():
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 16, 3))
     with pytest.raises(ValueError, match="layer 0 has a bias and zero padding"):
         ed.eigen_layers(net, ["0.weight", "2.weight"])
+
+
+# ---- through the stages of a cell, as the workflow runs them -------------------------
+
+@pytest.fixture(scope="module")
+def synth_pt(tmp_path_factory):
+    from prunelib.data import datasets
+
+    out = tmp_path_factory.mktemp("synth") / "synthetic_cifar10.pt"
+    datasets.prepare("synthetic_cifar10", tmp_path_factory.mktemp("root"), out)
+    return out
+
+
+def _cell(tmp_path, data_pt, arch, dataset, ratio):
+    from cells import run_cell, settings
+    from prunelib.foundations.artifacts import load_pt, read_parquet_rows
+    from prunelib.stages.common import load_model
+
+    s = settings(train={"epochs": 1, "train_subset": 256, "batch_size": 64}, score={"num_batches": 1})
+    cell = run_cell(tmp_path, data_pt, s, arch, "eigendamage", ratio, dataset=dataset)
+    blob = load_pt(cell.mask)
+    rec = blob["meta"]["eigendamage"]
+    assert rec["target_reached"] and rec["eigen_n_kept"] <= rec["eigen_target_kept"]
+    assert blob["network"]["spec"] and "kfac" in load_pt(cell.scores)["extra"]
+    # training started from the built network and kept its shape
+    final, meta = load_model(cell.final)
+    assert meta["eigendamage_spec"] == blob["network"]["spec"]
+    assert ed.weight_count(final) == rec["eigen_n_kept"]
+    row = read_parquet_rows(cell.eval)[0]
+    assert row["granularity"] == "eigenbasis" and row["n_kept"] == rec["eigen_n_kept"]
+    assert row["n_prunable"] == rec["n_prunable"] and row["empirical_ratio"] >= ratio
+    assert bool(row["slim_equal"]) and row["macs_kept"] < row["macs_dense"]
+    for c in ("measured_speedup_infer_b1", "measured_speedup_infer_b256", "measured_speedup_train"):
+        assert row[c] > 0
+    return cell
+
+
+def test_eigendamage_cell_on_lenet5_mnist(tmp_path, mnist_pt):
+    _cell(tmp_path, mnist_pt, "lenet5", "mnist", 4)
+
+
+def test_eigendamage_cell_on_resnet20_synthetic_cifar10(tmp_path, synth_pt):
+    _cell(tmp_path, synth_pt, "resnet20", "synthetic_cifar10", 2)

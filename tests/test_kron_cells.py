@@ -58,6 +58,7 @@ def test_kron_cell_on_lenet5_mnist(tmp_path, mnist_pt, method):
         got = blob["scores"][f"{layer}.weight"].double()
         torch.testing.assert_close(got.reshape(got.shape[0], -1).sum(1), want)
     assert blob["meta"]["form"] == "paper" and blob["meta"]["fisher"] == "true"
+    assert ("extra" in blob) == (method == "kron_obs")  # S^-1 stored for the Kron-OBS update
 
 
 @pytest.mark.parametrize("method", ["kron_obd", "kron_obs"])

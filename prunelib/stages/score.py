@@ -53,7 +53,7 @@ def run_score(c: ScoreContract, init_path, data_path, out) -> None:
                                   entry=m)
     seconds = time.perf_counter() - start
     # a method whose mask stage needs more than the scores (EigenDamage's K-FAC factors)
-    extra = scorer.artifact_extra() if hasattr(scorer, "artifact_extra") else None
+    extra = scorer.artifact_extra() if hasattr(scorer, "artifact_extra") else None  # (None: nothing beside)
     save_pt({"scores": scores, **({"extra": extra} if extra is not None else {}),
              "meta": {"method": c.method, "seed": c.seed, "scope": m.scope, "paper": m.paper, **used,
                       "n_examples": used.get("n_examples", 0), "seconds": seconds, "device": str(dev),

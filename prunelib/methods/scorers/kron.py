@@ -116,6 +116,11 @@ class KronScorer(Scorer):
     def describe(self):
         return {"fisher": self.fisher, "form": self.form, "eig_floor": EIG_FLOOR, "inv_eps": INV_EPS}
 
+    def artifact_extra(self) -> dict | None:
+        """Kron-OBS: {layer: S^-1} stored beside the scores, for the update once the mask
+        (which depends on the ratio) is known (``updated_state``); Kron-OBD: nothing."""
+        return {"s_inverse": dict(self.s_inverses)} if self.method == "kron_obs" else None
+
     def score(self, model, params, batches, seed):
         from prunelib.methods.structured import channel_groups
 
