@@ -11,7 +11,7 @@ from pathlib import Path
 from prunelib import config, stages
 from prunelib.catalogue import registry
 from prunelib.config import contracts
-from prunelib.foundations.paths import CELL_FILES
+from prunelib.foundations.paths import CELL_FILES, UPDATED_FILE
 
 #: The order of the stages, and the last one ``run_cell`` may stop after.
 STAGES = ("init", "score", "mask", "train", "eval")
@@ -67,11 +67,16 @@ def run_cell(root, data_pt, s: config.Settings, arch: str, method: str, ratio, s
                     cell.init_table)
     if how.scored and stop >= STAGES.index("score"):
         stages.run_score(contracts.score_contract(s, method, seed, arch, dataset), cell.init, data_pt, cell.scores)
+    # a method that updates the weights it keeps: its mask job also writes them (updated.pt),
+    # and the cell trains from them (a variant from the init), as workflow/rules/common.smk
+    updated = cell / UPDATED_FILE if how.updates_weights else None
     if stop >= STAGES.index("mask"):
         stages.run_mask(contracts.mask_contract(s, method, ratio, seed, variant, arch, dataset), cell.init,
-                        cell.scores, cell.mask, cell.mask_table)
+                        cell.scores, cell.mask, cell.mask_table,
+                        **({"data_path": data_pt, "out_weights": updated} if updated else {}))
     if stop >= STAGES.index("train"):
-        stages.run_train(contracts.train_contract(s, method, ratio, seed, dataset, variant, arch), cell.init,
+        start = updated if updated and variant == "none" else cell.init
+        stages.run_train(contracts.train_contract(s, method, ratio, seed, dataset, variant, arch), start,
                          cell.mask, data_pt, cell.final, cell.train_log)
     if stop >= STAGES.index("eval"):
         stages.run_eval(contracts.eval_contract(s, arch, dataset, method, ratio, seed, variant), cell.final,

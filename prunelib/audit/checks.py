@@ -146,6 +146,12 @@ def audit_mask(path) -> dict:
     path = Path(path)
     blob = load_mask(path)
     rows = mask_rows(blob["masks"])
+    norms = (blob["meta"].get("update") or {}).get("norms") or {}
+    if norms:  # a method that updates the weights it keeps: the update's norm per tensor
+        for r in rows:
+            rec = norms.get(r["name"], {})
+            r["update_norm"] = rec.get("update_norm", math.nan)
+            r["removed_norm"] = rec.get("removed_norm", math.nan)
     n = sum(r["numel"] for r in rows)
     kept = sum(r["kept"] for r in rows)
     meta = blob["meta"]
@@ -246,6 +252,7 @@ def audit_run(cell) -> dict:
     mask = loaded.get("mask.pt")
     final = loaded.get("final.pt")
     row = (loaded.get("eval.parquet") or [None])[0]
+    _updated_checks(checks, cell, loaded, mask)
     if mask:
         bad_count = kept_count_problems(mask["masks"], mask["meta"])
         checks.add("mask.pt keeps round(n / r)", not bad_count,
@@ -308,6 +315,45 @@ def audit_run(cell) -> dict:
             ts = (cell / name).stat().st_mtime
             provenance[f"written {name}"] = datetime.datetime.fromtimestamp(ts).isoformat(timespec="seconds")
     return {"cell": str(cell), "provenance": provenance, "checks": checks.rows, "ok": not checks.failed}
+
+
+def _updated_checks(checks: Checks, cell: Path, loaded: dict, mask: dict | None) -> None:
+    """A method that updates the weights it keeps (``Pruning.updates_weights``): its
+    updated weights (``paths.UPDATED_FILE``) present, intact, pruned exactly where the
+    mask prunes, and their update per tensor as the mask records it."""
+    path = cell / paths.UPDATED_FILE
+    method = (mask or {}).get("meta", {}).get("method")
+    expected = False
+    if method:
+        try:
+            expected = registry.method(method).pruning.updates_weights
+        except PrunelibError:
+            expected = False
+    if not expected and not path.exists():
+        return
+    name = paths.UPDATED_FILE
+    if not checks.add(f"{name} present", path.exists(), "" if path.exists() else "missing"):
+        return
+    try:
+        state = verify_checksum(path)
+        checks.add(f"{name} checksum", True if state == "ok" else None,
+                   "sha256 matches the one recorded at write time" if state == "ok" else "none recorded")
+        loaded[name] = load_pt_checked(path)
+        checks.add(f"{name} loads", True)
+    except AuditError as exc:
+        checks.add(f"{name} intact", False, str(exc))
+        return
+    if mask:
+        weights = loaded[name]["state_dict"]
+        bad = {n: int((weights[n][~m.bool()] != 0).sum()) for n, m in mask["masks"].items() if n in weights}
+        bad = {n: k for n, k in bad.items() if k}
+        checks.add(f"every pruned weight of {name} is exactly zero", not bad,
+                   "; ".join(f"{n}: {k} non-zero" for n, k in bad.items()) or f"{len(mask['masks'])} tensors")
+        norms = (loaded[name]["meta"].get("update") or {}).get("norms", {})
+        same = norms == ((mask["meta"].get("update") or {}).get("norms", {}))
+        listed = ", ".join(f"{n} {v['update_norm']:.3g}" for n, v in norms.items())
+        checks.add(f"{name} records the update mask.pt records", same and bool(norms),
+                   f"update norm per tensor: {listed}" if same else "update records differ")
 
 
 def _lineage_checks(checks: Checks, cell: Path, loaded: dict, row: dict | None) -> None:

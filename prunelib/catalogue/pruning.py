@@ -28,10 +28,20 @@ class Pruning:
     #: Whether whole filters are removed (with the input channels they fed).
     structured: bool
     #: What the cell's training starts from: ``init`` (the init artifact, kept or redrawn
-    #: by ``init.after_pruning``), ``chain`` (the chain round's weights) or ``mask`` (the
-    #: network the mask stage built, EigenDamage's).
+    #: by ``init.after_pruning``), ``chain`` (the chain round's weights), ``pruned`` (the
+    #: weights the pruning step updated, ``paths.UPDATED``: OBS-type methods) or ``mask``
+    #: (the network the mask stage built and stored in mask.pt: EigenDamage's).
     trains_from: str
     description: str
+
+    @property
+    def updates_weights(self) -> bool:
+        """Whether the pruning step changes the weights it keeps (OBS's
+        δw = -(w_q / [H^-1]_qq) H^-1 e_q): the mask stage then writes them as an artifact
+        of their own (``paths.UPDATED``, checksummed, in the lineage) and training starts
+        from them (``init.after_pruning: keep``) or from a fresh draw that throws the
+        update away (``redraw``; docs/configuration.md)."""
+        return self.trains_from == "pruned"
 
     @property
     def pruned(self) -> bool:
@@ -56,14 +66,24 @@ EIGENBASIS = Pruning("eigenbasis", scored=True, rescores=False, chain=False, str
 CHAIN = Pruning("chain", scored=False, rescores=False, chain=True, structured=False, trains_from="chain",
                 description="a round of a prune-retrain chain (iterative magnitude pruning)")
 
-ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, EIGENBASIS, CHAIN)
+#: Second-order methods that update the weights they keep (OBS, WoodFisher, L-OBS): like
+#: ``rescored`` the mask stage prunes per ratio with the method's settings, on scoring
+#: data (``score.per_method`` / the method's ``data``), and it also writes the updated
+#: weights, from which the cell trains.
+UPDATING = Pruning("updating", scored=True, rescores=True, chain=False, structured=False, trains_from="pruned",
+                   description="pruned per ratio with a second-order update of the weights it keeps")
+
+ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, EIGENBASIS, CHAIN, UPDATING)
 
 
-def of(kind: str, rescores: bool = False, structured: bool = False, network: bool = False) -> Pruning:
+def of(kind: str, rescores: bool = False, structured: bool = False, updates_weights: bool = False,
+       network: bool = False) -> Pruning:
     """The ``Pruning`` of a method registered with ``kind`` (``registry.KINDS``) and its facts
     (``network``: it changes the network, as EigenDamage)."""
     if network:
         return EIGENBASIS
+    if updates_weights and not structured and kind == "foresight":
+        return UPDATING
     if kind == "dense":
         return DENSE
     if kind == "iterative":

@@ -232,7 +232,11 @@ def add_method(name: str, kind: str, scope: str | None, paper: str, scorer: Any 
         raise RegistryError(f"method {name!r}: kind = {kind!r} is not allowed; allowed: {', '.join(KINDS)}")
     if kind == "foresight" and scope not in ("global", "layer"):
         raise RegistryError(f"method {name!r}: scope = {scope!r} is not allowed; allowed: global, layer")
-    how = pruning.of(kind, facts.pop("rescores", False), facts.pop("structured", False), facts.pop("network", False))
+    # (``pruning``: a kind given outright, e.g. a structured method that also updates weights)
+    given = facts.pop("pruning", None)
+    how = pruning.of(kind, facts.pop("rescores", False), facts.pop("structured", False),
+                     facts.pop("updates_weights", False), facts.pop("network", False))
+    how = given or how
     entry = MethodEntry(name, kind, scope, paper, scorer, origin=_current_origin[-1], pruning=how, **facts)
     _add(METHODS, "method", entry)
     return entry
@@ -252,7 +256,7 @@ def register_method(name: str, *, scope: str = "global", paper: str, settings: d
     def deco(cls):
         add_method(name, "foresight", scope, paper, cls, settings=dict(settings or {}), data=dict(data or {}),
                    rescores=bool(getattr(cls, "needs_ratio", False)), default_grid=default_grid,
-                   ties_by_design=ties_by_design)
+                   ties_by_design=ties_by_design, updates_weights=bool(getattr(cls, "updates_weights", False)))
         return cls
 
     return deco
@@ -413,6 +417,35 @@ def _builtins() -> None:
         "estimator": Setting("auto", {"enum": ["auto", "exact", "hutchinson"]},
                              "Hessian diagonal: exact, Hutchinson, or auto (exact unless normalisation layers)"),
         "probes": Setting(64, _int(), "Rademacher probes of the Hutchinson estimate")})
+    # Second-order methods that update the weights they keep (``Pruning`` ``updating``;
+    # prunelib/methods/second_order.py).  ``batch_size``/``num_batches`` of their scoring
+    # data are the examples per gradient and the number of gradients of the Fisher (the
+    # WoodFisher code's fisher_mini_bsz and fisher_subsample_size) or, for lobs, the
+    # inputs its layer Hessians 2XXᵀ are averaged over.
+    damping = {"type": "number", "exclusiveMinimum": 0}
+    add_method("obs", "foresight", "global", "Hassibi & Stork, NeurIPS 1993 (Optimal Brain Surgeon)",
+               m + "obs:ObsScorer", updates_weights=True, default_grid=False,
+               data={"batch_size": 1, "num_batches": 500}, settings={
+                   "damping": Setting(1e-4, damping, "λ of the empirical Fisher λI + (1/N) Σ g gᵀ"),
+                   "group": Setting(1, _int(0), "weights removed per step, update and downdate after each "
+                                    "(1: one at a time, as the paper; 0: all at once)"),
+                   "max_weights": Setting(10000, _int(), "largest prunable-weight count OBS runs on (its inverse "
+                                          "Fisher holds n² numbers); above it use woodfisher")})
+    add_method("woodfisher", "foresight", "global", "Singh & Alistarh, NeurIPS 2020 (WoodFisher)",
+               m + "obs:WoodFisherScorer", updates_weights=True, default_grid=False,
+               data={"batch_size": 1, "num_batches": 1000}, settings={
+                   "damping": Setting(1e-5, damping, "λ of each block's Fisher λI + (1/N) Σ g gᵀ (the code's "
+                                      "fisher_damp)"),
+                   "block_size": Setting(128, _int(), "weights per diagonal block (within one tensor)"),
+                   "group": Setting(0, _int(0), "weights removed per step (0: all at once, as the code's "
+                                    "one-shot pruning)"),
+                   "update": Setting("independent", {"enum": ["independent", "joint"]},
+                                     "sum of the single-weight OBS updates (the code) or the exact "
+                                     "multi-weight update (the paper's Eq. 12)")})
+    add_method("lobs", "foresight", "layer", "Dong et al., NeurIPS 2017 (L-OBS), in the row-wise form of "
+               "Frantar & Alistarh, NeurIPS 2022 (OBC)", m + "obs:LobsScorer", updates_weights=True,
+               default_grid=False, settings={
+                   "damping": Setting(0.01, damping, "added to H = 2XXᵀ as damping · mean diag(H) · I")})
     # Structured (filter) pruning: whole filters, scored by the per-weight scores summed
     # (prunelib/methods/structured.py); the magnitude version is Li et al.'s L1-norm filter pruning.
     for scope in ("global", "layer"):

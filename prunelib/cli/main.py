@@ -65,7 +65,8 @@ def cmd_mask(a) -> None:
     _threads(a.threads)
     from prunelib import stages
 
-    stages.run_mask(_contract("mask", a.settings), a.init, a.scores, a.out_mask, a.out_table)
+    stages.run_mask(_contract("mask", a.settings), a.init, a.scores, a.out_mask, a.out_table,
+                    data_path=a.data or None, out_weights=a.out_weights or None)
 
 
 def cmd_train(a) -> None:
@@ -237,12 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=f"the {name} stage of one cell")
         if name == "train":
             train_parser = s
+        if name == "mask":
+            mask_parser = s
         s.add_argument("--settings", required=True)
         for arg in extra:
             s.add_argument("--" + arg.replace("_", "-"), required=arg != "scores", default="")
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--label", default="", help="prefix of progress lines")
         s.set_defaults(func=func)
+    mask_parser.add_argument("--data", default="", help="methods that update the weights they keep: the "
+                             "prepared dataset (their scoring data)")
+    mask_parser.add_argument("--out-weights", default="", help="methods that update the weights they keep: "
+                             "where the updated weights go (paths.UPDATED)")
     train_parser.add_argument("--reuse-log", default="", help="IMP cells: the chain round's train_log.parquet "
                               "(the round's trained weights are --init; nothing is trained)")
 

@@ -87,6 +87,9 @@ class MaskContract(Hparams):
     #: the method's own scope).
     allocation: str | None = None
     plugins: tuple = ()
+    #: A method that updates the weights it keeps (``Pruning.updates_weights``): the
+    #: scoring data its Hessian or Fisher is estimated on (``ScoreSettings.data_for``).
+    data: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,8 @@ def mask_contract(s: Settings, method: str, ratio: float, seed: int, variant: st
     if how.chain:
         extra.update(imp_round=imp_round_of(s.grid.ratios, s.iterative.round_factor, ratio),
                      criterion=s.iterative.criterion)
+    if how.updates_weights:
+        extra["data"] = s.score.data_for(method)
     if how.scored and s.prune.allocation is not None:
         extra["allocation"] = s.prune.allocation
     allocation = registry.get("allocation", extra["allocation"]) if "allocation" in extra else None

@@ -26,6 +26,12 @@ CELL = SEED_DIR + "/{method}/r{ratio}{variant}"
 CELL_FILES = {"mask": "mask.pt", "mask_table": "mask.parquet", "final": "final.pt",
               "train_log": "train_log.parquet", "eval": "eval.parquet"}
 MASK, MASK_TABLE, FINAL, TRAIN_LOG, EVAL = (f"{CELL}/{name}" for name in CELL_FILES.values())
+#: The weights a method that updates the weights it keeps (``Pruning.updates_weights``:
+#: OBS, WoodFisher, L-OBS) left after pruning: written by the mask stage beside mask.pt,
+#: the weights the cell's training starts from.  Only cells of such methods have it, so
+#: it is not one of ``CELL_FILES``.
+UPDATED_FILE = "updated.pt"
+UPDATED = f"{CELL}/{UPDATED_FILE}"
 #: One round of an iterative-magnitude-pruning chain (round 0 = the dense training);
 #: ``rewind`` (the weights at the rewind step) is written by round 0 only.
 IMP_ROUND = SEED_DIR + "/{method}/imp/round{round}"
@@ -99,6 +105,7 @@ def producing_rule(path) -> str:
     if name.startswith("init_"):
         return "init"
     by_name = {CELL_FILES[role]: rule for role, rule in CELL_RULES.items()}
+    by_name[UPDATED_FILE] = "mask_updated"
     by_name.update({Path(SCORES).name: "score", Path(IMP_ROUNDS_TABLE).name: "imp_rounds",
                     Path(ALL_ROWS).name: "aggregate"})
     return by_name.get(name, "")

@@ -15,6 +15,7 @@ import torch
 from prunelib.catalogue import pruning, registry
 from prunelib.config.contracts import MaskContract
 from prunelib.foundations.artifacts import input_record, load_pt, save_pt, write_parquet
+from prunelib.data import datasets
 from prunelib.methods import allocation, eigendamage, kfac, masking, score_checks, structured, variants
 from prunelib.stages.common import cpu_state, load_model, provenance
 from prunelib.train.loop import resolve_device
@@ -33,6 +34,11 @@ class Selected:
     score_seconds: float = 0.0
     #: The lineage of what was read: {role: {path, sha256}}.
     inputs: dict = dataclasses.field(default_factory=dict)
+    #: A method that updates the weights it keeps (``Pruning.updates_weights``): the whole
+    #: network's state after pruning (removed weights zero, kept ones updated) and the
+    #: meta of the artifact they came from; the mask stage writes them to ``paths.UPDATED``.
+    weights: dict | None = None
+    weights_meta: dict | None = None
     #: A method that changes the network (EigenDamage): {spec, state_dict} of the built network.
     network: dict | None = None
 
@@ -135,19 +141,74 @@ def _eigenbasis(c: MaskContract, init_path, scores_path) -> Selected:
              "n_prunable": record["n_prunable"]}
     network = {"spec": eigendamage.spec_of(kept), "state_dict": cpu_state(built)}
     return Selected(masks, rows, None, "global", extra, blob["meta"].get("seconds", 0.0),
-                    {"scores": input_record(scores_path), "init": input_record(init_path)}, network)
+                    {"scores": input_record(scores_path), "init": input_record(init_path)}, network=network)
+
+
+def _updating(c: MaskContract, init_path, scores_path, data_path=None) -> Selected:
+    """A method that updates the weights it keeps (OBS, WoodFisher, L-OBS): its scorer's
+    ``prune_update`` (prunelib/methods/scorers/obs.py) on the scoring data of the mask
+    contract, which prunes per ratio and leaves the updated network; its state goes to
+    the updated-weights artifact."""
+    if not data_path:
+        raise ValueError(f"method {c.method} updates the weights it keeps: the mask stage needs --data")
+    if c.data is None:
+        raise ValueError(f"method {c.method}: the mask contract has no scoring data (data)")
+    m = registry.method(c.method)
+    scorer = m.make_scorer(c.knobs)
+    model, meta = load_model(init_path)
+    dev = resolve_device(c.device)
+    model.to(dev)
+    named = dict(model.named_parameters())
+    params = {n: named[n] for n in meta["prunable"]}
+    d = c.data
+    data = datasets.load_prepared(data_path)
+    batches = [(x.to(dev), y.to(dev)) for x, y in
+               datasets.scoring_batches(data, meta["dataset"], c.seed, d["batch_size"], d["num_batches"],
+                                        d["class_balanced"])]
+    start = time.perf_counter()
+    masks, rows, ranking, record = scorer.prune_update(
+        model, params, batches, c.ratio, m.scope, c.seed, method=m.name,
+        ranking=variants.needs_ranking(c.variant and c.variant.variant))
+    counts = ({n: masking.kept_count(p.numel(), c.ratio) for n, p in params.items()} if m.scope == "layer"
+              else None)
+    score_checks.check_pruned(m, masks, rows, params, masking.target_kept(
+        [{"numel": p.numel()} for p in params.values()], c.ratio, m.scope), m.scope, counts)
+    masks = {n: mk.cpu() for n, mk in masks.items()}
+    state = cpu_state(model)
+    for n, mk in masks.items():  # (removed weights exactly zero, whatever the method left there)
+        state[n] = state[n] * mk.to(state[n].dtype)
+    ranking = ranking and {n: v.cpu() for n, v in ranking.items()}
+    inputs = {"scores": input_record(scores_path), "init": input_record(init_path), "data": input_record(data_path)}
+    extra = {**scorer.describe(), **record, "n_examples": d["batch_size"] * d["num_batches"],
+             "update_seconds": time.perf_counter() - start}
+    return Selected(masks, rows, ranking, m.scope, extra, load_pt(scores_path)["meta"].get("seconds", 0.0),
+                    inputs, weights=state, weights_meta=meta)
 
 
 #: How each kind of pruning makes its mask.
 PATHS = {pruning.DENSE.name: _dense, pruning.SINGLE_PASS.name: _single_pass, pruning.RESCORED.name: _rescored,
-         pruning.CHAIN.name: _chain, pruning.STRUCTURED.name: _structured, pruning.EIGENBASIS.name: _eigenbasis}
+         pruning.CHAIN.name: _chain, pruning.STRUCTURED.name: _structured, pruning.UPDATING.name: _updating,
+         pruning.EIGENBASIS.name: _eigenbasis}
 
 
-def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table) -> None:
+def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table, data_path=None,
+             out_weights=None) -> None:
     """``scores_path``: the method's scores, the chain round's mask.pt for an iterative
-    method, unused for the dense control."""
+    method, unused for the dense control.  A method that updates the weights it keeps
+    (``Pruning.updates_weights``) also reads the data (``data_path``) and writes the
+    updated weights to ``out_weights`` (``paths.UPDATED``: ``{state_dict, meta}`` like an
+    init artifact, so training loads it as its starting point; its meta records the
+    update per tensor and its inputs), before the mask, so that a mask never exists
+    without its weights."""
     start = time.perf_counter()
-    sel = PATHS[registry.method(c.method).pruning.name](c, init_path, scores_path)
+    how = registry.method(c.method).pruning
+    if how.updates_weights:
+        if not out_weights:
+            raise ValueError(f"method {c.method} updates the weights it keeps: the mask stage needs --out-weights "
+                             f"(paths.UPDATED)")
+        sel = PATHS[how.name](c, init_path, scores_path, data_path=data_path)
+    else:
+        sel = PATHS[how.name](c, init_path, scores_path)
     masks, rows, extra = sel.masks, sel.rows, dict(sel.extra)
     if c.variant is not None:
         masks, new_rows, record = variants.transform_mask(c.variant.variant, masks, c.variant.seed, sel.ranking,
@@ -160,6 +221,12 @@ def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table) -> No
     meta = {"method": c.method, "ratio": float(c.ratio), "seed": c.seed, "scope": sel.scope, "target_kept": target,
             **summary, **extra, "seconds": seconds, "score_seconds": sel.score_seconds,
             "settings_hash": c.hash(), **provenance(), "inputs": sel.inputs}
+    if sel.weights is not None:
+        # like an init artifact (training loads it), plus what the pruning did to it
+        wmeta = {**sel.weights_meta, "pruned_by": {"method": c.method, "ratio": float(c.ratio), "seed": c.seed,
+                                                    "settings_hash": c.hash()},
+                 "update": extra.get("update", {}), "mask_seconds": seconds, **provenance(), "inputs": sel.inputs}
+        save_pt({"state_dict": sel.weights, "meta": wmeta}, out_weights)
     save_pt({"masks": masks, "meta": meta, **({"network": sel.network} if sel.network is not None else {})},
             out_mask)
     write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",

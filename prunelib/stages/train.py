@@ -73,6 +73,7 @@ def run_train(c: TrainContract, init_path, mask_path, data_path, out_weights, ou
     inputs["data"] = input_record(data_path)
     dev = resolve_device(c.device)
     extra = {}
+    updated = "pruned_by" in init_meta  # (the updated weights of a method that updates what it keeps)
     if "network" in mask_blob:
         # a method that changed the network (EigenDamage): training starts from the network
         # its mask stage built (init.after_pruning does not apply: the built weights are the
@@ -83,8 +84,14 @@ def run_train(c: TrainContract, init_path, mask_path, data_path, out_weights, ou
         init_meta = {**init_meta, "eigendamage_spec": net["spec"]}
         extra["after_pruning"] = "built network (init.after_pruning not applied)"
     elif c.after_pruning == "redraw":
+        # a fresh draw: for an updating method (OBS, ...) the update is thrown away with
+        # the rest of the pruned network's values; only its mask survives
         model.load_state_dict(redrawn_state(init_meta, c.seed))
         extra["after_pruning"] = "redraw"
+        if updated:
+            extra["update_discarded"] = True
+    elif updated:
+        extra["started_from"] = "updated"
     extra.update(signal_propagation(c, model, masks, data, init_meta["dataset"]))
     if c.variant is not None:
         v = c.variant

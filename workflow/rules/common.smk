@@ -190,10 +190,34 @@ def mask_inputs(w):
     return {"init": init_path(w), "scores": scores_path(w)}
 
 
+# Methods that update the weights they keep (Pruning.updates_weights: OBS, WoodFisher,
+# L-OBS): their mask job (rule mask_updated) also reads the data and writes the updated
+# weights (paths.UPDATED), which their cells train from. Other methods' rules and cells
+# are unchanged.
+UPDATING_METHODS = [
+    m for m, e in plregistry.METHODS.items() if e.pruning.updates_weights
+]
+
+
+def updated_path(w):
+    return plpaths.UPDATED.format(**dict(w.items()))
+
+
+def mask_updated_inputs(w):
+    return {**mask_inputs(w), "data": data_path(w)}
+
+
 def train_inputs(w):
     """Where a cell's training starts: the init; for an IMP cell, its chain round's
-    result (nothing to train) or, for a variant, the weights that round started from."""
+    result (nothing to train) or, for a variant, the weights that round started from;
+    for a method that updates the weights it keeps, its updated weights (a sanity-check
+    variant, which asks about the mask alone, starts from the init)."""
     base = {"mask": plpaths.MASK.format(**dict(w.items())), "data": data_path(w)}
+    if pruning_of(w).trains_from == "pruned":
+        return {
+            **base,
+            "init": updated_path(w) if variant_of(w) == "none" else init_path(w),
+        }
     if pruning_of(w).trains_from in ("init", "mask"):
         return {**base, "init": init_path(w)}
     j = imp_round_of(w)

@@ -1,0 +1,307 @@
+"""Second-order pruning that updates the weights it keeps: OBS, WoodFisher, L-OBS.
+
+Optimal Brain Surgeon (Hassibi & Stork, NeurIPS 1993).  With the loss modelled around
+trained weights w by its quadratic part, ΔL(δw) = 1/2 δwᵀ H δw, removing weight q (the
+constraint e_qᵀ(w + δw) = 0) at least cost gives
+
+    ρ_q = w_q² / (2 [H⁻¹]_qq)                    (saliency, Eq. 5)
+    δw  = -(w_q / [H⁻¹]_qq) H⁻¹ e_q              (update of every other weight, Eq. 4)
+
+and removing a set Q at once (Hassibi & Stork's §4; WoodFisher, Singh & Alistarh 2020,
+Eq. 12 "pruning multiple weights")
+
+    ρ_Q = 1/2 w_Qᵀ ([H⁻¹]_QQ)⁻¹ w_Q
+    δw  = -H⁻¹ E_Q ([H⁻¹]_QQ)⁻¹ w_Q.
+
+After a removal the constrained problem's inverse is the Schur downdate
+
+    H⁻¹ ← H⁻¹ - H⁻¹ E_Q ([H⁻¹]_QQ)⁻¹ E_Qᵀ H⁻¹
+
+(rows and columns of Q become zero), so the next removal's ρ and δw are those of the
+network with Q already removed: removing one at a time (``group = 1``) is the paper's
+procedure, ``group = g`` removes the g lowest-saliency survivors per step.
+
+The Hessian: the empirical Fisher F = λ I + (1/N) Σ_n g_n g_nᵀ over N gradients g_n
+(mini-batch gradients of the training loss), whose inverse is built by the
+Sherman–Morrison recursion of Hassibi & Stork (their Eq. 8, WoodFisher Eq. 8):
+
+    F_0⁻¹ = I / λ,    F_n⁻¹ = F_{n-1}⁻¹ - (F_{n-1}⁻¹ g_n g_nᵀ F_{n-1}⁻¹) / (N + g_nᵀ F_{n-1}⁻¹ g_n).
+
+WoodFisher keeps F block-diagonal (blocks of ``block_size`` consecutive weights of one
+tensor), so the recursion, the saliencies, the update and the downdate all stay within a
+block; one block holding every weight is exactly OBS.
+
+L-OBS (Dong, Chen & Pan, NeurIPS 2017) takes each layer's Hessian from its inputs:
+the layer-wise error ‖W X - Ŵ X‖² has H = 2 X Xᵀ (X: the layer's inputs, columns per
+example; a convolution's unfolded patches), the same for every output row.  We compute
+it in the exact row-wise form of Optimal Brain Compression (Frantar & Alistarh, NeurIPS
+2022, Alg. 1): per row, remove the weight of least w_q² / [H⁻¹]_qq, update the row by
+δw = -(w_q / [H⁻¹]_qq) H⁻¹ e_q, downdate H⁻¹, repeat; the removal of a row's first c
+weights gives that row's least-squares reconstruction on the kept support.
+
+Exactness.  Every method keeps exactly ``masking.kept_count`` weights (over the network
+or per tensor), ties at the cut drawn with the seed and recorded like every selection
+(``masking.select_top``): OBS/WoodFisher steps select among survivors by saliency; L-OBS
+ranks every (row, step) by the running maximum of its row's ΔL (non-decreasing along a
+row, so selecting the smallest gives each row a count of removals, taken from the front
+of its order).  Pruned weights are exactly zero in the updated weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunelib.foundations.errors import PrunelibError
+from prunelib.foundations.seeding import generator
+from prunelib.methods import masking
+
+
+class SecondOrderError(PrunelibError, ValueError):
+    pass
+
+
+# --- the empirical Fisher and its inverse ----------------------------------------------
+
+def flat_gradients(model: nn.Module, params: dict, batches):
+    """One flat gradient of the mean cross-entropy loss per batch (the prunable weights
+    in ``params`` order, float64): WoodFisher's ``fisher_mini_bsz`` examples per gradient,
+    ``fisher_subsample_size`` gradients (here ``batch_size`` and ``num_batches``)."""
+    names = list(params)
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        grads = torch.autograd.grad(loss, [params[n] for n in names])
+        yield torch.cat([g.detach().reshape(-1).to(torch.float64) for g in grads])
+
+
+def blocks_of(sizes: list[int], block_size: int | None) -> list[tuple[int, int]]:
+    """(start, stop) of each block of the flat weight vector: consecutive runs of at most
+    ``block_size`` weights within one tensor (None: one block of everything, OBS)."""
+    if block_size is None:
+        return [(0, sum(sizes))]
+    out, start = [], 0
+    for n in sizes:
+        for a in range(0, n, block_size):
+            out.append((start + a, start + min(n, a + block_size)))
+        start += n
+    return out
+
+
+def fisher_inverse_blocks(grads, n_grads: int, blocks: list[tuple[int, int]], damping: float) -> list[torch.Tensor]:
+    """F_B⁻¹ of each block B by the Sherman–Morrison recursion (module docstring), with
+    F = λ I + (1/N) Σ g gᵀ.  Blocks of one size are updated together (one batched
+    matrix-vector product per gradient); float64."""
+    if damping <= 0:
+        raise SecondOrderError(f"damping = {damping} is not allowed; allowed: a number > 0")
+    by_size: dict[int, list[int]] = {}
+    for i, (a, b) in enumerate(blocks):
+        by_size.setdefault(b - a, []).append(i)
+    inv = {s: torch.eye(s, dtype=torch.float64).repeat(len(ix), 1, 1) / damping for s, ix in by_size.items()}
+    index = {s: torch.stack([torch.arange(blocks[i][0], blocks[i][1]) for i in ix]) for s, ix in by_size.items()}
+    seen = 0
+    for g in grads:
+        seen += 1
+        for s in by_size:
+            gb = g.to(inv[s].device)[index[s]]                       # [k, s]
+            cache = torch.bmm(inv[s], gb.unsqueeze(2)).squeeze(2)   # F⁻¹ g
+            den = n_grads + (gb * cache).sum(1)                       # N + gᵀ F⁻¹ g
+            inv[s] -= cache.unsqueeze(2) * (cache / den.unsqueeze(1)).unsqueeze(1)
+    if seen != n_grads:
+        raise SecondOrderError(f"expected {n_grads} gradients for the Fisher, got {seen}")
+    out: list[torch.Tensor] = [None] * len(blocks)  # type: ignore[list-item]
+    for s, ix in by_size.items():
+        for j, i in enumerate(ix):
+            out[i] = inv[s][j].clone()
+    return out
+
+
+# --- OBS in blocks -----------------------------------------------------------------------
+
+def obs_remove(w: torch.Tensor, hinv: torch.Tensor, q: torch.Tensor, joint: bool = True) -> torch.Tensor:
+    """Remove the weights ``q`` (indices into ``w``) by OBS: ``w`` updated in place by
+    δw = -H⁻¹ E_Q ([H⁻¹]_QQ)⁻¹ w_Q (``joint``; one index: -(w_q / [H⁻¹]_qq) H⁻¹ e_q) or by
+    the sum of the single-weight updates (not ``joint``: the WoodFisher code's one-shot
+    update), the removed entries set to exactly 0; ``hinv`` downdated in place (Schur
+    complement, rows and columns of Q zero).  Returns δw (before zeroing)."""
+    cols = hinv[:, q]                                  # H⁻¹ E_Q
+    if joint:
+        coef = torch.linalg.solve(hinv[q][:, q], w[q])  # ([H⁻¹]_QQ)⁻¹ w_Q
+    else:
+        coef = w[q] / hinv[q, q]
+    delta = -(cols @ coef)
+    w += delta
+    w[q] = 0.0
+    block = hinv[q][:, q]
+    hinv -= cols @ torch.linalg.solve(block, cols.T)
+    hinv[q, :] = 0.0
+    hinv[:, q] = 0.0
+    return delta
+
+
+def saliency(w: torch.Tensor, hinv_diag: torch.Tensor) -> torch.Tensor:
+    """ρ_q = w_q² / (2 [H⁻¹]_qq)."""
+    return w * w / (2.0 * hinv_diag)
+
+
+def obs_prune_blocks(w_flat: torch.Tensor, hinvs: list[torch.Tensor], blocks: list[tuple[int, int]], keep: int,
+                     group: int, seed: int, joint: bool = True, alive: torch.Tensor | None = None,
+                     stream: str = "obs"):
+    """Remove weights from ``w_flat`` (float64, updated in place) until exactly ``keep``
+    survive, ``group`` per step (0: all in one step), each step the lowest OBS saliencies
+    among the survivors of every block (global), ties drawn from ``{stream}:{step}`` of
+    ``seed``; ``hinvs`` (each block's H⁻¹) are downdated in place.  ``alive``: the
+    survivors to start from (an IMP chain's earlier rounds; their zero weights are
+    constrained first, which moves nothing), default all.
+
+    Returns (alive: bool [n], (the last step's survivors' flat indices, its
+    ``masking.Selection``: the tie record at the cut), ranking: float64 [n], higher = kept
+    longer: a removed weight -(its step), a kept one 1 + its final saliency)."""
+    n = w_flat.numel()
+    alive = torch.ones(n, dtype=torch.bool) if alive is None else alive.clone()
+    block_of = torch.empty(n, dtype=torch.long)
+    diag = torch.empty(n, dtype=torch.float64)
+    for i, (a, b) in enumerate(blocks):
+        block_of[a:b] = i
+        dead = (~alive[a:b]).nonzero().squeeze(1)
+        if dead.numel():
+            obs_remove(w_flat[a:b], hinvs[i], dead, joint=True)
+        diag[a:b] = hinvs[i].diagonal()
+    n_alive = int(alive.sum())
+    if not 0 <= keep <= n_alive:
+        raise SecondOrderError(f"cannot keep {keep} weights: {n_alive} survive")
+    if group < 0:
+        raise SecondOrderError(f"group = {group} is not allowed; allowed: an integer >= 0 (0: all at once)")
+    removed_step = torch.zeros(n, dtype=torch.float64)
+    step, tie = 0, None
+    while n_alive > keep:
+        step += 1
+        idx = alive.nonzero().squeeze(1)
+        sal = saliency(w_flat[idx], diag[idx])
+        g = n_alive - keep if group == 0 else min(group, n_alive - keep)
+        # the g lowest saliencies: keep the (n_alive - g) highest, exactly, ties seeded
+        sel = masking.select_top(sal, n_alive - g, generator(seed, f"{stream}:{step}"))
+        tie = (idx, sel)
+        gone = idx[~sel.keep]
+        removed_step[gone] = step
+        for i in torch.unique(block_of[gone]).tolist():
+            a, b = blocks[i]
+            obs_remove(w_flat[a:b], hinvs[i], gone[block_of[gone] == i] - a, joint=joint)
+            diag[a:b] = hinvs[i].diagonal()
+        alive[gone] = False
+        n_alive -= gone.numel()
+    kept_sal = saliency(w_flat, torch.where(alive, diag, torch.ones_like(diag)))
+    ranking = torch.where(alive, 1.0 + kept_sal, -removed_step)
+    return alive, tie, ranking
+
+
+# --- L-OBS / OBC: row-wise, from the layer inputs ---------------------------------------
+
+def layer_inputs(model: nn.Module, modules: dict[str, nn.Module], batches) -> dict[str, torch.Tensor]:
+    """H = 2 X Xᵀ / N for each named Linear or Conv2d module, from its inputs over the
+    scoring batches (a convolution's unfolded patches: X has one column per patch),
+    float64."""
+    hs = {n: None for n in modules}
+    count = {n: 0 for n in modules}
+
+    def hook(name, mod):
+        def fn(_m, inp, _out):
+            x = inp[0].detach()
+            if isinstance(mod, nn.Conv2d):
+                x = F.unfold(x, mod.kernel_size, dilation=mod.dilation, padding=mod.padding, stride=mod.stride)
+                x = x.transpose(1, 2).reshape(-1, x.shape[1])      # [N * patches, C k k]
+            else:
+                x = x.reshape(-1, x.shape[-1])
+            x = x.to(torch.float64)
+            h = 2.0 * x.T @ x
+            hs[name] = h if hs[name] is None else hs[name] + h
+            count[name] += x.shape[0]
+        return fn
+
+    handles = [m.register_forward_hook(hook(n, m)) for n, m in modules.items()]
+    try:
+        with torch.no_grad():
+            for x, _ in batches:
+                model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: hs[n] / max(count[n], 1) for n in modules}
+
+
+def obc_rows(w: torch.Tensor, h: torch.Tensor, counts: torch.Tensor | None = None, chunk: int = 64):
+    """OBC's row-wise OBS on W [rows, cols] with the shared Hessian H [cols, cols].
+
+    Without ``counts``: every row pruned to empty in OBS order; returns (order [rows,
+    cols], ΔL per step [rows, cols]) with ΔL_step = w_q² / (2 [H⁻¹]_qq) (the layer loss
+    ½ δwᵀ H δw added by that removal, with H = 2XXᵀ as given).  With ``counts`` (removals
+    per row): the rows after removing their first counts[r] weights (float64), updated."""
+    rows, cols = w.shape
+    hinv0 = torch.linalg.inv(h)
+    if counts is None:
+        order = torch.empty(rows, cols, dtype=torch.long)
+        losses = torch.empty(rows, cols, dtype=torch.float64)
+    else:
+        out = torch.empty(rows, cols, dtype=torch.float64)
+    for r0 in range(0, rows, chunk):
+        W = w[r0:r0 + chunk].to(torch.float64).clone()
+        k = W.shape[0]
+        Hi = hinv0.expand(k, cols, cols).clone()
+        dead = torch.zeros(k, cols, dtype=torch.bool)
+        steps = cols if counts is None else int(counts[r0:r0 + chunk].max()) if k else 0
+        active = torch.ones(k, dtype=torch.bool)
+        for s in range(steps):
+            if counts is not None:
+                active = counts[r0:r0 + chunk] > s
+            d = Hi.diagonal(dim1=1, dim2=2)
+            sal = (W * W) / d.clamp_min(1e-300)
+            sal = sal.masked_fill(dead, math.inf)
+            q = torch.argmin(sal, dim=1)                  # first minimum: deterministic
+            ar = torch.arange(k)
+            dq = d[ar, q]
+            wq = W[ar, q]
+            col = Hi[ar, :, q]                            # H⁻¹ e_q per row [k, cols]
+            coef = (wq / dq) * active
+            W -= coef.unsqueeze(1) * col
+            W[ar[active], q[active]] = 0.0
+            down = (col / dq.unsqueeze(1)) * active.unsqueeze(1)
+            Hi -= col.unsqueeze(2) * down.unsqueeze(1)
+            if counts is None:
+                order[r0:r0 + k, s] = q
+                losses[r0:r0 + k, s] = wq * wq / (2.0 * dq)
+            dead[ar[active], q[active]] = True
+        if counts is not None:
+            out[r0:r0 + k] = W
+    return (order, losses) if counts is None else out
+
+
+def lobs_layer(w: torch.Tensor, h: torch.Tensor, keep: int, seed: int, stream: str, damping: float):
+    """One layer by L-OBS in OBC's row-wise form: keep exactly ``keep`` of W's weights.
+
+    H is damped by ``damping`` · mean diag(H) (OBC and GPTQ add such a term; dead inputs,
+    diag 0, get it too).  Each row's removal order and ΔL per step come from ``obc_rows``;
+    the score of a row's j-th removal is the running max of its ΔL up to j (non-decreasing
+    along the row), and the (rows·cols - keep) smallest scores over the layer decide how
+    many each row removes (ties drawn with the seed, recorded); the rows are then pruned
+    to those counts.  Returns (mask, updated weights, the selection (tie record; its
+    threshold is minus the score at the cut), per weight the score of its removal step:
+    higher = removed later)."""
+    rows = w.shape[0]
+    w2 = w.reshape(rows, -1)
+    cols = w2.shape[1]
+    h = h.clone()
+    h += damping * float(h.diagonal().mean().clamp_min(1e-12)) * torch.eye(cols, dtype=torch.float64)
+    order, losses = obc_rows(w2, h)
+    score = torch.cummax(losses, dim=1).values               # [rows, cols], non-decreasing per row
+    n_remove = rows * cols - keep
+    sel = masking.select_top(-score.reshape(-1), n_remove, generator(seed, stream))
+    counts = sel.keep.view(rows, cols).sum(1)
+    new = obc_rows(w2, h, counts)
+    mask = torch.ones(rows, cols, dtype=torch.bool)
+    for r in range(rows):
+        mask[r, order[r, :int(counts[r])]] = False
+    per_weight = torch.empty(rows, cols, dtype=torch.float64).scatter_(1, order, score)
+    return mask.view_as(w), new.view_as(w).to(w.dtype), sel, per_weight.view_as(w)
