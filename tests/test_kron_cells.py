@@ -59,6 +59,25 @@ def test_kron_cell_on_lenet5_mnist(tmp_path, mnist_pt, method):
         torch.testing.assert_close(got.reshape(got.shape[0], -1).sum(1), want)
     assert blob["meta"]["form"] == "paper" and blob["meta"]["fisher"] == "true"
     assert ("extra" in blob) == (method == "kron_obs")  # S^-1 stored for the Kron-OBS update
+    if method == "kron_obs":
+        # the update: training started from updated.pt, whose kept filters moved by exactly
+        # the Kron-OBS formula applied to the init's weights, and whose removed weights are 0
+        from prunelib.foundations.paths import UPDATED_FILE
+        from prunelib.methods.scorers.kron import updated_state
+
+        upd = load_pt(cell.folder / UPDATED_FILE)
+        masks = load_pt(cell.mask)["masks"]
+        rec = load_pt(cell.mask)["meta"]["structured"]
+        pruned = {f["layer"]: f["pruned"] for f in rec["filters"] if f["pruned"]}
+        want = updated_state(model, blob["extra"]["s_inverse"], pruned)
+        for n, mk in masks.items():
+            torch.testing.assert_close(upd["state_dict"][n], want[n] * mk)
+        moved = [n for n in masks if not torch.equal(upd["state_dict"][n], model.state_dict()[n] * masks[n])]
+        assert moved  # the kept filters of a pruned layer carry the compensation
+        norms = load_pt(cell.mask)["meta"]["update"]["norms"]
+        assert any(v["update_norm"] > 0 for v in norms.values())
+        final_meta = load_pt(cell.final)["meta"]
+        assert final_meta.get("started_from") == "updated"
 
 
 @pytest.mark.parametrize("method", ["kron_obd", "kron_obs"])

@@ -73,7 +73,14 @@ CHAIN = Pruning("chain", scored=False, rescores=False, chain=True, structured=Fa
 UPDATING = Pruning("updating", scored=True, rescores=True, chain=False, structured=False, trains_from="pruned",
                    description="pruned per ratio with a second-order update of the weights it keeps")
 
-ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, EIGENBASIS, CHAIN, UPDATING)
+#: A filter method that also updates the weights it keeps (Kron-OBS): whole filters by
+#: their scores as ``structured``, then the update of the remaining filters (from what the
+#: score stage stored beside the scores), written to ``paths.UPDATED``; the cell trains from it.
+STRUCTURED_UPDATING = Pruning("structured_updating", scored=True, rescores=False, chain=False, structured=True,
+                              trains_from="pruned",
+                              description="whole filters by their scores, the remaining filters updated")
+
+ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, EIGENBASIS, CHAIN, UPDATING, STRUCTURED_UPDATING)
 
 
 def of(kind: str, rescores: bool = False, structured: bool = False, updates_weights: bool = False,
@@ -84,6 +91,8 @@ def of(kind: str, rescores: bool = False, structured: bool = False, updates_weig
         return EIGENBASIS
     if updates_weights and not structured and kind == "foresight":
         return UPDATING
+    if updates_weights and structured and kind == "foresight":
+        return STRUCTURED_UPDATING
     if kind == "dense":
         return DENSE
     if kind == "iterative":

@@ -472,7 +472,8 @@ def _builtins() -> None:
                m + "kron:KronObdScorer", structured=True, default_grid=False, data={"batch_size": 128},
                settings=dict(kron_settings))
     add_method("kron_obs", "foresight", "global", "Wang et al., ICML 2019 (EigenDamage paper, Kron-OBS)",
-               m + "kron:KronObsScorer", structured=True, default_grid=False, data={"batch_size": 128},
+               m + "kron:KronObsScorer", structured=True, updates_weights=True, default_grid=False,
+               data={"batch_size": 128},
                settings=dict(kron_settings))
     # EigenDamage (Wang et al., ICML 2019): prunes rows and columns of each layer rotated into
     # its K-FAC eigenbasis and rebuilds the network (prunelib/methods/eigendamage.py).

@@ -270,7 +270,7 @@ def check_allocation(config: dict) -> None:
     if allocation is None:
         return
     why = {"rescored": "re-scores per ratio", "structured": "prunes whole filters", "chain": "is an IMP chain",
-           "eigenbasis": "rebuilds the network"}
+           "eigenbasis": "rebuilds the network", "structured_updating": "prunes whole filters"}
     bad = [f"{m} {why[registry.method(m).pruning.name]}" for m in config["grid"]["methods"]
            if registry.method(m).pruning.name in why]
     if bad:

@@ -117,6 +117,33 @@ def _structured(c: MaskContract, init_path, scores_path) -> Selected:
                     {"scores": input_record(scores_path), "init": input_record(init_path)})
 
 
+def _structured_updating(c: MaskContract, init_path, scores_path, data_path=None) -> Selected:
+    """A filter method that updates the filters it keeps (Kron-OBS): the filters as
+    ``_structured`` chooses them, then each layer's update from the S^-1 its score stage
+    stored (``kron.updated_state``: dW = -S^-1[:, P] diag(1/[S^-1]_jj) W[P], bias column
+    included); removed weights are zero in the updated state (the input columns the
+    removed filters fed included)."""
+    from prunelib.methods.scorers import kron
+
+    sel = _structured(c, init_path, scores_path)
+    model, meta = load_model(init_path)
+    blob = load_pt(scores_path)
+    s_inv = blob["extra"]["s_inverse"]
+    pruned = {f["layer"]: f["pruned"] for f in sel.extra["structured"]["filters"] if f["pruned"]}
+    before = cpu_state(model)
+    state = kron.updated_state(model, s_inv, pruned)
+    for n, mk in sel.masks.items():  # (removed weights exactly zero)
+        state[n] = state[n] * mk.to(state[n].dtype)
+    norms = {}
+    for n, mk in sel.masks.items():
+        old, new = before[n].double(), state[n].double()
+        norms[n] = {"update_norm": float((new - old)[mk].norm()), "removed_norm": float(old[~mk].norm()),
+                    "weight_norm": float(old.norm())}
+    sel.extra["update"] = {"norms": norms, "settings": {"rule": "Kron-OBS, summed single-filter updates"}}
+    sel.weights, sel.weights_meta = state, meta
+    return sel
+
+
 def _eigenbasis(c: MaskContract, init_path, scores_path) -> Selected:
     """EigenDamage (prunelib/methods/eigendamage.py): each layer rotated into the eigenbasis
     of the K-FAC factors the score stage stored, rows and columns removed to the cell's
@@ -188,7 +215,7 @@ def _updating(c: MaskContract, init_path, scores_path, data_path=None) -> Select
 #: How each kind of pruning makes its mask.
 PATHS = {pruning.DENSE.name: _dense, pruning.SINGLE_PASS.name: _single_pass, pruning.RESCORED.name: _rescored,
          pruning.CHAIN.name: _chain, pruning.STRUCTURED.name: _structured, pruning.UPDATING.name: _updating,
-         pruning.EIGENBASIS.name: _eigenbasis}
+         pruning.EIGENBASIS.name: _eigenbasis, pruning.STRUCTURED_UPDATING.name: _structured_updating}
 
 
 def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table, data_path=None,
