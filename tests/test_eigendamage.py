@@ -140,3 +140,11 @@ def test_eigendamage_cell_on_lenet5_mnist(tmp_path, mnist_pt):
 
 def test_eigendamage_cell_on_resnet20_synthetic_cifar10(tmp_path, synth_pt):
     _cell(tmp_path, synth_pt, "resnet20", "synthetic_cifar10", 2)
+
+
+def test_a_variant_with_eigendamage_is_refused_in_one_line_before_any_job():
+    from prunelib import config
+    from prunelib.config.validation import ConfigError
+
+    with pytest.raises(ConfigError, match=r'grid.variants = \["invert"\] is not allowed with eigendamage'):
+        config.resolve({"preset": "fast", "grid": {"methods": ["eigendamage"], "variants": ["none", "invert"]}})

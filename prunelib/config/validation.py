@@ -260,6 +260,19 @@ def validate(config: dict) -> None:
     check_fit(config["grid"])
     check_iterative(config["iterative"])
     check_allocation(config)
+    check_network_variants(config)
+
+
+def check_network_variants(config: dict) -> None:
+    """A method that rebuilds the network (EigenDamage) has no mask over the original
+    weights for a sanity-check variant to shuffle or invert: only ``none`` is allowed."""
+    grid = config["grid"]
+    other = [v for v in grid.get("variants") or [] if v != "none"]
+    built = [m for m in grid["methods"] if registry.method(m).pruning.name == "eigenbasis"]
+    if other and built:
+        raise ConfigError(f"config error: grid.variants = {json.dumps(other)} is not allowed with "
+                          f"{', '.join(built)} (it rebuilds the network); allowed: [\"none\"] (or drop "
+                          f"{', '.join(built)} from grid.methods)")
 
 
 def check_allocation(config: dict) -> None:
