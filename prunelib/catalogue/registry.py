@@ -496,6 +496,14 @@ def _builtins() -> None:
     ):
         add_method(name, "iterative", None, paper, default_grid=False,
                    imp={"rewind_weights_to": rewind, "rewind_lr": rewind_lr, "retrain_steps": retrain})
+    # An IMP chain whose pruning step is WoodFisher with its update (prunelib/methods/iterative.py,
+    # ``prune_round_updating``): train, prune the trained network with the OBS update, fine-tune the
+    # updated weights at the final learning rate (as imp_finetune); ``iterative.per_method`` can
+    # rewind instead (which throws the update away, recorded).
+    add_method("woodfisher_imp", "iterative", None, "Singh & Alistarh, NeurIPS 2020 (WoodFisher as the pruning "
+               "step of gradual pruning)", default_grid=False,
+               imp={"rewind_weights_to": None, "rewind_lr": False, "retrain_steps": "train_steps",
+                    "pruner": "woodfisher"})
 
     a = "prunelib.nets.models:"
     for name, builder, desc, side, bn, opts, cost in (

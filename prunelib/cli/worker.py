@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import select
 import signal
 import socket
@@ -213,9 +214,14 @@ def start(path: str, log_path: str, parent_pid: int, timeout: float = 60.0):
     if os.path.exists(path):
         os.unlink(path)
     log = open(log_path, "a")
+    # the worker imports the prunelib that started it (the workflow's checkout), as the jobs
+    # do through their PYTHONPATH, not whichever one is installed in the interpreter
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + os.environ["PYTHONPATH"]
+                                               if os.environ.get("PYTHONPATH") else "")}
     proc = subprocess.Popen([sys.executable, "-m", "prunelib", "worker", "--socket", path,
                              "--parent", str(parent_pid)], stdout=log, stderr=log,
-                            start_new_session=True, cwd=os.getcwd())
+                            start_new_session=True, cwd=os.getcwd(), env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if os.path.exists(path):

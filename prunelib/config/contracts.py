@@ -105,6 +105,10 @@ class ImpSpec(Hparams):
     rewind_lr: bool
     #: A number of steps, ``"train_steps"`` (T) or ``"after_rewind"`` (T - k).
     retrain_steps: int | str
+    #: The pruning step when it is not magnitude: a method that updates the weights it
+    #: keeps (``{"method", "knobs", "data"}``: its settings and scoring data), e.g.
+    #: ``woodfisher_imp`` (prunelib/methods/iterative.py).
+    pruner: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,9 @@ def imp_spec(s: Settings, method: str) -> ImpSpec:
     spec = {**registry.method(method).imp, **it.per_method.get(method, {})}
     if isinstance(spec["rewind_weights_to"], str):  # the name of an `iterative` fraction of T
         spec["rewind_weights_to"] = {"fraction": getattr(it, spec["rewind_weights_to"])}
+    if spec.get("pruner"):  # (its settings and data enter the chain's hashes)
+        name = spec["pruner"]
+        spec["pruner"] = {"method": name, "knobs": s.score.knobs_for(name), "data": s.score.data_for(name)}
     return ImpSpec(round_factor=it.round_factor, criterion=it.criterion, train_steps=it.train_steps, **spec)
 
 

@@ -46,8 +46,26 @@ def _layer_scoped(s: Settings) -> list[str]:
     return out
 
 
+def check_limits(s: Settings) -> None:
+    """Refuse, before any job, a method whose ``max_weights`` setting (``obs``: its full
+    inverse Fisher holds n² numbers) a network of the grid exceeds; one line naming the
+    limit and pointing to ``woodfisher``."""
+    limited = [m for m in s.grid.methods if "max_weights" in registry.method(m).settings]
+    for m in limited:
+        limit = int(s.score.knobs_for(m)["max_weights"])
+        for arch, dataset in s.grid.arch_dataset_pairs():
+            options = tuple(sorted(s.model.options_for(arch).items()))
+            n = sum(prunable_sizes(arch, dataset, options, s.prune.include_bias, s.prune.include_norm).values())
+            if n > limit:
+                raise ConfigError(f"config error: {m} on {arch}/{dataset}: {n:,} prunable weights exceed "
+                                  f"score.per_method.{m}.max_weights = {limit:,}; allowed: networks up to that "
+                                  "limit (use woodfisher, block-diagonal OBS, for larger ones)")
+
+
 def check_ratios(s: Settings) -> None:
-    """Refuse a ratio of the grid that would empty a network, or a tensor under layer scope."""
+    """Refuse a ratio of the grid that would empty a network, or a tensor under layer scope
+    (and a network over a method's weight limit: ``check_limits``)."""
+    check_limits(s)
     ratios = sorted({float(r) for r in s.grid.ratios if float(r) > 1.0})
     if not ratios:
         return

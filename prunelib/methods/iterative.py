@@ -263,6 +263,32 @@ def prune_round(weights: dict[str, torch.Tensor], prev_masks: dict[str, torch.Te
     return masks, rows, magnitude
 
 
+def prune_round_updating(model: torch.nn.Module, prunable: list[str], prev_masks: dict[str, torch.Tensor],
+                         density: Fraction, pruner: dict, batches, seed: int, round_: int, method: str = "imp"):
+    """Round ``round_``'s pruning by a method that updates the weights it keeps (an IMP
+    chain whose ``pruner`` is e.g. ``woodfisher``; prunelib/methods/scorers/obs.py): among
+    the survivors of ``prev_masks`` it keeps exactly round(N d_j) (global), the weights
+    pruned earlier staying pruned (OBS constrains them first, which moves nothing), and
+    moves ``model``'s kept weights by its update in place.  Returns (masks, audit rows, the
+    ranking (higher = kept longer; what ``update_ranking`` records), the update record)."""
+    from prunelib.catalogue import registry
+
+    entry = registry.method(pruner["method"])
+    if not entry.pruning.updates_weights or entry.scope != "global":
+        raise ValueError(f"{method}: pruner {pruner['method']} must be a global method that updates the weights "
+                         "it keeps (obs, woodfisher)")
+    scorer = entry.make_scorer(pruner["knobs"])
+    named = dict(model.named_parameters())
+    params = {n: named[n] for n in prunable}
+    n_total = sum(p.numel() for p in params.values())
+    masks, rows, ranking, record = scorer.prune_update(model, params, batches, 1 / density, "global", seed,
+                                                       method=f"{method} round {round_}", ranking=True,
+                                                       alive=prev_masks, keep=kept_count(n_total, 1 / density))
+    for r in rows:
+        r["round"] = round_
+    return masks, rows, {n: v.to(torch.float64) for n, v in ranking.items()}, record
+
+
 def layer_rates_record(rows: list[dict]) -> dict | None:
     """The ``layer_rates`` record of a round's audit rows (None unless the round used
     ``layer_output_half``): the rates, each tensor's realised rate, and every tensor whose

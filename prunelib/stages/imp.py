@@ -71,8 +71,26 @@ def run_imp_round(c: ImpRoundContract, data_path, out: dict, init_path=None, pre
             weights = {n: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for n, v in weights.items()}
         output = (iterative.output_layer(model, prev["masks"]) if plan.criterion == iterative.LAYER_OUTPUT_HALF
                   else ())
-        masks, rows_mask, magnitude = iterative.prune_round(weights, prev["masks"], density,
-                                                            plan.criterion, seed, j, method, output)
+        if c.imp.pruner and not prev_failed:
+            # the pruning step of a method that updates the weights it keeps (woodfisher_imp):
+            # the trained network pruned with the update; rewinding (below) throws it away
+            if plan.criterion != "global":
+                raise ValueError(f"{method}: its pruner {c.imp.pruner['method']} ranks globally; "
+                                 f"iterative.criterion = {plan.criterion!r} is not allowed (allowed: global)")
+            d = c.imp.pruner["data"]
+            model.to(dev)
+            batches = [(x.to(dev), y.to(dev)) for x, y in
+                       datasets.scoring_batches(data, base_meta["dataset"], seed, d["batch_size"],
+                                                d["num_batches"], d["class_balanced"])]
+            masks, rows_mask, magnitude, record = iterative.prune_round_updating(
+                model, list(prev["masks"]), prev["masks"], density, c.imp.pruner, batches, seed, j, method)
+            model.cpu()
+            masks = {n: m.cpu() for n, m in masks.items()}
+            extra["update"] = {**record["update"], "pruner": c.imp.pruner["method"],
+                               "discarded": plan.rewind_step is not None}
+        else:
+            masks, rows_mask, magnitude = iterative.prune_round(weights, prev["masks"], density,
+                                                                plan.criterion, seed, j, method, output)
         pruned_round, ranked_by = iterative.update_ranking(prev["pruned_round"], prev["ranked_by"], masks,
                                                            prev["masks"], magnitude, j)
         if plan.rewind_step is not None:  # reset the survivors to theta_k

@@ -108,16 +108,17 @@ class ObsScorer(Scorer):
         return out
 
     def prune_update(self, model: nn.Module, params: dict, batches, ratio: float, scope: str, seed: int,
-                     method: str = "?", ranking: bool = False, alive: dict | None = None):
+                     method: str = "?", ranking: bool = False, alive: dict | None = None, keep: int | None = None):
         """See the module docstring; ``alive``: masks of weights already pruned (an IMP
-        chain's earlier rounds), kept pruned."""
+        chain's earlier rounds), kept pruned; ``keep``: the kept count when the caller has
+        it exactly (a chain's round(N d_j)), else round(n / ratio)."""
         self._check_size(params)
         names = list(params)
         shapes = {n: params[n].shape for n in names}
         before = {n: params[n].detach().cpu().clone() for n in names}
         blocks, hinvs = self._inverses(model, params, batches)
         w = torch.cat([before[n].reshape(-1).double() for n in names])
-        keep = masking.kept_count(w.numel(), ratio)
+        keep = masking.kept_count(w.numel(), ratio) if keep is None else int(keep)
         start_alive = None if alive is None else torch.cat([alive[n].reshape(-1).cpu() for n in names])
         kept, tie, rank = so.obs_prune_blocks(w, hinvs, blocks, keep, self.group, seed, joint=self.joint,
                                               alive=start_alive, stream=f"{self.label}")
@@ -228,7 +229,8 @@ class LobsScorer(Scorer):
             out[n] = (w2 * w2 / (2 * d)).view_as(p).float()
         return out
 
-    def prune_update(self, model, params, batches, ratio, scope, seed, method="?", ranking=False, alive=None):
+    def prune_update(self, model, params, batches, ratio, scope, seed, method="?", ranking=False, alive=None,
+                     keep=None):
         if alive is not None:
             raise so.SecondOrderError("lobs: pruning a network that is already sparse is not supported; "
                                       "use woodfisher as an IMP chain's pruning step")
