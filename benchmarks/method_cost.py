@@ -21,6 +21,11 @@ from one run.
     python benchmarks/method_cost.py                         # lenet5 and lenet300, r = 16
     python benchmarks/method_cost.py --archs vgg16 resnet20 --methods synflow grasp \\
         --repeats 3 --baseline /tmp/before
+    python benchmarks/method_cost.py --archs lenet300 lenet5 resnet20 vgg16 \
+        --methods kron_obd kron_obs eigendamage --ratio 4 --repeats 1
+
+Filter methods (``structured``) are timed with their filter selection; ``eigendamage`` (not a
+scorer) end to end: K-FAC factors, eigendecompositions, selection and the built network.
 
 Prints a Markdown table (also written to reports/benchmarks/method_cost.md).
 """
@@ -88,6 +93,8 @@ def child(args) -> dict:
             if i:  # the first pass warms up
                 times.append(time.perf_counter() - t)
         return {"seconds": statistics.median(times)}
+    if args.method == "eigendamage":  # not a scorer: factors, rotation, selection and the built network
+        return _eigendamage(args, data, settings, dev, sync, model, prunable)
     m = scorers.get(args.method)
     del model
     before = _rss_bytes()
@@ -120,12 +127,44 @@ def child(args) -> dict:
                    datasets.scoring_batches(data, args.dataset, 0, data_s["batch_size"], data_s["num_batches"],
                                             data_s["class_balanced"])]
         scorer.prune_update(net, {p: named[p] for p in prunable}, batches, args.ratio, m.scope, 0, args.method)
+    elif getattr(m, "structured", False):  # filter methods: whole filters, as the mask stage selects them
+        from prunelib.methods import structured
+        structured.select_filters(net, scores, prunable, args.ratio, m.scope, 0)
     elif scorer.needs_ratio:
         named = dict(net.named_parameters())
         kw = {"ranking": False} if "ranking" in inspect.signature(scorer.prune).parameters else {}
         scorer.prune(net, {p: named[p] for p in prunable}, args.ratio, m.scope, 0, args.method, **kw)
     else:
         masking.select_masks(scores, args.ratio, m.scope, 0, args.method)
+    sync()
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out = {"seconds": seconds, "peak_extra_bytes": max(0, peak - before)}
+    if dev.type == "cuda":
+        out["device_peak_extra_bytes"] = torch.cuda.max_memory_allocated() - dev_before
+    return out
+
+
+def _eigendamage(args, data, settings, dev, sync, model, prunable) -> dict:
+    """EigenDamage end to end (prunelib/methods/eigendamage.py): K-FAC factors on the scoring
+    batches (128 x ``score.num_batches``), eigendecompositions, selection at r, the built network."""
+    import torch
+
+    from prunelib.data import datasets
+    from prunelib.methods import eigendamage
+
+    del model
+    before = _rss_bytes()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        dev_before = torch.cuda.memory_allocated()
+    t = time.perf_counter()
+    from prunelib import stages
+
+    net = stages.build_model(args.arch, args.dataset).to(dev)
+    batches = [(x.to(dev), y.to(dev)) for x, y in
+               datasets.scoring_batches(data, args.dataset, 0, settings.batch_size, settings.num_batches)]
+    eigendamage.prune(net, prunable, batches, args.ratio, 0)
     sync()
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -40,7 +40,8 @@ def render(table: str) -> str:
         return _table(["method", "kind", "scope", "settings (defaults)", "paper"],
                       [[f"`{m}`{_origin(e)}", e.kind + (", re-scores per ratio" if e.rescores else "")
                         + (", structured (filters)" if e.structured else "")
-                        + (", updates the weights it keeps" if e.pruning.updates_weights else ""),
+                        + (", updates the weights it keeps" if e.pruning.updates_weights else "")
+                        + (", rebuilds the network (eigenbasis)" if e.pruning.name == "eigenbasis" else ""),
                         e.scope or "`iterative.criterion`", _settings(e), e.paper]
                        for m, e in registry.METHODS.items()])
     if table == "archs":

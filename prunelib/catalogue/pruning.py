@@ -28,8 +28,9 @@ class Pruning:
     #: Whether whole filters are removed (with the input channels they fed).
     structured: bool
     #: What the cell's training starts from: ``init`` (the init artifact, kept or redrawn
-    #: by ``init.after_pruning``), ``chain`` (the chain round's weights) or ``pruned``
-    #: (the weights the pruning step updated, ``paths.UPDATED``: OBS-type methods).
+    #: by ``init.after_pruning``), ``chain`` (the chain round's weights), ``pruned`` (the
+    #: weights the pruning step updated, ``paths.UPDATED``: OBS-type methods) or ``mask``
+    #: (the network the mask stage built and stored in mask.pt: EigenDamage's).
     trains_from: str
     description: str
 
@@ -56,6 +57,12 @@ RESCORED = Pruning("rescored", scored=True, rescores=True, chain=False, structur
                    description="scored again for each ratio while pruning (Scorer.prune)")
 STRUCTURED = Pruning("structured", scored=True, rescores=False, chain=False, structured=True, trains_from="init",
                      description="whole filters by their summed scores")
+#: A method that changes the network (EigenDamage): the mask stage builds the pruned network
+#: and stores it in the mask artifact (``mask.pt``'s ``network``); training and eval start
+#: from that network, not from the init (prunelib/methods/eigendamage.py).  Its scores
+#: artifact holds what the selection reads (the K-FAC factors).
+EIGENBASIS = Pruning("eigenbasis", scored=True, rescores=False, chain=False, structured=False, trains_from="mask",
+                     description="rows and columns of each layer in its K-FAC eigenbasis; the network is rebuilt")
 CHAIN = Pruning("chain", scored=False, rescores=False, chain=True, structured=False, trains_from="chain",
                 description="a round of a prune-retrain chain (iterative magnitude pruning)")
 
@@ -66,13 +73,26 @@ CHAIN = Pruning("chain", scored=False, rescores=False, chain=True, structured=Fa
 UPDATING = Pruning("updating", scored=True, rescores=True, chain=False, structured=False, trains_from="pruned",
                    description="pruned per ratio with a second-order update of the weights it keeps")
 
-ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, CHAIN, UPDATING)
+#: A filter method that also updates the weights it keeps (Kron-OBS): whole filters by
+#: their scores as ``structured``, then the update of the remaining filters (from what the
+#: score stage stored beside the scores), written to ``paths.UPDATED``; the cell trains from it.
+STRUCTURED_UPDATING = Pruning("structured_updating", scored=True, rescores=False, chain=False, structured=True,
+                              trains_from="pruned",
+                              description="whole filters by their scores, the remaining filters updated")
+
+ALL = (DENSE, SINGLE_PASS, RESCORED, STRUCTURED, EIGENBASIS, CHAIN, UPDATING, STRUCTURED_UPDATING)
 
 
-def of(kind: str, rescores: bool = False, structured: bool = False, updates_weights: bool = False) -> Pruning:
-    """The ``Pruning`` of a method registered with ``kind`` (``registry.KINDS``) and its facts."""
+def of(kind: str, rescores: bool = False, structured: bool = False, updates_weights: bool = False,
+       network: bool = False) -> Pruning:
+    """The ``Pruning`` of a method registered with ``kind`` (``registry.KINDS``) and its facts
+    (``network``: it changes the network, as EigenDamage)."""
+    if network:
+        return EIGENBASIS
     if updates_weights and not structured and kind == "foresight":
         return UPDATING
+    if updates_weights and structured and kind == "foresight":
+        return STRUCTURED_UPDATING
     if kind == "dense":
         return DENSE
     if kind == "iterative":

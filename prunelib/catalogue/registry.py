@@ -236,7 +236,7 @@ def add_method(name: str, kind: str, scope: str | None, paper: str, scorer: Any 
     # (``pruning``: a kind given outright, e.g. a structured method that also updates weights)
     given = facts.pop("pruning", None)
     how = pruning.of(kind, facts.pop("rescores", False), facts.pop("structured", False),
-                     facts.pop("updates_weights", False))
+                     facts.pop("updates_weights", False), facts.pop("network", False))
     how = given or how
     entry = MethodEntry(name, kind, scope, paper, scorer, origin=_current_origin[-1], pruning=how, **facts)
     _add(METHODS, "method", entry)
@@ -480,6 +480,27 @@ def _builtins() -> None:
     add_method("synflow_filter", "foresight", "global", "Tanaka et al., NeurIPS 2020; single-shot SynFlow scores "
                "summed per filter (no iterative rounds)", m + "synflow:SynflowScorer", structured=True,
                default_grid=False)
+    # Kron-OBD / Kron-OBS (Wang et al., ICML 2019, the EigenDamage paper's baselines): filter
+    # importance under each layer's K-FAC factors (prunelib/methods/scorers/kron.py).  The
+    # authors' code takes the factors on training batches of 128 with labels sampled from
+    # the network (the "true" Fisher).
+    kron_settings = {
+        "fisher": Setting("true", {"enum": ["true", "empirical"]},
+                          "labels of the K-FAC loss: sampled from the network (the authors' 'true') or the data's"),
+        "form": Setting("paper", {"enum": ["paper", "code"]},
+                        "row term w_j^T A w_j (paper) or the released code's sum_k (w^2 A)_jk")}
+    add_method("kron_obd", "foresight", "global", "Wang et al., ICML 2019 (EigenDamage paper, Kron-OBD)",
+               m + "kron:KronObdScorer", structured=True, default_grid=False, data={"batch_size": 128},
+               settings=dict(kron_settings))
+    add_method("kron_obs", "foresight", "global", "Wang et al., ICML 2019 (EigenDamage paper, Kron-OBS)",
+               m + "kron:KronObsScorer", structured=True, updates_weights=True, default_grid=False,
+               data={"batch_size": 128},
+               settings=dict(kron_settings))
+    # EigenDamage (Wang et al., ICML 2019): prunes rows and columns of each layer rotated into
+    # its K-FAC eigenbasis and rebuilds the network (prunelib/methods/eigendamage.py).
+    add_method("eigendamage", "foresight", "global", "Wang et al., ICML 2019 (EigenDamage)",
+               m + "eigendamage:EigenDamageScorer", network=True, default_grid=False, data={"batch_size": 128},
+               settings={"fisher": kron_settings["fisher"]})
     # Iterative magnitude pruning: presets of one generalised method (prunelib/methods/iterative.py).
     # rewind_weights_to: a step, None (keep the trained weights) or the name of an
     # `iterative` fraction of T; retrain_steps: "train_steps" (T) or "after_rewind" (T - k).

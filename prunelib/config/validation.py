@@ -265,6 +265,19 @@ def validate(config: dict) -> None:
     check_fit(config["grid"])
     check_iterative(config["iterative"])
     check_allocation(config)
+    check_network_variants(config)
+
+
+def check_network_variants(config: dict) -> None:
+    """A method that rebuilds the network (EigenDamage) has no mask over the original
+    weights for a sanity-check variant to shuffle or invert: only ``none`` is allowed."""
+    grid = config["grid"]
+    other = [v for v in grid.get("variants") or [] if v != "none"]
+    built = [m for m in grid["methods"] if registry.method(m).pruning.name == "eigenbasis"]
+    if other and built:
+        raise ConfigError(f"config error: grid.variants = {json.dumps(other)} is not allowed with "
+                          f"{', '.join(built)} (it rebuilds the network); allowed: [\"none\"] (or drop "
+                          f"{', '.join(built)} from grid.methods)")
 
 
 def check_arms(config: dict) -> list[str]:
@@ -296,7 +309,8 @@ def check_allocation(config: dict) -> None:
     allocation = (config.get("prune") or {}).get("allocation")
     if allocation is None:
         return
-    why = {"rescored": "re-scores per ratio", "structured": "prunes whole filters", "chain": "is an IMP chain"}
+    why = {"rescored": "re-scores per ratio", "structured": "prunes whole filters", "chain": "is an IMP chain",
+           "eigenbasis": "rebuilds the network", "structured_updating": "prunes whole filters"}
     bad = [f"{m} {why[registry.method(m).pruning.name]}" for m in config["grid"]["methods"]
            if registry.method(m).pruning.name in why]
     if bad:

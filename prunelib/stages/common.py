@@ -33,6 +33,10 @@ def model_from(blob: dict) -> tuple[torch.nn.Module, dict]:
     """Network rebuilt from a loaded weights artifact ({state_dict, meta}), and its meta."""
     meta = blob["meta"]
     model = build_model(meta["arch"], meta["dataset"], meta.get("model"))
+    if meta.get("eigendamage_spec"):  # a network EigenDamage built (prunelib/methods/eigendamage.py)
+        from prunelib.methods import eigendamage
+
+        model = eigendamage.skeleton(model, meta["eigendamage_spec"])
     model.load_state_dict(blob["state_dict"])
     return model, meta
 

@@ -76,7 +76,10 @@ def run_eval(c: EvalContract, final_path, mask_path, data_path, out) -> dict:
         **lineage_columns(meta, mask_blob["meta"], input_record(data_path), input_record(mask_path),
                           input_record(final_path)),
     }
-    row.update(_measured(model, masks, mask_blob["meta"], data, meta, dev, status))
+    if "eigendamage" in mask_blob["meta"]:
+        row.update(_eigendamage_columns(model, mask_blob["meta"], data, meta, dev, status))
+    else:
+        row.update(_measured(model, masks, mask_blob["meta"], data, meta, dev, status))
     row.update(eval_row.signal_propagation_columns(meta))
     write_parquet([row], out)
     return row
@@ -111,6 +114,33 @@ def lineage_columns(final_meta: dict, mask_meta: dict, data: dict, mask: dict, f
     upstream = final_meta.get("inputs", {})
     records = (data, upstream.get("init"), mask_meta.get("inputs", {}).get("scores"), mask, final)
     return dict(zip(eval_row.LINEAGE_COLUMNS, map(digest, records), strict=True))  # (data, init, scores, mask, final)
+
+
+def _eigendamage_columns(model, mask_meta, data, meta, dev, status) -> dict:
+    """An EigenDamage cell (prunelib/methods/eigendamage.py): ``model`` is the network it
+    built.  Its counts are against the original network's prunable weights (n_prunable);
+    its kept weights are the built network's Conv/Linear weights; MACs of the original
+    against the built network; measured speed-ups of the built network against the
+    original-shaped network it folds into (``eigendamage.measure``)."""
+    from prunelib.methods import eigendamage
+
+    rec = mask_meta["eigendamage"]
+    original = build_model(meta["arch"], meta["dataset"], meta.get("model"))
+    weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    n_prunable = int(rec["n_prunable"])
+    nonzero = sum(int((w != 0).sum()) for w in weights)
+    r_e = n_prunable / nonzero if nonzero else float("inf")
+    macs_dense, _ = multiply_accumulates(original, {}, meta["dataset"])
+    macs_kept, _ = multiply_accumulates(model, {}, meta["dataset"])
+    out = {"n_prunable": n_prunable, "n_kept": int(rec["eigen_n_kept"]), "n_nonzero_prunable": nonzero,
+           "empirical_ratio": r_e, "compression_error": (r_e - float(mask_meta["ratio"])) / float(mask_meta["ratio"]),
+           "macs_dense": macs_dense, "macs_kept": macs_kept,
+           "speedup": macs_dense / macs_kept if macs_kept else float("inf"),
+           "granularity": "eigenbasis", "filter_deviation": int(rec["eigen_deviation"]),
+           "target_reached": bool(rec["target_reached"])}
+    if status != "ok":
+        return {**out, **slimming.measure_missing(dev)}
+    return {**out, **eigendamage.measure(model, original, meta["eigendamage_spec"], data, meta["dataset"], dev)}
 
 
 def _measured(model, masks, mask_meta, data, meta, dev, status) -> dict:

@@ -16,7 +16,7 @@ from prunelib.catalogue import pruning, registry
 from prunelib.config.contracts import MaskContract
 from prunelib.foundations.artifacts import input_record, load_pt, save_pt, write_parquet
 from prunelib.data import datasets
-from prunelib.methods import allocation, masking, score_checks, structured, variants
+from prunelib.methods import allocation, eigendamage, kfac, masking, score_checks, structured, variants
 from prunelib.stages.common import cpu_state, load_model, provenance
 from prunelib.train.loop import resolve_device
 
@@ -39,6 +39,8 @@ class Selected:
     #: meta of the artifact they came from; the mask stage writes them to ``paths.UPDATED``.
     weights: dict | None = None
     weights_meta: dict | None = None
+    #: A method that changes the network (EigenDamage): {spec, state_dict} of the built network.
+    network: dict | None = None
 
 
 def _dense(c: MaskContract, init_path, _scores_path) -> Selected:
@@ -115,6 +117,60 @@ def _structured(c: MaskContract, init_path, scores_path) -> Selected:
                     {"scores": input_record(scores_path), "init": input_record(init_path)})
 
 
+def _structured_updating(c: MaskContract, init_path, scores_path, data_path=None) -> Selected:
+    """A filter method that updates the filters it keeps (Kron-OBS): the filters as
+    ``_structured`` chooses them, then each layer's update from the S^-1 its score stage
+    stored (``kron.updated_state``: dW = -S^-1[:, P] diag(1/[S^-1]_jj) W[P], bias column
+    included); removed weights are zero in the updated state (the input columns the
+    removed filters fed included)."""
+    from prunelib.methods.scorers import kron
+
+    sel = _structured(c, init_path, scores_path)
+    model, meta = load_model(init_path)
+    blob = load_pt(scores_path)
+    s_inv = blob["extra"]["s_inverse"]
+    pruned = {f["layer"]: f["pruned"] for f in sel.extra["structured"]["filters"] if f["pruned"]}
+    before = cpu_state(model)
+    state = kron.updated_state(model, s_inv, pruned)
+    for n, mk in sel.masks.items():  # (removed weights exactly zero)
+        state[n] = state[n] * mk.to(state[n].dtype)
+    norms = {}
+    for n, mk in sel.masks.items():
+        old, new = before[n].double(), state[n].double()
+        norms[n] = {"update_norm": float((new - old)[mk].norm()), "removed_norm": float(old[~mk].norm()),
+                    "weight_norm": float(old.norm())}
+    sel.extra["update"] = {"norms": norms, "settings": {"rule": "Kron-OBS, summed single-filter updates"}}
+    sel.weights, sel.weights_meta = state, meta
+    return sel
+
+
+def _eigenbasis(c: MaskContract, init_path, scores_path) -> Selected:
+    """EigenDamage (prunelib/methods/eigendamage.py): each layer rotated into the eigenbasis
+    of the K-FAC factors the score stage stored, rows and columns removed to the cell's
+    ratio, the network built.  The built network goes into the mask artifact (training and
+    eval start from it); its masks keep every weight of it (all True), its counts are the
+    built network's against the original prunable weights."""
+    model, meta = load_model(init_path)
+    blob = load_pt(scores_path)
+    factors = {k: kfac.Factors(f["A"], f["S"], f["bias"], f["patches"]) for k, f in blob["extra"]["kfac"].items()}
+    bases = eigendamage.decompose(model, factors)
+    kept, record = eigendamage.select(model, bases, meta["prunable"], c.ratio, c.seed)
+    built = eigendamage.build(model, bases, kept)
+    masks, rows = {}, []
+    for name, mod in built.named_modules():
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
+            w = mod.weight
+            masks[f"{name}.weight"] = torch.ones_like(w, dtype=torch.bool)
+            rows.append({"name": f"{name}.weight", "shape": "x".join(map(str, w.shape)), "numel": w.numel(),
+                         "kept": w.numel(), "density": 1.0, "collapsed": False, "threshold": float("nan"),
+                         "tied_at_threshold": 0, "tied_kept": 0})
+    extra = {"eigendamage": record, "target_kept": record["eigen_target_kept"], "n_kept": record["eigen_n_kept"],
+             "n_prunable": record["n_prunable"]}
+    network = {"spec": eigendamage.spec_of(kept), "state_dict": cpu_state(built)}
+    return Selected(masks, rows, None, "global", extra, blob["meta"].get("seconds", 0.0),
+                    {"scores": input_record(scores_path), "init": input_record(init_path)}, network=network)
+
+
 def _updating(c: MaskContract, init_path, scores_path, data_path=None) -> Selected:
     """A method that updates the weights it keeps (OBS, WoodFisher, L-OBS): its scorer's
     ``prune_update`` (prunelib/methods/scorers/obs.py) on the scoring data of the mask
@@ -158,7 +214,8 @@ def _updating(c: MaskContract, init_path, scores_path, data_path=None) -> Select
 
 #: How each kind of pruning makes its mask.
 PATHS = {pruning.DENSE.name: _dense, pruning.SINGLE_PASS.name: _single_pass, pruning.RESCORED.name: _rescored,
-         pruning.CHAIN.name: _chain, pruning.STRUCTURED.name: _structured, pruning.UPDATING.name: _updating}
+         pruning.CHAIN.name: _chain, pruning.STRUCTURED.name: _structured, pruning.UPDATING.name: _updating,
+         pruning.EIGENBASIS.name: _eigenbasis, pruning.STRUCTURED_UPDATING.name: _structured_updating}
 
 
 def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table, data_path=None,
@@ -197,7 +254,8 @@ def run_mask(c: MaskContract, init_path, scores_path, out_mask, out_table, data_
                                                     "settings_hash": c.hash()},
                  "update": extra.get("update", {}), "mask_seconds": seconds, **provenance(), "inputs": sel.inputs}
         save_pt({"state_dict": sel.weights, "meta": wmeta}, out_weights)
-    save_pt({"masks": masks, "meta": meta}, out_mask)
+    save_pt({"masks": masks, "meta": meta, **({"network": sel.network} if sel.network is not None else {})},
+            out_mask)
     write_parquet(rows, out_table, metadata={k: meta[k] for k in ("method", "ratio", "seed", "scope",
                                                                   "target_kept", "n_kept", "n_prunable")})
 

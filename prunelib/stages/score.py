@@ -68,7 +68,9 @@ def run_score(c: ScoreContract, init_path, data_path, out) -> None:
     scores, used = compute_scores(model, meta["prunable"], scorer, data, meta["dataset"], c.seed, c.data, dev,
                                   entry=m)
     seconds = time.perf_counter() - start
-    save_pt({"scores": scores,
+    # a method whose mask stage needs more than the scores (EigenDamage's K-FAC factors)
+    extra = scorer.artifact_extra() if hasattr(scorer, "artifact_extra") else None  # (None: nothing beside)
+    save_pt({"scores": scores, **({"extra": extra} if extra is not None else {}),
              "meta": {"method": c.method, "seed": c.seed, "scope": m.scope, "paper": m.paper, **used,
                       "n_examples": used.get("n_examples", 0), "seconds": seconds, "device": str(dev),
                       "init": meta, "settings_hash": c.hash(), **provenance(),

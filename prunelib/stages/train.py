@@ -14,7 +14,7 @@ from prunelib.config.settings import TrainSettings
 from prunelib.data import datasets
 from prunelib.foundations.artifacts import input_record, load_pt, read_parquet_rows, save_pt, write_parquet
 from prunelib.foundations.seeding import seed_everything
-from prunelib.methods import iterative, variants
+from prunelib.methods import eigendamage, iterative, variants
 from prunelib.nets import init_schemes, isometry
 from prunelib.stages.common import build_model, cpu_state, load_model, provenance
 from prunelib.train import resume
@@ -74,7 +74,16 @@ def run_train(c: TrainContract, init_path, mask_path, data_path, out_weights, ou
     dev = resolve_device(c.device)
     extra = {}
     updated = "pruned_by" in init_meta  # (the updated weights of a method that updates what it keeps)
-    if c.after_pruning == "redraw":
+    if "network" in mask_blob:
+        # a method that changed the network (EigenDamage): training starts from the network
+        # its mask stage built (init.after_pruning does not apply: the built weights are the
+        # init's, rotated; recorded as such)
+        net = mask_blob["network"]
+        model = eigendamage.skeleton(model, net["spec"])
+        model.load_state_dict(net["state_dict"])
+        init_meta = {**init_meta, "eigendamage_spec": net["spec"]}
+        extra["after_pruning"] = "built network (init.after_pruning not applied)"
+    elif c.after_pruning == "redraw":
         # a fresh draw: for an updating method (OBS, ...) the update is thrown away with
         # the rest of the pruned network's values; only its mask survives
         model.load_state_dict(redrawn_state(init_meta, c.seed))

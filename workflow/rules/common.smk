@@ -218,7 +218,7 @@ def train_inputs(w):
             **base,
             "init": updated_path(w) if variant_of(w) == "none" else init_path(w),
         }
-    if pruning_of(w).trains_from == "init":
+    if pruning_of(w).trains_from in ("init", "mask"):
         return {**base, "init": init_path(w)}
     j = imp_round_of(w)
     if variant_of(w) == "none":
