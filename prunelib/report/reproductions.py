@@ -95,10 +95,10 @@ _SNIP = dict(paper="SNIP (Lee et al., ICLR 2019)", paper_key="snip",
                          "give each value's source). Table 3 (another sparsity, optimiser and weight decay; one "
                          "row per initialisation) is another protocol: its rows are shown, not run")
 _SIGPROP = dict(paper="Signal propagation (Lee et al., ICLR 2020)", paper_key="sigprop",
-                corresponds="the paper's MLP-7 experiments, arm orthogonal init + approximate isometry, with the "
-                            "preset's quick settings (its comments give the authors' values beside them). The "
-                            "variance-scaling and orthogonal-only arms need separate working copies (the grid has "
-                            "no init axis; see the preset's comments) and are not in this table")
+                corresponds="the paper's MLP-7 experiments with the preset's quick settings (its comments give "
+                            "the authors' values beside them), in three init arms of one grid (init.arms): "
+                            "`snip` is orthogonal init + approximate isometry, `snip@orth` orthogonal init alone, "
+                            "`snip@vs` variance scaling; one dense control (orthogonal) serves all three")
 
 #: The runs behind docs/reproductions.md: 3 seeds or more for every row; a row whose
 #: seeds have not all run says so, with the time one seed takes.
@@ -118,6 +118,10 @@ RUNS = (
     *(Reproduction(f"sigprop_{dataset}_{arch}", "sigprop", arch, "snip", (10,), (0, 1, 2), dense_seeds=(0, 1, 2),
                    dataset=dataset, **_SIGPROP)
       for dataset in ("mnist", "fashion_mnist") for arch in ("mlp7_linear", "mlp7_tanh")),
+    # The other two arms of the same grid (their dense control is the row above's).
+    *(Reproduction(f"sigprop_{dataset}_{arch}_{arm}", "sigprop", arch, f"snip@{arm}", (10,), (0, 1, 2),
+                   dataset=dataset, **_SIGPROP)
+      for dataset in ("mnist", "fashion_mnist") for arch in ("mlp7_linear", "mlp7_tanh") for arm in ("orth", "vs")),
 )
 
 

@@ -14,6 +14,7 @@ from prunelib.cli import console as plconsole
 from prunelib.cli import worker as plworker
 from prunelib.cli import slurm_check as plslurm
 from prunelib.foundations.errors import PrunelibError
+from snakemake.exceptions import WorkflowError
 
 try:
     RESOLVED = plconfig.resolve(config)  # (imports the plugins it names)
@@ -281,6 +282,15 @@ def imp_rounds_paths():
         plpaths.IMP_ROUNDS_TABLE.format(dataset=d, arch=a, seed=s, method=m)
         for d, a, s, m, _ in plconfig.imp_chains(SETTINGS)
     ]
+
+
+# The measure job's threads: all of --cores, so nothing is scheduled beside it; 1 where
+# no --cores is set (`--report`, `--lint`, which schedule nothing).
+def all_cores():
+    try:
+        return workflow.cores or 1
+    except WorkflowError:
+        return 1
 
 
 # Inputs of the measure job (workflow/rules/measure.smk). Every cell's eval row, final

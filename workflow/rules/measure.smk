@@ -19,7 +19,7 @@ rule measure:
         plpaths.MEASURE_BENCHMARK
     conda:
         ENV
-    threads: workflow.cores or 1
+    threads: all_cores()
     resources:
         mem_mb=lambda w: int(2000 * max(plregistry.arch(c.arch).cost for c in CELLS)),
         runtime=lambda w: max(10, len(CELLS)),
