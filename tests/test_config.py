@@ -42,7 +42,10 @@ def test_default_config_resolves_to_the_fast_preset():
     # (nor the second-order ones that update the weights they keep: obs cannot run on
     # LeNet-300-100, woodfisher and lobs cost minutes; workflow/presets/second_order.yaml)
     updating = {m for m, e in registry.METHODS.items() if e.pruning.updates_weights}
-    assert set(s.grid.methods) == set(config.known("methods")) - set(config.IMP_METHODS) - structured - updating
+    # (nor eigendamage, which rebuilds the network: second_order.yaml)
+    rebuilt = {m for m, e in registry.METHODS.items() if e.pruning.trains_from == "mask"}
+    assert set(s.grid.methods) == (set(config.known("methods")) - set(config.IMP_METHODS) - structured - updating
+                                   - rebuilt)
     assert {1, 4, 16, 64} <= set(s.grid.ratios) and len(s.grid.seeds) >= 3
     # one dense control per (arch, seed), plus every method at every r > 1
     n_pruned = len([r for r in s.grid.ratios if r != 1])
@@ -81,7 +84,8 @@ BAD = [
      'grid.methods[1] = "snipp" is not allowed; allowed: random, global_magnitude, layer_magnitude, '
      'global_gradient, layer_gradient, global_activation, layer_activation, global_lap, layer_lap, lamp, '
      'snip, grasp, synflow, obd, obs, woodfisher, lobs, global_l1_filter, layer_l1_filter, snip_filter, '
-     'grasp_filter, synflow_filter, imp_finetune, lth, lth_rewind, lrr, gimp, woodfisher_imp'),
+     'grasp_filter, synflow_filter, kron_obd, kron_obs, eigendamage, imp_finetune, lth, lth_rewind, lrr, gimp, '
+     'woodfisher_imp'),
     (_grid(ratios=[4, 0.5]), "grid.ratios[1] = 0.5 is not allowed; allowed: numbers >= 1"),
     (_grid(seeds=[1.5]), "grid.seeds[0] = 1.5 is not allowed; allowed: integers >= 0"),
     (_grid(seeds=[-1]), "grid.seeds[0] = -1 is not allowed; allowed: integers >= 0"),
@@ -90,8 +94,8 @@ BAD = [
     ({"train": {"epochs": 0}}, "train.epochs = 0 is not allowed; allowed: integers >= 1"),
     ({"train": {"batch_size": 0}}, "train.batch_size = 0 is not allowed; allowed: integers >= 1"),
     ({"score": {"batch_size": -3}}, "score.batch_size = -3 is not allowed; allowed: integers >= 1"),
-    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, imp_mnist, imp_mnist_obs, lth_mnist, second_order, sigprop, snip, standard, structured, '
-     'thesis'),
+    ({"preset": "fastest"}, 'preset = "fastest" is not allowed; allowed: fast, imp_mnist, imp_mnist_obs, lth_mnist, '
+     'second_order, second_order_structured, sigprop, snip, standard, structured, thesis'),
     ({"model": {"shortcut": "C"}}, 'model.shortcut = "C" is not allowed; allowed: A, B'),
     ({"train": {"augment": "yes"}}, 'train.augment = "yes" is not allowed; allowed: auto, none, cifar'),
     ({"train": {"amp": "fp16"}}, 'train.amp = "fp16" is not allowed; allowed: none, bf16'),
