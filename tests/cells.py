@@ -82,3 +82,17 @@ def run_cell(root, data_pt, s: config.Settings, arch: str, method: str, ratio, s
         stages.run_eval(contracts.eval_contract(s, arch, dataset, method, ratio, seed, variant), cell.final,
                         cell.mask, data_pt, cell.eval)
     return cell
+
+
+#: Timing settings for tests: one or two repeats, no warm-up (what is timed is not asserted).
+FAST_TIMING = dict(min_repeats=1, max_repeats=2, min_sample_seconds=0.0, warmup=0)
+
+
+def measure_cell(cell: CellRun, data_pt, s: config.Settings, out) -> dict:
+    """The cell's row of the measure stage (prunelib/stages/measure.py), which times the
+    speed-ups the eval row leaves NaN, with ``FAST_TIMING``."""
+    from prunelib.methods import slimming
+
+    c = contracts.replace(contracts.measure_contract(s), timing=slimming.Timing(**FAST_TIMING))
+    (row,) = stages.run_measure(c, [str(cell.eval)], [str(data_pt)], out)
+    return row

@@ -351,14 +351,15 @@ def collapse(built: nn.Module, original: nn.Module, spec: dict) -> nn.Module:
 
 
 def measure(built: nn.Module, original: nn.Module, spec: dict, data: dict, dataset: str, device,
-            train_batch: int = 128, infer_batch: int = 256) -> dict:
+            train_batch: int = 128, infer_batch: int = 256, timing=None) -> dict:
     """The measured columns of an EigenDamage eval row: the built network against the
     original-shaped network it folds into (``collapse``), as ``slimming.measure`` does for
-    filters -- ``slim_max_abs_diff`` in float64, ``slim_equal``, ``slim_params`` and the
-    speed-ups at batch 1, 256 and one training step (original time / built time)."""
+    filters -- ``slim_max_abs_diff`` in float64, ``slim_equal``, ``slim_params`` and, when
+    ``timing`` is given (the measure stage, prunelib/stages/measure.py; the eval stage
+    times nothing), the speed-ups at batch 1, 256 and one training step (original time /
+    built time, each with its spread and repeat count: ``slimming.paired_speedup``)."""
     from prunelib.methods import slimming
 
-    reps = slimming.REPEATS
     row = slimming.measure_missing(device)
     row.update(measure_train_batch=train_batch, measure_infer_batch=infer_batch)
     device = torch.device(device)
@@ -371,15 +372,14 @@ def measure(built: nn.Module, original: nn.Module, spec: dict, data: dict, datas
                      .abs().max())
     row.update(slim_max_abs_diff=diff, slim_max_abs_diff_f32=diff32, slim_equal=diff <= slimming.TOLERANCE,
                slim_params=sum(p.numel() for p in built.parameters()))
-    t = slimming.side_by_side([slimming._infer(dense, x[:1]), slimming._infer(built, x[:1])], reps["b1"], device,
-                              reps["warmup"])
-    row["measured_speedup_infer_b1"] = t[0] / t[1]
-    t = slimming.side_by_side([slimming._infer(dense, x), slimming._infer(built, x)], reps["b256"], device,
-                              reps["warmup"])
-    row["measured_speedup_infer_b256"] = t[0] / t[1]
+    if timing is None:
+        return row
+    slimming._record(row, "measured_speedup_infer_b1", slimming.paired_speedup(
+        slimming._infer(dense, x[:1]), slimming._infer(built, x[:1]), timing, device))
+    slimming._record(row, "measured_speedup_infer_b256", slimming.paired_speedup(
+        slimming._infer(dense, x), slimming._infer(built, x), timing, device))
     xt, yt = slimming.test_batch(data, dataset, train_batch, device)
     d_t, b_t = copy.deepcopy(dense).train(), copy.deepcopy(built).train()
-    t = slimming.side_by_side([slimming._train_step(d_t, xt, yt), slimming._train_step(b_t, xt, yt)],
-                              reps["train"], device, reps["warmup"])
-    row["measured_speedup_train"] = t[0] / t[1]
+    slimming._record(row, "measured_speedup_train", slimming.paired_speedup(
+        slimming._train_step(d_t, xt, yt), slimming._train_step(b_t, xt, yt), timing, device))
     return row

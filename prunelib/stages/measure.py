@@ -22,7 +22,7 @@ from prunelib.foundations import eval_row
 from prunelib.foundations.artifacts import load_pt, read_parquet_rows, write_parquet
 from prunelib.foundations.paths import CELL_FILES
 from prunelib.methods import slimming
-from prunelib.stages.common import model_from
+from prunelib.stages.common import build_model, model_from
 from prunelib.train.loop import resolve_device
 
 
@@ -51,8 +51,15 @@ def run_measure(c: MeasureContract, eval_paths: list[str], data_paths: list[str]
                     raise SystemExit(f"prunelib measure: no --data file for dataset {name!r} "
                                      f"(given: {', '.join(sorted(data_by_name)) or 'none'})")
                 loaded[name] = datasets.load_prepared(data_by_name[name])
-            measured = slimming.measure(model, mask_blob["masks"], loaded[name], name, dev,
-                                        mask_blob["meta"].get("structured") is not None, timing=c.timing)
+            if "eigendamage" in mask_blob["meta"]:  # the network it built, against the one it folds into
+                from prunelib.methods import eigendamage
+
+                original = build_model(meta["arch"], name, meta.get("model"))
+                measured = eigendamage.measure(model, original, meta["eigendamage_spec"], loaded[name], name, dev,
+                                               timing=c.timing)
+            else:
+                measured = slimming.measure(model, mask_blob["masks"], loaded[name], name, dev,
+                                            mask_blob["meta"].get("structured") is not None, timing=c.timing)
         row.update({k: measured[k] for k in eval_row.speedup_columns()})
         row["measure_device"] = measured["measure_device"]
         rows.append(row)
