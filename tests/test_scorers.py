@@ -21,14 +21,18 @@ def test_registry_has_the_study_methods_and_scopes():
         "dense": "all", "random": "global", "global_magnitude": "global", "layer_magnitude": "layer",
         "global_gradient": "global", "layer_gradient": "layer", "global_activation": "global",
         "layer_activation": "layer", "global_lap": "global", "layer_lap": "layer", "lamp": "global",
-        "snip": "global", "grasp": "global", "synflow": "global", "obd": "global"}
+        "snip": "global", "grasp": "global", "synflow": "global", "obd": "global",
+        # the second-order family (issue 22): OBS and WoodFisher rank globally, L-OBS per
+        # layer (per row, OBC), EigenDamage removes rows/columns in one global order
+        "obs": "global", "woodfisher": "global", "lobs": "layer", "eigendamage": "global"}
 
 
 def test_rescoring_methods_are_those_whose_scorer_needs_the_ratio():
-    # (structured methods select whole filters from single-shot scores: no re-scoring)
+    # (structured methods select whole filters from single-shot scores: no re-scoring; the
+    # OBS family prunes per ratio with its update, so it re-scores like SynFlow's rounds)
     with_scorer = {m: e for m, e in scorers.METHODS.items() if e.scorer is not None and not e.structured}
     assert {m for m, e in with_scorer.items() if e.make_scorer().needs_ratio} \
-        == {m for m, e in with_scorer.items() if e.rescores} == {"synflow"}
+        == {m for m, e in with_scorer.items() if e.rescores} == {"synflow", "obs", "woodfisher", "lobs"}
 
 
 def test_magnitude_is_absolute_weight():
