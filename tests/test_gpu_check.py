@@ -47,7 +47,10 @@ def test_throughput_scoring_cost_and_the_training_options_are_measured(report):
     for r in rep["throughput"].values():
         # (the ratio is of the unrounded throughputs; the two shown are rounded to 0.1)
         assert r["dense"] > 0 and r["masked"] > 0
-        assert abs(r["masked/dense"] - r["masked"] / r["dense"]) <= 0.01 * r["masked/dense"] + 0.001
+        # (each rounded value is off by at most 0.05, so the ratio of the two shown is off by
+        # at most that much, relatively, of each: 2.9 / 3.2 against an unrounded 0.886)
+        bound = r["masked/dense"] * (0.05 / r["masked"] + 0.05 / r["dense"]) + 0.001
+        assert abs(r["masked/dense"] - r["masked"] / r["dense"]) <= bound
     for arch in ("lenet5", "resnet20", "vgg16"):
         cost = rep["scoring"][arch]
         assert cost["unit_ms"] > 0

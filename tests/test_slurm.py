@@ -291,7 +291,8 @@ def test_a_grid_completes_in_few_submissions_and_its_rows_equal_a_local_runs(run
     # init, score, and the 2 cells' mask, train and eval in one submission of 1 CPU (`cores: 1`)
     jobs = slurm_cluster.jobs(name=r.run_id())
     assert sorted(j["comment"] for j in jobs) == ["rule_cell_eval_mask_train", "rule_init_wildcards_mnist_lenet300_0"
-                                                  "_pytorch_default", "rule_score_wildcards_mnist_lenet300_0_snip"]
+                                                  "_pytorch_default", "rule_measure",
+                                                  "rule_score_wildcards_mnist_lenet300_0_snip"]
     assert all(j["state"] == "COMPLETED" for j in jobs)
     group = next(j for j in jobs if j["comment"].startswith("rule_cell"))
     assert group["cpus"] == "1" and group["memory"] == "2000M"
