@@ -21,15 +21,14 @@ import math
 import subprocess
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from prunelib.foundations import paths
+from prunelib.report.papers import PAPER_VALUES, paper_values  # noqa: F401 (re-exported)
 from prunelib.config.settings import format_ratio
 
 DOC = "docs/reproductions.md"
 #: The papers' numbers, with their sources (the only place they are typed).
-PAPER_VALUES = Path(__file__).with_name("paper_values.yaml")
 
 
 @dataclass(frozen=True)
@@ -195,18 +194,6 @@ def run(name: str, cores: int, extra: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------- papers
-
-@lru_cache(maxsize=None)
-def _paper_file(path: str) -> dict:
-    import yaml
-
-    return yaml.safe_load(Path(path).read_text())
-
-
-def paper_values(path: str | Path = PAPER_VALUES) -> dict:
-    """paper_values.yaml as a dict (``sources``, ``values``, ``study``)."""
-    return _paper_file(str(path))
-
 
 def paper_text_of(pv: dict) -> str:
     """The paper column: the value as the paper prints it (its std to the same decimals),

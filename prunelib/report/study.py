@@ -434,9 +434,9 @@ def _md_table(cols, rows) -> list[str]:
 def section(root: str | Path, fig_dir: str | Path, values_path=None) -> str:
     """The study section of docs/reproductions.md (Markdown), its figures written into
     ``fig_dir``/reproductions/."""
-    from prunelib.report import reproductions
+    from prunelib.report.papers import PAPER_VALUES, paper_values
 
-    book = reproductions.paper_values(values_path or reproductions.PAPER_VALUES)["study"]
+    book = paper_values(values_path or PAPER_VALUES)["study"]
     s = settings()
     methods = list(s.grid.methods)
     ev, mk, counts = load(root, s)
