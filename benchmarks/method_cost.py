@@ -97,11 +97,7 @@ def child(args) -> dict:
         return _eigendamage(args, data, settings, dev, sync, model, prunable)
     m = scorers.get(args.method)
     del model
-    before = _rss_bytes()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        dev_before = torch.cuda.memory_allocated()
-    t = time.perf_counter()
+    cost = _Cost(dev, sync)
     net = stages.build_model(args.arch, args.dataset).to(dev)
     params = inspect.signature(stages.compute_scores).parameters
     if "scorer" in params:  # the stage contracts' API: one scorer per job
@@ -136,42 +132,49 @@ def child(args) -> dict:
         scorer.prune(net, {p: named[p] for p in prunable}, args.ratio, m.scope, 0, args.method, **kw)
     else:
         masking.select_masks(scores, args.ratio, m.scope, 0, args.method)
-    sync()
-    seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    out = {"seconds": seconds, "peak_extra_bytes": max(0, peak - before)}
-    if dev.type == "cuda":
-        out["device_peak_extra_bytes"] = torch.cuda.max_memory_allocated() - dev_before
-    return out
+    return cost.done()
 
 
 def _eigendamage(args, data, settings, dev, sync, model, prunable) -> dict:
     """EigenDamage end to end (prunelib/methods/eigendamage.py): K-FAC factors on the scoring
     batches (128 x ``score.num_batches``), eigendecompositions, selection at r, the built network."""
-    import torch
-
     from prunelib.data import datasets
     from prunelib.methods import eigendamage
 
     del model
-    before = _rss_bytes()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        dev_before = torch.cuda.memory_allocated()
-    t = time.perf_counter()
+    cost = _Cost(dev, sync)
     from prunelib import stages
 
     net = stages.build_model(args.arch, args.dataset).to(dev)
     batches = [(x.to(dev), y.to(dev)) for x, y in
                datasets.scoring_batches(data, args.dataset, 0, settings.batch_size, settings.num_batches)]
     eigendamage.prune(net, prunable, batches, args.ratio, 0)
-    sync()
-    seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    out = {"seconds": seconds, "peak_extra_bytes": max(0, peak - before)}
-    if dev.type == "cuda":
-        out["device_peak_extra_bytes"] = torch.cuda.max_memory_allocated() - dev_before
-    return out
+    return cost.done()
+
+
+class _Cost:
+    """Seconds and peak extra memory (host RSS; device allocations on CUDA) from its
+    creation to ``done()``: what one method's scoring and selection cost."""
+
+    def __init__(self, dev, sync):
+        import torch
+
+        self.dev, self.sync, self.before = dev, sync, _rss_bytes()
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self.dev_before = torch.cuda.memory_allocated()
+        self.t = time.perf_counter()
+
+    def done(self) -> dict:
+        import torch
+
+        self.sync()
+        seconds = time.perf_counter() - self.t
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out = {"seconds": seconds, "peak_extra_bytes": max(0, peak - self.before)}
+        if self.dev.type == "cuda":
+            out["device_peak_extra_bytes"] = torch.cuda.max_memory_allocated() - self.dev_before
+        return out
 
 
 def run_child(code: str, arch: str, dataset: str, method: str, args) -> dict:
