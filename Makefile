@@ -53,15 +53,18 @@ test: setup
 	$(BIN)/snakefmt --check .
 
 # The runs behind docs/reproductions.md (hours on a CPU: the LeNet-5-Caffe ones), then the table.
+# Cells kept in docs/reproductions/ledger.parquet are not run again; the finished ones are
+# added to it (even when some cells failed: commit it), then the page is written.
 reproductions: setup
-	$(BIN)/prunelib reproductions run $$($(BIN)/prunelib reproductions list | cut -d: -f1) --cores $(CORES)
-	$(BIN)/prunelib reproductions write
+	rc=0; $(BIN)/prunelib reproductions run $$($(BIN)/prunelib reproductions list | cut -d: -f1) \
+	    --cores $(CORES) || rc=$$?; \
+	$(BIN)/prunelib reproductions keep && $(BIN)/prunelib reproductions write && exit $$rc
 
 # Lighter: only the 2022 study's MNIST part (thesis preset, lenet5, 14 methods x 6 ratios x 3
 # seeds, about 2 min of one core per cell), then the page (docs/reproductions.md).
 reproductions-study: setup
-	$(BIN)/prunelib reproductions study --cores $(CORES)
-	$(BIN)/prunelib reproductions write
+	rc=0; $(BIN)/prunelib reproductions study --cores $(CORES) || rc=$$?; \
+	$(BIN)/prunelib reproductions keep && $(BIN)/prunelib reproductions write && exit $$rc
 
 lint: setup
 	$(SNAKEMAKE) --lint

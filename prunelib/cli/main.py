@@ -201,19 +201,30 @@ def cmd_reproductions(a) -> None:
         if not a.names:
             raise SystemExit("prunelib reproductions run: name one or more runs (prunelib reproductions list)")
         for name in a.names:
-            rc = reproductions.run(name, a.cores, a.snakemake_args)
+            rc = reproductions.run(name, a.cores, a.snakemake_args, None if a.no_ledger else a.ledger)
             if rc:
                 raise SystemExit(rc)
     elif a.action == "study":
         from prunelib.report import study
 
-        rc = study.run(a.cores, a.snakemake_args)
+        rc = study.run(a.cores, a.snakemake_args, None if a.no_ledger else a.ledger)
         if rc:
             raise SystemExit(rc)
+    elif a.action == "keep":
+        from prunelib.report import ledger
+
+        c = ledger.keep(a.root, a.ledger)
+        for reason in c["refused"]:
+            print(f"prunelib reproductions keep: refused {reason}")
+        print(f"{a.ledger}: {c['new']} artifacts added, {c['replaced']} replaced, {c['same']} already kept "
+              f"(from {a.root}/results); {c['total']} in all")
+        if c["refused"]:
+            raise SystemExit(1)
     else:
         out = a.out or reproductions.DOC
-        reproductions.write(a.root, out)
-        print(f"{out}: written from the eval rows under {a.root}/results")
+        reproductions.write(a.root, out, ledger=None if a.no_ledger else a.ledger)
+        print(f"{out}: written from the eval rows under {a.root}/results"
+              + ("" if a.no_ledger else f" and the kept rows in {a.ledger}"))
 
 
 def cmd_worker(a) -> None:
@@ -345,12 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
         a.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("reproductions", help="run the reproduction presets' cells (run), the 2022 study's MNIST "
-                       "cells (study), or write docs/reproductions.md (write)")
-    s.add_argument("action", choices=("list", "run", "study", "write"))
+                       "cells (study), keep finished cells' rows in the tracked ledger (keep), or write "
+                       "docs/reproductions.md (write)")
+    from prunelib.foundations import paths
+
+    s.add_argument("action", choices=("list", "run", "study", "keep", "write"))
     s.add_argument("names", nargs="*", help="run: the reproductions to run (see list)")
     s.add_argument("--cores", type=int, default=os.cpu_count() or 1)
-    s.add_argument("--root", default=".", help="write: the folder holding results/")
+    s.add_argument("--root", default=".", help="keep, write: the folder holding results/")
     s.add_argument("--out", default=None, help="write: the Markdown file (default docs/reproductions.md)")
+    s.add_argument("--ledger", default=paths.REPRODUCTION_LEDGER, help="the kept rows of finished cells "
+                   "(default %(default)s): keep adds the page's artifacts under --root to it; write reads "
+                   "it for the cells not on disk; run and study leave out the cells it keeps")
+    s.add_argument("--no-ledger", action="store_true", help="write: read --root/results only; run, study: "
+                   "run every cell, kept or not")
     s.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
                    help="run, study: further Snakemake options (last)")
     s.set_defaults(func=cmd_reproductions)

@@ -52,6 +52,9 @@ AGGREGATE_LOG = "results/logs/aggregate.log"
 SPEEDUPS = "results/speedups.parquet"
 MEASURE_LOG = "results/logs/measure.log"
 MEASURE_BENCHMARK = "results/benchmarks/measure.tsv"
+#: The rows of finished reproduction cells, tracked in git so that seeds add up across
+#: sessions (prunelib/report/ledger.py; ``prunelib reproductions keep``).
+REPRODUCTION_LEDGER = "docs/reproductions/ledger.parquet"
 #: The pre-imported worker's log (prunelib/cli/worker.py).
 WORKER_LOG = "results/logs/worker.log"
 

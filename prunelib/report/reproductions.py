@@ -177,16 +177,25 @@ def protocol(run: Reproduction) -> str:
     return "; ".join(parts)
 
 
-def run(name: str, cores: int, extra: list[str]) -> int:
+def run(name: str, cores: int, extra: list[str], ledger: str | Path | None = None) -> int:
     """Run one reproduction's cells through Snakemake (a config file of just its grid
-    under results/reproductions/, the cells' eval files as targets)."""
+    under results/reproductions/, the cells' eval files as targets), leaving out those
+    whose finished rows ``ledger`` keeps (None: run them all)."""
     import yaml
 
+    from prunelib.config import contracts
+    from prunelib.report.ledger import not_kept
+
     rep = get(name)
+    s = settings_of(rep)
+    targets = not_kept([(p, contracts.eval_contract(s, rep.arch, rep.dataset, "dense" if r == 1 else rep.method,
+                                                     r, seed, v).cell_hash)
+                        for r, seed, v, p in rep.variant_cells()], ledger, f"prunelib reproductions {name}")
+    if not targets:
+        return 0
     cfg = Path(paths.RESULTS) / "reproductions" / f"{rep.name}.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(yaml.safe_dump(config_of(rep), sort_keys=False))
-    targets = [p for _, _, _, p in rep.variant_cells()]
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--rerun-incomplete", "--configfile",
            str(cfg), *extra, "--", *targets]
     print("prunelib reproductions:", " ".join(cmd), flush=True)
@@ -275,19 +284,26 @@ def _error(values) -> str:
     return f"{mean:.2f} (n = 1)" if n == 1 else f"{mean:.2f} ± {std:.2f} (n = {n})"
 
 
-def seconds_per_seed(root: str | Path, rep: Reproduction, method: str, ratio, seeds) -> float | None:
+def seconds_per_seed(root, rep: Reproduction, method: str, ratio, seeds) -> float | None:
     """Mean wall seconds of one seed's score + mask + train + eval jobs, from their
-    Snakemake benchmarks under ``root`` (None when there are none)."""
+    Snakemake benchmarks under ``root`` (a folder or a ``ledger.Cells``; None when there
+    are none)."""
+    from prunelib.report.ledger import cells_of
+
+    cells = cells_of(root)
     total = []
     for seed in seeds:
         ident = paths.CELL_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
                                      ratio=format_ratio(ratio), variant="")
         chain = paths.CHAIN_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method)
+        evaluated = paths.cell_files(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
+                                     ratio=format_ratio(ratio), variant="none")["eval"]
+        source = cells.source.get(str(evaluated))  # the time of the run whose row is shown
         secs, found = 0.0, False
         for stage, name in (("score", chain), ("mask", ident), ("train", ident), ("eval", ident)):
-            f = Path(root) / paths.benchmark(stage, name)
-            if f.exists():
-                lines = f.read_text().splitlines()
+            text = cells.text(paths.benchmark(stage, name), source)
+            if text is not None:
+                lines = text.splitlines()
                 if len(lines) > 1:
                     secs += float(lines[1].split("\t")[0])
                     found = found or stage == "train"
@@ -302,20 +318,21 @@ def _duration(seconds: float) -> str:
 
 def _cells_of(root, rep: Reproduction, s, ratio: float, variant: str):
     """(found rows, missing seeds, failed rows, stale seeds) of one (ratio, variant)."""
-    from prunelib.foundations.artifacts import read_parquet_rows
     from prunelib.config import contracts
+    from prunelib.report.ledger import cells_of
 
+    cells = cells_of(root)
     found, missing, failed, stale = [], [], [], []
     for r, seed, v, path in rep.variant_cells():
         if r != float(ratio) or v != variant:
             continue
-        full = Path(root) / path
-        if not full.exists():
-            missing.append(seed)
-            continue
-        row = read_parquet_rows(full)[0]  # verified against its checksum
         method = "dense" if r == 1 else rep.method
         expected = contracts.eval_contract(s, rep.arch, rep.dataset, method, r, seed, variant).cell_hash
+        got = cells.rows(path, lambda rows: rows[0]["settings_hash"] == expected)  # verified on read
+        if got is None:
+            missing.append(seed)
+            continue
+        row = got[0]
         if row["settings_hash"] != expected:  # made with other settings than the preset's now
             stale.append(seed)
             continue
@@ -327,8 +344,12 @@ COLUMNS = ("network", "method", "r (sparsity)", "paper: where · metric · runs"
            "ours: final error %", "ours, paper's metric", "Δ", "verdict", "seeds (time per seed)", "command")
 
 
-def rows(root: str | Path = ".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[dict]:
-    """One row per (reproduction, ratio, variant, paper value), from the eval rows on disk."""
+def rows(root=".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[dict]:
+    """One row per (reproduction, ratio, variant, paper value), from the eval rows under
+    ``root`` (a folder, or a ``ledger.Cells``: the folder, then the ledger)."""
+    from prunelib.report.ledger import cells_of
+
+    root = cells_of(root)
     book = paper_values(values_path)
     out = []
     for rep in runs:
@@ -397,8 +418,11 @@ def rows(root: str | Path = ".", runs=RUNS, values_path: str | Path = PAPER_VALU
 HEADER = """# Reproductions
 
 Generated by `prunelib reproductions write` (add `--root DIR` to read `DIR/results/`) from
-the eval rows under `results/` and the papers' numbers in
-`prunelib/report/paper_values.yaml` (each quoted with its source); do not edit by hand.
+the eval rows under `results/`, the kept rows of cells finished earlier (the ledger
+`docs/reproductions/ledger.parquet`, for the cells `results/` lacks) and the papers'
+numbers in `prunelib/report/paper_values.yaml` (each quoted with its source); do not edit
+by hand.  After a run, `prunelib reproductions keep` adds its finished cells to the ledger
+(commit it): seeds add up across machines and sessions instead of being run again.
 Each row is one cell of ours (network, method, compression ratio r, sparsity 1 − 1/r)
 beside one value of a paper.  `prunelib reproductions run <name>` runs exactly the cells
 of one reproduction through Snakemake (finished seeds are kept; missing ones are run):
@@ -424,8 +448,9 @@ def _table(cols, table) -> list[str]:
     return lines
 
 
-def render(table: list[dict], runs=RUNS, study_text: str = "") -> str:
-    lines = [HEADER + VERDICT_RULE, "", *_table(COLUMNS, table), "", "## Protocols", ""]
+def render(table: list[dict], runs=RUNS, study_text: str = "", provenance: str = "") -> str:
+    read = f"**Read:** {provenance}.\n\n" if provenance else ""
+    lines = [HEADER + read + VERDICT_RULE, "", *_table(COLUMNS, table), "", "## Protocols", ""]
     for rep in runs:
         lines.append(f"* **{rep.name}** — {rep.paper}, preset `{rep.preset}`: {protocol(rep)}."
                      + (f" Corresponds to {rep.corresponds}." if rep.corresponds else "")
@@ -434,16 +459,22 @@ def render(table: list[dict], runs=RUNS, study_text: str = "") -> str:
     return text + ("\n" + study_text if study_text else "")
 
 
-def write(root: str | Path = ".", out: str | Path = DOC, runs=RUNS, study: bool = True) -> str:
+def write(root: str | Path = ".", out: str | Path = DOC, runs=RUNS, study: bool = True,
+          ledger: str | Path | None = None) -> str:
     """Write the page: the reproduction table, then (``study``) the study section with
-    its figures beside ``out``."""
+    its figures beside ``out``.  Rows are read from ``root``/results and, where a cell is
+    not there, from ``ledger`` (the kept rows, ``prunelib reproductions keep``; None: the
+    disk only)."""
     from prunelib.foundations.artifacts import write_text
+    from prunelib.report.ledger import Cells
 
+    cells = Cells(root, ledger)
+    table = rows(cells, runs)
     study_text = ""
     if study:
         from prunelib.report import study as study_mod
 
-        study_text = study_mod.section(root, Path(out).parent)
-    text = render(rows(root, runs), runs, study_text)
+        study_text = study_mod.section(cells, Path(out).parent)
+    text = render(table, runs, study_text, cells.provenance())
     write_text(text, Path(out))
     return text

@@ -68,15 +68,22 @@ def command() -> str:
     return "prunelib reproductions study"
 
 
-def run(cores: int, extra: list[str]) -> int:
-    """Run the thesis preset's MNIST cells through Snakemake (eval files as targets)."""
+def run(cores: int, extra: list[str], ledger: str | Path | None = None) -> int:
+    """Run the thesis preset's MNIST cells through Snakemake (eval files as targets),
+    leaving out those whose finished rows ``ledger`` keeps (None: run them all)."""
     import yaml
 
+    from prunelib.config import contracts
+    from prunelib.report.ledger import not_kept
+
     s = settings()
+    targets = not_kept([(p, contracts.eval_contract(s, ARCH, DATASET, method, r, seed).cell_hash)
+                        for (method, r, seed), p in _cell_paths(s, "eval")], ledger, "prunelib reproductions study")
+    if not targets:
+        return 0
     out = Path(CONFIG)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(config(), sort_keys=False))
-    targets = [p for _, p in _cell_paths(s, "eval")]
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--rerun-incomplete", "--keep-going",
            "--configfile", str(out), *extra, "--", *targets]
     print("prunelib reproductions study:", " ".join(cmd), flush=True)
@@ -95,23 +102,26 @@ def _cell_paths(s, role: str):
 
 # --------------------------------------------------------------------------- loading
 
-def load(root: str | Path, s=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(eval rows, mask-table rows, counts) of the study's cells under ``root``.  Eval
-    rows made with other settings than the preset's now (settings hash) are left out
-    and counted, as are failed ones."""
+def load(root, s=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(eval rows, mask-table rows, counts) of the study's cells under ``root`` (a folder,
+    or a ``ledger.Cells``: the folder, then the kept rows).  Eval rows made with other
+    settings than the preset's now (settings hash) are left out and counted, as are
+    failed ones."""
     from prunelib.config import contracts
-    from prunelib.foundations.artifacts import read_parquet_rows
+    from prunelib.report.ledger import cells_of
 
+    cells = cells_of(root)
     s = s or settings()
     evals, masks = [], []
     counts = {"eval_expected": 0, "eval_found": 0, "stale": 0, "failed": 0, "mask_expected": 0, "mask_found": 0}
     for (method, r, seed), path in _cell_paths(s, "eval"):
         counts["eval_expected"] += 1
-        full = Path(root) / path
-        if not full.exists():
+        expected = contracts.eval_contract(s, ARCH, DATASET, method, r, seed).cell_hash
+        got = cells.rows(path, lambda rows: rows[0]["settings_hash"] == expected)
+        if got is None:
             continue
-        row = read_parquet_rows(full)[0]
-        if row["settings_hash"] != contracts.eval_contract(s, ARCH, DATASET, method, r, seed).cell_hash:
+        row = got[0]
+        if row["settings_hash"] != expected:
             counts["stale"] += 1
             continue
         if row["status"] != "ok":
@@ -123,11 +133,11 @@ def load(root: str | Path, s=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         if method == "dense":
             continue
         counts["mask_expected"] += 1
-        full = Path(root) / path
-        if not full.exists():
+        got = cells.rows(path)
+        if got is None:
             continue
         counts["mask_found"] += 1
-        for t in read_parquet_rows(full):
+        for t in got:
             masks.append({"method": method, "ratio": r, "seed": seed, "name": t["name"], "numel": t["numel"],
                           "kept": t["kept"], "collapsed": bool(t["collapsed"]),
                           "tied": int(t.get("tied_at_threshold") or 0), "tied_kept": int(t.get("tied_kept") or 0)})
@@ -431,7 +441,7 @@ def _md_table(cols, rows) -> list[str]:
     return lines
 
 
-def section(root: str | Path, fig_dir: str | Path, values_path=None) -> str:
+def section(root, fig_dir: str | Path, values_path=None) -> str:
     """The study section of docs/reproductions.md (Markdown), its figures written into
     ``fig_dir``/reproductions/."""
     from prunelib.report.papers import PAPER_VALUES, paper_values
