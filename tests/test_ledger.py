@@ -50,7 +50,7 @@ def ran(tmp_path_factory, mnist_pt):
 def test_kept_rows_make_the_same_table_as_the_results_they_were_kept_from(ran, tmp_path):
     root, rep = ran
     book = tmp_path / "ledger.parquet"
-    counts = ledger.keep(root, book, runs=[rep], with_study=False)
+    counts = ledger.keep(root, book, reproductions.page_paths([rep], with_study=False))
     assert (counts["new"], counts["same"], counts["replaced"], counts["total"]) == (4, 0, 0, 4)  # 2 evals, 2 times
     from_disk = reproductions.rows(root, [rep])
     empty = tmp_path / "fresh_clone"
@@ -68,9 +68,9 @@ def test_kept_rows_make_the_same_table_as_the_results_they_were_kept_from(ran, t
 def test_keeping_again_adds_nothing_and_rewrites_nothing(ran, tmp_path):
     root, rep = ran
     book = tmp_path / "ledger.parquet"
-    ledger.keep(root, book, runs=[rep], with_study=False)
+    ledger.keep(root, book, reproductions.page_paths([rep], with_study=False))
     before = book.read_bytes()
-    counts = ledger.keep(root, book, runs=[rep], with_study=False)
+    counts = ledger.keep(root, book, reproductions.page_paths([rep], with_study=False))
     assert (counts["new"], counts["same"], counts["replaced"]) == (0, 4, 0)
     assert book.read_bytes() == before
 
@@ -78,7 +78,7 @@ def test_keeping_again_adds_nothing_and_rewrites_nothing(ran, tmp_path):
 def test_a_flipped_byte_in_the_ledger_is_refused(ran, tmp_path):
     root, rep = ran
     book = tmp_path / "ledger.parquet"
-    ledger.keep(root, book, runs=[rep], with_study=False)
+    ledger.keep(root, book, reproductions.page_paths([rep], with_study=False))
     data = bytearray(book.read_bytes())
     data[len(data) // 2] ^= 0x01
     book.write_bytes(bytes(data))
@@ -94,7 +94,7 @@ def test_a_corrupted_result_is_refused_not_kept(ran, tmp_path):
     data = bytearray(ev.read_bytes())
     data[100] ^= 0x01
     ev.write_bytes(bytes(data))
-    counts = ledger.keep(copy, tmp_path / "ledger.parquet", runs=[rep], with_study=False)
+    counts = ledger.keep(copy, tmp_path / "ledger.parquet", reproductions.page_paths([rep], with_study=False))
     assert counts["new"] == 3 and len(counts["refused"]) == 1 and "checksum mismatch" in counts["refused"][0]
     assert str(ev.relative_to(copy)) not in ledger.read(tmp_path / "ledger.parquet")
 
@@ -103,7 +103,7 @@ def test_results_made_with_other_settings_do_not_hide_kept_rows_and_stale_kept_r
         ran, tmp_path, mnist_pt):
     root, rep = ran
     book = tmp_path / "ledger.parquet"
-    ledger.keep(root, book, runs=[rep], with_study=False)
+    ledger.keep(root, book, reproductions.page_paths([rep], with_study=False))
     # another results/ holds the same cells made with other settings (7 steps): the kept rows win
     other = _rep(steps=7)
     elsewhere = tmp_path / "elsewhere"
@@ -120,13 +120,13 @@ def test_results_made_with_other_settings_do_not_hide_kept_rows_and_stale_kept_r
 def test_the_committed_ledger_verifies_and_holds_only_what_the_page_reads():
     kept = ledger.read(REPO / ledger.LEDGER)
     assert kept, "docs/reproductions/ledger.parquet is empty"
-    assert set(kept) <= set(ledger.page_paths())
+    assert set(kept) <= set(reproductions.page_paths())
 
 
 def test_run_leaves_out_the_cells_the_ledger_keeps_with_the_settings_asked_for(ran, tmp_path, capsys):
     root, rep = ran
     book = tmp_path / "ledger.parquet"
-    ledger.keep(root, book, runs=[rep], with_study=False)
+    ledger.keep(root, book, reproductions.page_paths([rep], with_study=False))
     from prunelib.config import contracts
 
     s, other = reproductions.settings_of(rep), reproductions.settings_of(_rep(steps=7))

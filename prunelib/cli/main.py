@@ -213,7 +213,7 @@ def cmd_reproductions(a) -> None:
     elif a.action == "keep":
         from prunelib.report import ledger
 
-        c = ledger.keep(a.root, a.ledger)
+        c = ledger.keep(a.root, a.ledger, reproductions.page_paths())
         for reason in c["refused"]:
             print(f"prunelib reproductions keep: refused {reason}")
         print(f"{a.ledger}: {c['new']} artifacts added, {c['replaced']} replaced, {c['same']} already kept "

@@ -105,7 +105,7 @@ def _note(fig, lines: list[str], what: str) -> None:
     whole = [line for line in lines if line.endswith("at every r")]
     points = [line for line in lines if not line.endswith("at every r")]
     parts = ([f"Lines drawn on each other ({what} with equal means at every r): " + "; ".join(whole)] if whole else []) + \
-        ([f"Points drawn on each other (equal means): " + "; ".join(points)] if points else [])
+        (["Points drawn on each other (equal means): " + "; ".join(points)] if points else [])
     if parts:
         fig.text(0.01, -0.01, "\n".join(parts), ha="left", va="top", fontsize=8, wrap=True)
 

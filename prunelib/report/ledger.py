@@ -28,7 +28,6 @@ import json
 from pathlib import Path
 
 from prunelib.foundations import paths
-from prunelib.config.settings import format_ratio
 
 LEDGER = Path(paths.REPRODUCTION_LEDGER)
 _COLUMNS = ("path", "sha256", "rows")
@@ -74,36 +73,16 @@ def _artifact(full: Path) -> tuple[str, str]:
     return read_checksum(full), json.dumps(rows, default=str)
 
 
-def page_paths(runs=None, with_study: bool = True) -> list[str]:
-    """Every artifact path (relative to a root) that docs/reproductions.md reads: the
-    cells of ``runs`` (default: every reproduction) and, ``with_study``, the study's."""
-    from prunelib.report import reproductions, study
-
-    out = []
-    for rep in reproductions.RUNS if runs is None else runs:
-        for ratio, seed, variant, path in rep.variant_cells():
-            out.append(str(path))
-            method = "dense" if float(ratio) == 1 else rep.method
-            ident = paths.CELL_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
-                                         ratio=format_ratio(ratio), variant=paths.variant_suffix(variant))
-            chain = paths.CHAIN_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method)
-            out += [paths.benchmark("score", chain)] + [paths.benchmark(st, ident) for st in ("mask", "train", "eval")]
-    s = study.settings() if with_study else None
-    for role in ("eval", "mask_table") if with_study else ():
-        out += [str(p) for (method, _r, _seed), p in study._cell_paths(s, role)
-                if not (role == "mask_table" and method == "dense")]
-    return sorted(set(out))
-
-
-def keep(root: str | Path = ".", ledger: str | Path = LEDGER, runs=None, with_study: bool = True) -> dict:
-    """Copy the page's artifacts found under ``root`` into the ledger; returns the counts
-    (new, same, replaced, refused: an artifact whose bytes fail their checksum, with its
-    one-line reason)."""
+def keep(root: str | Path, ledger: str | Path, wanted) -> dict:
+    """Copy the artifacts ``wanted`` (paths relative to a root: what the page reads,
+    ``reproductions.page_paths()``) found under ``root`` into the ledger; returns the
+    counts (new, same, replaced, refused: an artifact whose bytes fail their checksum,
+    with its one-line reason)."""
     from prunelib.foundations.artifacts import ChecksumError
 
     entries = read(ledger)
     counts = {"new": 0, "same": 0, "replaced": 0, "refused": []}
-    for rel in page_paths(runs, with_study):
+    for rel in wanted:
         full = Path(root) / rel
         if not full.exists():
             continue

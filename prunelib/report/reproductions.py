@@ -202,6 +202,28 @@ def run(name: str, cores: int, extra: list[str], ledger: str | Path | None = Non
     return subprocess.call(cmd)
 
 
+def page_paths(runs=None, with_study: bool = True) -> list[str]:
+    """Every artifact path (relative to a root) that docs/reproductions.md reads: the
+    cells of ``runs`` (default: every reproduction) and, ``with_study``, the study's."""
+    from prunelib.report import study
+
+    out = []
+    for rep in RUNS if runs is None else runs:
+        for ratio, seed, variant, path in rep.variant_cells():
+            out.append(str(path))
+            method = "dense" if float(ratio) == 1 else rep.method
+            ident = paths.CELL_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
+                                         ratio=format_ratio(ratio), variant=paths.variant_suffix(variant))
+            chain = paths.CHAIN_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method)
+            out += [paths.benchmark("score", chain)] + [paths.benchmark(st, ident) for st in ("mask", "train", "eval")]
+    s = study.settings() if with_study else None
+    for role in ("eval", "mask_table") if with_study else ():
+        out += [str(p) for (method, _r, _seed), p in study._cell_paths(s, role)
+                if not (role == "mask_table" and method == "dense")]
+    return sorted(set(out))
+
+
+
 # --------------------------------------------------------------------------- papers
 
 def paper_text_of(pv: dict) -> str:
