@@ -1,12 +1,16 @@
 """Each method's score against a reference computed independently (autograd, finite
-differences, or an explicit loop), on tiny networks with fixed weights and data."""
+differences, or an explicit loop), on tiny networks with fixed weights and data; and one
+pin of global LAP's layer collapse on the thesis preset's LeNet-5 init."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunelib.methods.masking import kept_count
+from prunelib import stages
+from prunelib.config import contracts
+from prunelib.foundations.artifacts import load_pt
+from prunelib.methods.masking import kept_count, select_masks
 from prunelib.methods.scorers.activation import ActivationScorer
 from prunelib.methods.scorers.grasp import hessian_gradient_product
 from prunelib.methods.scorers.lamp import lamp_scores
@@ -14,6 +18,8 @@ from prunelib.methods.scorers.lap import LapScorer
 from prunelib.methods.scorers.obd import ObdScorer, hessian_diagonal_exact, hessian_diagonal_hutchinson
 from prunelib.methods.scorers.snip import loss_gradients
 from prunelib.methods.scorers.synflow import SynflowScorer, synflow_scores
+
+from cells import settings
 
 
 class TinyConv(nn.Module):
@@ -255,6 +261,35 @@ def test_lap_matches_a_loop_reference_on_a_small_conv_net():
     for (n, got), want in zip(s.items(), ref):
         torch.testing.assert_close(got, want)
 
+
+
+def test_global_lap_collapses_lenet5_fc1_from_r16_at_the_thesis_init(tmp_path):
+    """Faithful, not a bug (lap.py's docstring): global LAP ranks raw lookahead scores
+    across layers, and fc1's lookahead factor (fc2's 10-entry columns) is ~20x below
+    conv2's, so fc1's best weight ranks 28,612th of 430,500 and fc1 collapses from r = 16
+    (the thesis preset's mask tables, seed 42) while layer-wise LAP keeps it."""
+    s = settings({"preset": "thesis"})
+    stages.run_init(contracts.init_contract(s, "lenet5", "mnist", 42, s.init.scheme_for("global_lap")),
+                    tmp_path / "init.pt", tmp_path / "init.parquet")
+    state = load_pt(tmp_path / "init.pt")["state_dict"]
+    names = ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
+    params = {n: state[n] for n in names}
+    scores = LapScorer().score(None, params, [], 42)
+    factor = {n: float((scores[n] / params[n].abs().double()).median()) for n in names}
+    assert factor["fc1.weight"] < 0.05 < 1.0 < factor["conv2.weight"]
+    flat = torch.cat([scores[n].flatten() for n in names])
+    assert int((flat > scores["fc1.weight"].max()).sum()) + 1 == 28_612
+
+    def kept(ratio, scope, by=scores):
+        _, rows = select_masks(by, ratio, scope, seed=42)
+        return [r["kept"] for r in rows]
+
+    assert kept(16, "global") == [489, 22_337, 0, 4_080]      # as the thesis mask table
+    assert kept(15, "global")[2] == 27                        # 28,700 kept > 28,611
+    assert kept(64, "layer")[2] == kept_count(400_000, 64)
+    # the authors' lap_global_normalize (each layer's L^2 over its norm): fc1 survives r = 16
+    normalized = {n: v ** 2 / (v ** 2).norm() for n, v in scores.items()}
+    assert kept(16, "global", normalized)[2] == 11_131
 
 # --- activation ----------------------------------------------------------------------------
 

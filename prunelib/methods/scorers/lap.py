@@ -16,6 +16,27 @@ Linear's input unit j belongs to channel j // s, and channel k's outgoing norm i
 over the s columns of that channel.  Layers are chained in parameter order; where two
 neighbours' shapes do not connect (e.g. a residual shortcut), that factor is omitted.
 Prunable parameters that are not weight matrices (biases, norm layers) score |theta|.
+The authors' code (alinlab/lookahead_pruning, method/laprune.py) ranks by the square,
+w^2 * sum W_{i-1}[j,:]^2 * sum W_{i+1}[:,k]^2 = L_i(w)^2, with the same neighbours and the
+same flatten grouping: the same order.
+
+Global LAP (``global_lap``) ranks these raw L_i across all layers, as the 2022 study
+defines it (Sec. 3.2: the distortion "is first computed for every weight in the network,
+and then the weights with the smallest distortions are pruned simultaneously").  Each
+layer's lookahead factor ||W_{i-1}[j,:]|| * ||W_{i+1}[:,k]|| has its own scale, so a
+layer can collapse (keep nothing) while every other layer keeps most of its weights.
+Under PyTorch's default init (U(+-1/sqrt(fan_in))) a row norm is about 1/sqrt(3) in
+every layer, but a column norm is sqrt(n / (3 * fan_in_{i+1})) for a column of n entries:
+LeNet-5's fc1 (800 -> 500) looks ahead to fc2's 10-entry columns (0.08) where conv2 looks
+ahead to fc1's 8,000-entry channel groups (1.83).  With the ``thesis`` init for seed
+42, the median factor is 0.048 for fc1 against 1.07 for conv2, 0.92 for conv1 and 0.58
+for fc2; fc1's best score ranks 28,612th of 430,500 weights, so fc1 keeps weights only
+while more than 28,611 are kept (r < 15.05) and collapses from r = 16 (seeds 43 and 44:
+r < 14.92 and r < 14.98).  This is faithful to the formula, not a scorer bug
+(tests/test_methods.py pins it).  The authors' own global
+variant (``lap_global_normalize``, method/global_prune.py) divides each layer's squared
+scores by their Frobenius norm before the global sort; that variant is not ``global_lap``
+(it keeps 11,131 fc1 weights at r = 16 here, and collapses fc1 too at r = 64).
 """
 
 from __future__ import annotations
