@@ -579,6 +579,15 @@ def section(root, fig_dir: str | Path, values_path=None) -> str:
         never = sorted(set(mk.method) - set(col.method))
         lines += ["", f"No layer collapses at any r ≤ {format_ratio(max(mk.ratio))} for: "
                       f"{', '.join(never) or 'none'}.", ""]
+        if "global_lap" in set(col.method):
+            lines += ["global_lap's collapse of fc1 is what a faithful global LAP does, not a bug: ranked "
+                      "across layers, fc1's lookahead factor (the norms of fc2's 10-entry columns, ≈ 0.08 at "
+                      "PyTorch's default init, against ≈ 1.8 for conv2) puts its best weight at rank 28,612 of "
+                      "430,500 (seed 42), so fc1 keeps nothing once r > 15.05.  The authors' own global variant "
+                      "normalises each layer first (`lap_global_normalize`); the study's does not.  See the "
+                      "docstring of `prunelib/methods/scorers/lap.py` and "
+                      "`tests/test_methods.py::test_global_lap_collapses_lenet5_fc1_from_r16_at_the_thesis_init`.",
+                      ""]
     chance = at_chance(ev)
     if ev[ev.method != "dense"].empty:
         lines += ["Accuracy at chance (the study's other sign of collapse): no trained cells yet.", ""]
