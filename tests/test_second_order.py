@@ -169,6 +169,38 @@ def test_woodfisher_blocks_are_independent_obs_problems():
         torch.testing.assert_close(inv, torch.linalg.inv(Fmat[a:b, a:b]), rtol=1e-7, atol=1e-9)
 
 
+def one_at_a_time(gs: list[torch.Tensor], a: int, b: int, damping: float) -> torch.Tensor:
+    """The recursion as Hassibi & Stork and the WoodFisher code write it, one gradient per
+    step: F⁻¹ -= (F⁻¹g)(F⁻¹g)ᵀ / (N + gᵀF⁻¹g), from I / λ."""
+    inv = torch.eye(b - a, dtype=torch.float64) / damping
+    for g in gs:
+        c = inv @ g[a:b]
+        inv = inv - torch.outer(c, c) / (len(gs) + g[a:b] @ c)
+    return inv
+
+
+@pytest.mark.parametrize("n_grads,chunk", [(37, 8), (37, so.FISHER_CHUNK), (70, so.FISHER_CHUNK), (5, 1)])
+def test_chunked_woodbury_equals_the_one_at_a_time_recursion_and_the_closed_form(n_grads, chunk):
+    """``fisher_inverse_blocks`` applies m gradients per Woodbury step; the result equals the
+    rank-one recursion and inv(λI + GᵀG/N) per block to rounding, with N not a multiple of
+    m (a short last chunk), N > s and N < s, and blocks of two sizes (5 and 2)."""
+    g = torch.Generator().manual_seed(n_grads + chunk)
+    sizes = [12, 10]
+    damping = 1e-2
+    gs = [torch.randn(sum(sizes), generator=g, dtype=torch.float64) * (1 + torch.rand(1, generator=g).item())
+          for _ in range(n_grads)]
+    blocks = so.blocks_of(sizes, 5)
+    assert sorted({b - a for a, b in blocks}) == [2, 5]
+    invs = so.fisher_inverse_blocks(iter(gs), n_grads, blocks, damping, chunk=chunk)  # (streamed)
+    G = torch.stack(gs)
+    for (a, b), inv in zip(blocks, invs):
+        closed = torch.linalg.inv(damping * torch.eye(b - a, dtype=torch.float64) + G[:, a:b].T @ G[:, a:b] / n_grads)
+        for ref in (one_at_a_time(gs, a, b, damping), closed):
+            assert float((inv - ref).abs().max() / ref.abs().max()) < 1e-10
+    with pytest.raises(so.SecondOrderError, match=f"expected {n_grads + 1} gradients for the Fisher, got {n_grads}"):
+        so.fisher_inverse_blocks(iter(gs), n_grads + 1, blocks, damping, chunk=chunk)
+
+
 def test_woodfisher_independent_update_is_the_codes_summed_update():
     """One-shot ``update: independent``: δw = Σ_q -(w_q / [F⁻¹]_qq) F⁻¹ e_q over the pruned
     set (the IST-DASLab code's scaled basis times F⁻¹), then the pruned weights zeroed."""
