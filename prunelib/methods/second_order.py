@@ -27,6 +27,9 @@ Sherman–Morrison recursion of Hassibi & Stork (their Eq. 8, WoodFisher Eq. 8):
 
     F_0⁻¹ = I / λ,    F_n⁻¹ = F_{n-1}⁻¹ - (F_{n-1}⁻¹ g_n g_nᵀ F_{n-1}⁻¹) / (N + g_nᵀ F_{n-1}⁻¹ g_n).
 
+(``fisher_inverse_blocks`` applies it m gradients at a time by the Woodbury identity:
+the same inverse up to rounding.)
+
 WoodFisher keeps F block-diagonal (blocks of ``block_size`` consecutive weights of one
 tensor), so the recursion, the saliencies, the update and the downdate all stay within a
 block; one block holding every weight is exactly OBS.
