@@ -94,9 +94,11 @@ def blocks_of(sizes: list[int], block_size: int | None) -> list[tuple[int, int]]
     return out
 
 
-# Gradients applied per Woodbury step in ``fisher_inverse_blocks``: m = 32 measured fastest
-# on LeNet-300-100 (blocks of 128, 1 thread, benchmarks/woodfisher_inverse.py --chunks);
-# 16 and 64 were within a few per cent, 1 (Sherman–Morrison) about 10x slower.
+# Gradients applied per Woodbury step in ``fisher_inverse_blocks``.  Per gradient it costs
+# about 2 s² + 1.5 s m multiply-adds per block (F⁻¹U and the update; Uᵀ F⁻¹ U and the
+# triangular solve), in products that run faster the wider U is: on LeNet-300-100 (blocks of
+# 128, N = 256, 1 thread) m = 1, 8, 16, 32, 64, 128 took 25.1, 7.3, 4.5, 3.0, 3.5, 5.9 s
+# (benchmarks/woodfisher_inverse.py --num-gradients 256 --chunks 1 8 16 32 64 128 --no-reference).
 FISHER_CHUNK = 32
 
 
