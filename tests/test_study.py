@@ -118,7 +118,7 @@ def test_at_chance_counts_seeds_at_or_below_the_most_frequent_class():
 
 def test_the_section_on_an_empty_results_folder_says_what_is_missing_and_tests_nothing(tmp_path):
     text = study.section(tmp_path, tmp_path / "docs")
-    assert "**On disk:** 0 of 255 trained cells (r = none so far), 0 of 252 mask tables" in text
+    assert "**Found** (in `results/` and the ledger): 0 of 255 trained cells (r = none so far), 0 of 252 mask tables" in text
     assert text.count("**Verdict: not testable yet") == 4
     assert "`prunelib reproductions study`" in text and "CIFAR parts (VGG-16, ResNet-56) are not testable" in text
 

@@ -460,7 +460,8 @@ def section(root, fig_dir: str | Path, values_path=None) -> str:
              f"ran seed 42 alone); {s.train.epochs} epochs of SGD with Nesterov momentum {s.train.momentum:g}, "
              f"lr {s.train.lr:g}, batch {s.train.batch_size}.  The study's CIFAR parts (VGG-16, ResNet-56) "
              f"are not testable here (hours per cell on our CPUs).", "",
-             f"**On disk:** {counts['eval_found']} of {counts['eval_expected']} trained cells "
+             f"**Found** (in `results/` and the ledger): {counts['eval_found']} of {counts['eval_expected']} "
+             "trained cells "
              f"(r = {', '.join(format_ratio(r) for r in trained) or 'none'} so far), "
              f"{counts['mask_found']} of {counts['mask_expected']} mask tables; "
              f"{counts['stale']} stale (other settings), {counts['failed']} failed.  "
