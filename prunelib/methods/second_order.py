@@ -249,8 +249,9 @@ def layer_inputs(model: nn.Module, modules: dict[str, nn.Module], batches) -> di
 #: 315 MB of 64 rows of LeNet-300-100's fc1 (measured: 4 and 8 MiB alike, 64 MiB ~3x
 #: slower per number).
 _STEP_BYTES = 8 << 20
-#: Rows whose H⁻¹ are held at once (each cols² float64 numbers, at most ~1 GiB together).
-_CHUNK_NUMBERS = 1 << 27
+#: Rows whose H⁻¹ are held at once: at most this many float64 numbers at full width
+#: (128 MiB; with the next phase's compacted copy, at most 1 + f² = 1.81 times that).
+_CHUNK_NUMBERS = 1 << 24
 #: A block's H⁻¹ is compacted to its alive columns once they fall to this fraction of its
 #: width.  A row then costs Σ m² = c³ / (1 + f + f²) numbers per pass over its c steps
 #: (no compaction: c³; every step: c³/3): 0.43 c³ at f = 3/4, 0.37 c³ at f = 0.9, plus one
@@ -335,7 +336,11 @@ def obc_rows(w: torch.Tensor, h: torch.Tensor, chunk: int | None = None):
             nxt = int(_SHRINK * m)                     # alive columns after this phase
             steps = m - nxt
             block = max(1, _STEP_BYTES // (8 * m * m))
-            parts = []
+            # the next phase's matrices, filled block by block: this phase's and the next
+            # are all that is held (at most (1 + f²) · chunk · cols² numbers)
+            W2 = torch.empty(k, nxt, dtype=torch.float64)
+            Hi2 = torch.empty(k, nxt, nxt, dtype=torch.float64)
+            pos2 = torch.empty(k, nxt, dtype=torch.long)
             for b0 in range(0, k, block):
                 b1 = min(k, b0 + block)
                 Wb = W[b0:b1]
@@ -349,12 +354,11 @@ def obc_rows(w: torch.Tensor, h: torch.Tensor, chunk: int | None = None):
                         raise SecondOrderError(_REMOVED_TWICE)
                     alive = alive.view(b1 - b0, nxt)
                     ar = torch.arange(b1 - b0).view(-1, 1, 1)
-                    parts.append((Wb.gather(1, alive), Hb[ar, alive.unsqueeze(2), alive.unsqueeze(1)],
-                                  pos[b0:b1].gather(1, alive)))
-            if nxt:
-                W = torch.cat([p[0] for p in parts])
-                Hi = torch.cat([p[1] for p in parts])
-                pos = torch.cat([p[2] for p in parts])
+                    W2[b0:b1] = Wb.gather(1, alive)
+                    Hi2[b0:b1] = Hb[ar, alive.unsqueeze(2), alive.unsqueeze(1)]
+                    pos2[b0:b1] = pos[b0:b1].gather(1, alive)
+                del Hb
+            W, Hi, pos = W2, Hi2, pos2
             m, s0 = nxt, s0 + steps
     if not torch.equal(order.sort(1).values, torch.arange(cols).expand(rows, cols)):
         raise SecondOrderError(_REMOVED_TWICE)
