@@ -279,6 +279,92 @@ def test_lobs_on_a_convolution_uses_unfolded_inputs():
     assert int(masks["0.weight"].sum()) == masking.kept_count(54, 3.0)
 
 
+# --- the fast OBC loop against the plain one (tests/obc_reference.py) -------------------
+
+def _layer(rows: int, cols: int, seed: int, ties: str = "none"):
+    """A random layer (W, damped H = 2XXᵀ/N + 0.01 mean diag I).  ``ties``: "inputs"
+    duplicates input columns and their weights and zeroes every fourth weight (ΔL ties
+    at 0 and between twin columns); "diagonal" makes H diagonal with repeated entries and
+    every |w| one of two values, so that most steps' minimum is tied exactly."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3 * cols, cols, generator=g, dtype=torch.float64)
+    w = torch.randn(rows, cols, generator=g, dtype=torch.float64)
+    if ties == "inputs":
+        x[:, 1::3] = x[:, 0::3][:, :len(range(1, cols, 3))]
+        w[:, 1::3] = w[:, 0::3][:, :len(range(1, cols, 3))]
+        w[:, ::4] = 0.0
+    h = 2 * x.T @ x / x.shape[0]
+    if ties == "diagonal":
+        h = torch.diag(1.0 + (torch.arange(cols) % 2).double())
+        w = torch.where(torch.rand(rows, cols, generator=g) < 0.5, -1.0, 1.0).double() * (
+            1.0 + (torch.rand(rows, cols, generator=g) < 0.3).double())
+        w[:, 2::5] = 0.0
+    h += 0.01 * h.diagonal().mean() * torch.eye(cols, dtype=torch.float64)
+    return w, h
+
+
+LAYERS = [(7, 13, 0, "none"), (20, 50, 1, "none"), (3, 120, 2, "none"), (9, 40, 3, "inputs"),
+          (6, 64, 4, "diagonal"), (1, 1, 5, "none"), (5, 2, 6, "none")]
+
+
+@pytest.mark.parametrize("shrink,step_bytes", [(0.9, None), (0.5, 1), (0.99, 1 << 12)],
+                         ids=["default", "halves-one-row-blocks", "every-step-small-blocks"])
+@pytest.mark.parametrize("rows,cols,seed,ties", LAYERS, ids=[f"{r}x{c}-{t}" for r, c, _, t in LAYERS])
+def test_obc_rows_order_and_losses_equal_the_plain_loop_bit_for_bit(monkeypatch, rows, cols, seed, ties,
+                                                                    shrink, step_bytes):
+    """Compacting each row's H⁻¹ to its alive columns (in ascending original order) changes
+    no number: the same removal order, argmin's first minimum included, and the same ΔL
+    as the loop over the full matrices with dead columns masked."""
+    from tests import obc_reference
+
+    monkeypatch.setattr(so, "_SHRINK", shrink)
+    if step_bytes is not None:
+        monkeypatch.setattr(so, "_STEP_BYTES", step_bytes)
+    w, h = _layer(rows, cols, seed, ties)
+    ref_order, ref_losses = obc_reference.obc_rows(w, h)
+    for chunk in (None, 3):
+        order, losses = so.obc_rows(w, h, chunk=chunk)
+        assert torch.equal(order, ref_order)
+        assert torch.equal(losses, ref_losses)
+    if ties != "none":  # the layer does tie: ΔL repeats within rows
+        assert any(len(set(r.tolist())) < cols for r in ref_losses)
+
+
+@pytest.mark.parametrize("rows,cols,seed,ties", LAYERS[:5], ids=[f"{r}x{c}-{t}" for r, c, _, t in LAYERS[:5]])
+def test_closed_form_update_equals_the_sequential_removals(rows, cols, seed, ties):
+    """w'_K = (H_KK)⁻¹ (H w)_K, w'_S = 0 (or the smaller system on S) is where the
+    counts[r] sequential OBS removals leave each row, for every count from 0 to cols."""
+    from tests import obc_reference
+
+    w, h = _layer(rows, cols, seed, ties)
+    order, _ = obc_reference.obc_rows(w, h)
+    g = torch.Generator().manual_seed(seed)
+    for counts in (torch.randint(0, cols + 1, (rows,), generator=g), torch.zeros(rows, dtype=torch.long),
+                   torch.full((rows,), cols), torch.full((rows,), cols // 3), torch.full((rows,), cols - cols // 3)):
+        sequential = obc_reference.obc_rows(w, h, counts)
+        kept = torch.empty(rows, cols, dtype=torch.bool).scatter_(1, order, torch.arange(cols) >= counts.unsqueeze(1))
+        new = so.kept_support_rows(w, h, kept)
+        assert new[~kept].eq(0).all()
+        assert torch.equal(new[counts == 0], w[counts == 0])  # nothing removed: nothing moves
+        err = (new - sequential).norm(dim=1) / w.norm(dim=1)
+        assert float(err.max()) < 1e-9, (counts.tolist(), err.tolist())
+
+
+@pytest.mark.parametrize("rows,cols,seed,ties", LAYERS[:5], ids=[f"{r}x{c}-{t}" for r, c, _, t in LAYERS[:5]])
+def test_lobs_layer_keeps_the_plain_loops_masks_and_scores(rows, cols, seed, ties):
+    from tests import obc_reference
+
+    w, h = _layer(rows, cols, seed, ties)
+    keep = masking.kept_count(rows * cols, 3.0)
+    m1, w1, s1, p1 = obc_reference.lobs_layer(w, h, keep, 7, "lobs:t", 0.01)
+    m2, w2, s2, p2 = so.lobs_layer(w, h, keep, 7, "lobs:t", 0.01)
+    assert torch.equal(m1, m2) and torch.equal(p1, p2) and int(m2.sum()) == keep
+    assert torch.equal(s1.keep, s2.keep) and (s1.threshold, s1.n_tied, s1.n_tied_kept) == (
+        s2.threshold, s2.n_tied, s2.n_tied_kept)
+    torch.testing.assert_close(w2, w1.masked_fill(~m1, 0.0), rtol=1e-9, atol=1e-9 * float(w.abs().max()))
+    assert w2[~m2].eq(0).all()
+
+
 # --- the updated-weights artifact ------------------------------------------------------
 
 @pytest.fixture
