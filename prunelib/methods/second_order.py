@@ -426,10 +426,12 @@ def kept_support_rows(w: torch.Tensor, h: torch.Tensor, kept: torch.Tensor, budg
 
     the minimiser of ½ (w' - w)ᵀ H (w' - w) subject to w'_S = 0 (its gradient on K:
     H_KK (w'_K - w_K) - H_KS w_S = 0).  Sequential OBS removals compose to it: each
-    removal solves the same problem with one more constraint, from the previous
-    solution, and the downdated H⁻¹ is that of the constrained problem (the joint-removal
-    identity δw = -H⁻¹ E_S ([H⁻¹]_SS)⁻¹ w_S, WoodFisher Eq. 12, is the same point).  So
-    the order of removal does not matter, only the set.  Solved by Cholesky (H_KK is a
+    removal minimises ½ δᵀ H δ from the previous solution subject to the earlier
+    constraints and one more (the downdated H⁻¹ is that constrained problem's), and at
+    the previous solution the quadratic's gradient is orthogonal to every step that keeps
+    the earlier constraints, so the step lands on the optimum with all of them (the
+    joint-removal identity δw = -H⁻¹ E_S ([H⁻¹]_SS)⁻¹ w_S, WoodFisher Eq. 12, is the same
+    point).  So the order of removal does not matter, only the set.  Solved by Cholesky (H_KK is a
     principal block of an SPD matrix), rows with equal |K| batched; where |S| < |K| the
     same point is taken from the smaller system, w' = w - H⁻¹ E_S ([H⁻¹]_SS)⁻¹ w_S
     (nothing removed: w unchanged).  Removed weights are exactly 0.  float64;
