@@ -197,7 +197,7 @@ def write_table(samples: dict, args, versions: dict, repeats_done: int) -> str:
              f"same batch ({args.device}, {args.threads} thread(s)); medians of {repeats_done} interleaved "
              f"repeats, each in a fresh process; peak extra memory over the loaded model and data.", "",
              "| network | method | " + " | ".join(f"{v} units | {v} s | {v} peak extra MiB" for v in versions)
-             + (" | after / before (units) |" if len(versions) > 1 else ""),
+             + (" | after / before (units) |" if len(versions) > 1 else " |"),
              "|---|---|" + "---:|---:|---:|" * len(versions) + ("---:|" if len(versions) > 1 else "")]
     for arch in args.archs:
         for method in args.methods:
