@@ -104,6 +104,8 @@ def child(args) -> dict:
         data_s, knobs = settings.data_for(args.method), settings.knobs_for(args.method)
         if getattr(args, "num_gradients", None) and hasattr(m.scorer_class(), "_inverses"):
             data_s = {**data_s, "num_batches": args.num_gradients}  # (second-order: fewer Fisher gradients)
+        if getattr(args, "block_size", None) and "block_size" in knobs:
+            knobs = {**knobs, "block_size": args.block_size}  # (woodfisher: smaller blocks, less memory)
         scorer = m.make_scorer(knobs)
         if getattr(scorer, "updates_weights", False):
             scores = None  # (the score stage's one-shot saliencies are not on the pipeline's critical path
@@ -182,6 +184,8 @@ def run_child(code: str, arch: str, dataset: str, method: str, args) -> dict:
            "--methods", method, "--ratio", str(args.ratio), "--device", args.device, "--threads", str(args.threads)]
     if args.num_gradients:
         cmd += ["--num-gradients", str(args.num_gradients)]
+    if args.block_size:
+        cmd += ["--block-size", str(args.block_size)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(f"measurement {code} {arch} {method} failed:\n{res.stderr}")
@@ -227,6 +231,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--num-gradients", type=int, default=None,
                     help="obs/woodfisher: the Fisher's gradients instead of their default")
+    ap.add_argument("--block-size", type=int, default=None,
+                    help="woodfisher: weights per diagonal block instead of its default 128 (memory: n x block "
+                         "float64 for the inverses)")
     ap.add_argument("--baseline", default=None, help="a checkout of another prunelib version to compare with")
     ap.add_argument("--out", default=str(REPO / "reports" / "benchmarks" / "method_cost.md"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
