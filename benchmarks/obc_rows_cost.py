@@ -34,13 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from method_cost import CIFAR_ARCHS, _rss_bytes  # noqa: E402 (this folder is the script's sys.path[0])
+
 REPO = Path(__file__).resolve().parents[1]
-CIFAR_ARCHS = ("vgg16", "resnet20", "resnet32", "resnet56", "resnet110")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
 
 
 def _layer(arch: str, param: str):
