@@ -14,6 +14,7 @@ import torch
 
 from prunelib.foundations.seeding import generator
 from prunelib.methods import masking
+from prunelib.methods.second_order import damped_hessian
 
 
 def obc_rows(w: torch.Tensor, h: torch.Tensor, counts: torch.Tensor | None = None, chunk: int | None = None):
@@ -66,8 +67,7 @@ def lobs_layer(w: torch.Tensor, h: torch.Tensor, keep: int, seed: int, stream: s
     rows = w.shape[0]
     w2 = w.reshape(rows, -1)
     cols = w2.shape[1]
-    h = h.clone()
-    h += damping * float(h.diagonal().mean().clamp_min(1e-12)) * torch.eye(cols, dtype=torch.float64)
+    h = damped_hessian(h, damping)  # the damping is not what the reference compares: shared
     order, losses = obc_rows(w2, h)
     score = torch.cummax(losses, dim=1).values
     sel = masking.select_top(-score.reshape(-1), rows * cols - keep, generator(seed, stream))

@@ -475,6 +475,13 @@ def kept_support_rows(w: torch.Tensor, h: torch.Tensor, kept: torch.Tensor, budg
     return out
 
 
+def damped_hessian(h: torch.Tensor, damping: float) -> torch.Tensor:
+    """H + damping · mean diag(H) · I (a copy): OBC's and GPTQ's damping; dead inputs
+    (diag 0) get it too, so H is invertible."""
+    eye = torch.eye(h.shape[0], dtype=torch.float64, device=h.device)
+    return h + damping * float(h.diagonal().mean().clamp_min(1e-12)) * eye
+
+
 def lobs_layer(w: torch.Tensor, h: torch.Tensor, keep: int, seed: int, stream: str, damping: float):
     """One layer by L-OBS in OBC's row-wise form: keep exactly ``keep`` of W's weights.
 
@@ -491,8 +498,7 @@ def lobs_layer(w: torch.Tensor, h: torch.Tensor, keep: int, seed: int, stream: s
     rows = w.shape[0]
     w2 = w.reshape(rows, -1)
     cols = w2.shape[1]
-    h = h.clone()
-    h += damping * float(h.diagonal().mean().clamp_min(1e-12)) * torch.eye(cols, dtype=torch.float64)
+    h = damped_hessian(h, damping)
     order, losses = obc_rows(w2, h)
     score = torch.cummax(losses, dim=1).values               # [rows, cols], non-decreasing per row
     n_remove = rows * cols - keep
