@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks/run_table.py"
-BLOCK = re.compile(r"<!-- run_table (\S+) [^\n]*-->\n(.*?)<!-- /run_table -->", re.S)
+BLOCK = re.compile(r"<!-- run_table (\S+) [^\n]*-->\n(.*?)<!-- /run_table -->", re.DOTALL)
 
 
 def _made(parquet: str, *args: str) -> str:
@@ -38,9 +38,9 @@ def test_every_made_table_in_the_docs_is_the_scripts_output(doc, src, text):
 
 
 def _row(method, ratio, top1, seed=0, arch="lenet300", r_e=None, collapsed=0):
-    return dict(dataset="mnist", arch=arch, method=method, ratio=float(ratio), seed=seed, variant="none",
-                status="ok", top1=top1, empirical_ratio=float(r_e if r_e is not None else ratio),
-                collapsed_layers=collapsed)
+    return {"dataset": "mnist", "arch": arch, "method": method, "ratio": float(ratio), "seed": seed, "variant": "none",
+                "status": "ok", "top1": top1, "empirical_ratio": float(r_e if r_e is not None else ratio),
+                "collapsed_layers": collapsed}
 
 
 def test_the_table_says_what_the_rows_say(tmp_path):
