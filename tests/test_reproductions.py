@@ -159,3 +159,43 @@ def test_the_time_per_seed_is_the_sum_of_a_seeds_benchmarks_averaged_over_seeds(
             f.write_text(header + f"{secs}\t0:00:00\t1\n")
     assert reproductions.seconds_per_seed(tmp_path, rep, "snip", 20, [0, 1]) == pytest.approx((106 + 208) / 2)
     assert reproductions.seconds_per_seed(tmp_path, rep, "snip", 20, [2]) is None  # no benchmark: no time
+
+
+def _bench(root, stage, ident, secs):
+    f = root / paths.benchmark(stage, ident)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:00\t1\n")
+
+
+def test_an_imp_chains_seed_costs_its_rounds_and_a_variant_row_only_its_own_jobs(tmp_path):
+    """lth_mnist's chain reaches r = 25 in round 15: the lth row's time is rounds 0..15 plus
+    the cell's mask, train and eval; a variant's row is its own three jobs."""
+    rep = reproductions.get("lth_mnist")
+    chain = "mnist/mlp400x3/seed0/lth"
+    for j in range(17):  # a round 16 on disk (another grid's) is not this row's
+        _bench(tmp_path, "imp", f"{chain}/round{j}", 10.0)
+    for stage in ("mask", "train", "eval"):
+        _bench(tmp_path, stage, f"{chain}/r25", 1.0)
+        _bench(tmp_path, stage, f"{chain}/r25-reinit", 2.0)
+    assert reproductions.seconds_per_seed(tmp_path, rep, "lth", 25, [0]) == pytest.approx(16 * 10 + 3)
+    assert reproductions.seconds_per_seed(tmp_path, rep, "lth", 25, [0], "reinit") == pytest.approx(6)
+    kept = reproductions.page_paths([rep], with_study=False)
+    assert paths.benchmark("imp", f"{chain}/round15") in kept
+    assert paths.benchmark("imp", f"{chain}/round16") not in kept
+
+
+def test_the_variant_checks_pair_by_seed_and_class_by_two_standard_errors(monkeypatch):
+    rep = reproductions.get("lth_mnist")
+    top1 = {"none": [0.98, 0.97, 0.98], "reinit": [0.97, 0.96, 0.97],  # +1.00 points every seed
+            "shuffle_layer": [0.99, 0.96, 0.98], "shuffle_weights": [0.98], "invert": []}
+
+    def fake(root, rep_, s, ratio, variant):
+        return [{"seed": k, "top1": v} for k, v in enumerate(top1[variant])], [], [], []
+
+    monkeypatch.setattr(reproductions, "_cells_of", fake)
+    text = "\n".join(reproductions.variant_checks(Path("."), [rep]))  # _cells_of faked: no root read
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "+1.00 ± 0.00 | higher error |" in rows["reinit"] and rows["reinit"].endswith(": agrees |")
+    assert "| tie |" in rows["shuffle_layer"]  # +0.00 on average, spread both ways
+    assert "n = 1 < 3: no class" in rows["shuffle_weights"]
+    assert "| not run |" in rows["invert"]

@@ -217,10 +217,7 @@ def page_paths(runs=None, with_study: bool = True) -> list[str]:
         for ratio, seed, variant, path in rep.variant_cells():
             out.append(str(path))
             method = "dense" if float(ratio) == 1 else rep.method
-            ident = paths.CELL_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
-                                         ratio=format_ratio(ratio), variant=paths.variant_suffix(variant))
-            chain = paths.CHAIN_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method)
-            out += [paths.benchmark("score", chain)] + [paths.benchmark(st, ident) for st in ("mask", "train", "eval")]
+            out += [paths.benchmark(stage, ident) for stage, ident in seed_jobs(rep, method, ratio, seed, variant)]
     s = study.settings() if with_study else None
     for role in ("eval", "mask_table") if with_study else ():
         out += [str(p) for (method, _r, _seed), p in study._cell_paths(s, role)
@@ -311,29 +308,45 @@ def _error(values) -> str:
     return f"{mean:.2f} (n = 1)" if n == 1 else f"{mean:.2f} ± {std:.2f} (n = {n})"
 
 
-def seconds_per_seed(root, rep: Reproduction, method: str, ratio, seeds) -> float | None:
-    """Mean wall seconds of one seed's score + mask + train + eval jobs, from their
-    Snakemake benchmarks under ``root`` (a folder or a ``ledger.Cells``; None when there
-    are none)."""
+def seed_jobs(rep: Reproduction, method: str, ratio, seed: int, variant: str = "none") -> list[tuple[str, str]]:
+    """(stage, ident) of the jobs one seed of a row costs, as their Snakemake benchmarks
+    name them: the method's scores (an IMP chain: its rounds 0..j, j the round whose mask
+    has density 1/r) and the cell's mask, train and eval.  A variant row's cost is its own
+    mask, train and eval: the chain it shares is the ``none`` row's."""
+    from prunelib import config as plconfig
+    from prunelib.config.grid import imp_round_of
+
+    fields = dict(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method)
+    ident = paths.CELL_ID.format(**fields, ratio=format_ratio(ratio), variant=paths.variant_suffix(variant))
+    jobs = []
+    if variant == "none" and method in plconfig.IMP_METHODS:
+        s = settings_of(rep)
+        last = imp_round_of(s.grid.ratios, s.iterative.round_factor, float(ratio))
+        jobs += [("imp", paths.imp_round_id(j).format(**fields)) for j in range(last + 1)]
+    elif variant == "none":
+        jobs.append(("score", paths.CHAIN_ID.format(**fields)))
+    return jobs + [(stage, ident) for stage in ("mask", "train", "eval")]
+
+
+def seconds_per_seed(root, rep: Reproduction, method: str, ratio, seeds, variant: str = "none") -> float | None:
+    """Mean wall seconds of one seed's jobs (``seed_jobs``), from their Snakemake
+    benchmarks under ``root`` (a folder or a ``ledger.Cells``; None when there are none)."""
     from prunelib.report.ledger import cells_of
 
     cells = cells_of(root)
     total = []
     for seed in seeds:
-        ident = paths.CELL_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
-                                     ratio=format_ratio(ratio), variant="")
-        chain = paths.CHAIN_ID.format(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method)
         evaluated = paths.cell_files(dataset=rep.dataset, arch=rep.arch, seed=seed, method=method,
-                                     ratio=format_ratio(ratio), variant="none")["eval"]
+                                     ratio=format_ratio(ratio), variant=variant)["eval"]
         source = cells.source.get(str(evaluated))  # the time of the run whose row is shown
         secs, found = 0.0, False
-        for stage, name in (("score", chain), ("mask", ident), ("train", ident), ("eval", ident)):
+        for stage, name in seed_jobs(rep, method, ratio, seed, variant):
             text = cells.text(paths.benchmark(stage, name), source)
             if text is not None:
                 lines = text.splitlines()
                 if len(lines) > 1:
                     secs += float(lines[1].split("\t")[0])
-                    found = found or stage == "train"
+                    found = found or stage in ("train", "imp")
         if found:
             total.append(secs)
     return sum(total) / len(total) if total else None
@@ -397,7 +410,7 @@ def rows(root=".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[di
                 matching = [v for v in papers if float(v["ratio"]) == float(ratio) and v["method"] == method
                             and variant == "none"] or [None]
                 seeds = sorted(x["seed"] for x in found)
-                secs = seconds_per_seed(root, rep, method, ratio, seeds) if found else None
+                secs = seconds_per_seed(root, rep, method, ratio, seeds, variant) if found else None
                 seed_text = (f"{', '.join(map(str, seeds))} (n = {len(seeds)})" if seeds else "none")
                 notes = ([f"seed {k} not run" for k in missing]
                          + [f"seed {k} stale (other settings than the preset's)" for k in stale]
@@ -442,6 +455,56 @@ def rows(root=".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[di
     return out
 
 
+#: What a variant of a mask is expected to do, where a paper says so (the other variants'
+#: rows are measured and shown without a claim).
+VARIANT_CLAIMS = {
+    "reinit": ("Frankle & Carbin (ICLR 2019): a winning ticket randomly reinitialised learns slower and "
+               "reaches lower test accuracy", "higher error"),
+}
+
+
+def variant_checks(root, runs=RUNS) -> list[str]:
+    """The section on the sanity-check variants of a reproduction's mask: per variant the
+    paired difference of final test error to the mask itself (variant "none") over the
+    shared seeds, mean ± standard error, classed *higher error* / *lower error* when the
+    mean clears 2 SE with n ≥ 3, else *tie* (the study's rule for finding (i))."""
+    from prunelib.report.ledger import cells_of
+    from prunelib.report.study import _mean_se
+
+    root = cells_of(root)
+    lines = []
+    for rep in runs:
+        if len(rep.variants) < 2:
+            continue
+        s = settings_of(rep)
+        for ratio in rep.ratios:
+            base = {x["seed"]: x["top1"] for x in _cells_of(root, rep, s, ratio, "none")[0]}
+            table = []
+            for variant in rep.variants[1:]:
+                d = [100 * (base[x["seed"]] - x["top1"]) for x in _cells_of(root, rep, s, ratio, variant)[0]
+                     if x["seed"] in base]
+                m, se, n = _mean_se(d)
+                if n == 0:
+                    table.append({"variant": variant, "n": 0, "d": "—", "class": "not run", "claim": "—"})
+                    continue
+                cls = ("higher error" if m - 2 * se > 0 else "lower error" if m + 2 * se < 0 else "tie") \
+                    if n >= 3 else f"n = {n} < 3: no class"
+                claim, expected = VARIANT_CLAIMS.get(variant, (None, None))
+                said = "—" if claim is None else (f"{claim}: " + ("agrees" if cls == expected else "disagrees")
+                                                   if n >= 3 else f"{claim}: too few seeds")
+                table.append({"variant": variant, "n": n, "d": f"{m:+.2f} ± {se:.2f}", "class": cls,
+                              "claim": said})
+            lines += [f"**{rep.name}, {rep.method} at r = {format_ratio(ratio)}** (error of the variant − error "
+                      "of the mask itself, points, paired by seed):", "",
+                      *_table(("variant", "n", "d", "class", "claim"), table), ""]
+    if not lines:
+        return []
+    return ["## The sanity-check variants of a mask, paired by seed", "",
+            "Each variant keeps the run's seed and protocol and changes one thing of the final mask or its "
+            "weights (docs/methods.md, Sanity-check variants).  *higher error* when the mean difference "
+            "exceeds 2 standard errors with n ≥ 3, *lower error* likewise, else *tie*.", "", *lines]
+
+
 HEADER = """# Reproductions
 
 Generated by `prunelib reproductions write` (add `--root DIR` to read `DIR/results/`) from
@@ -463,7 +526,8 @@ it is also the command to add the seeds a row lacks.
   "—" where the preset keeps no checkpoints (then the verdict uses the final error).
 * **Δ** = ours (paper's metric, else final) − paper, in points of error.
 * **seeds (time per seed)**: the seeds behind the row, those missing, and the wall time
-  one seed's score + mask + train + eval jobs took (their Snakemake benchmarks).
+  one seed's jobs took (their Snakemake benchmarks): score (or an IMP chain's rounds) +
+  mask + train + eval; a variant row counts its own mask, train and eval only.
 
 """
 
@@ -475,13 +539,15 @@ def _table(cols, table) -> list[str]:
     return lines
 
 
-def render(table: list[dict], runs=RUNS, study_text: str = "", provenance: str = "") -> str:
+def render(table: list[dict], runs=RUNS, study_text: str = "", provenance: str = "",
+           checks: list[str] = ()) -> str:
     read = f"**Read:** {provenance}.\n\n" if provenance else ""
     lines = [HEADER + read + VERDICT_RULE, "", *_table(COLUMNS, table), "", "## Protocols", ""]
     for rep in runs:
         lines.append(f"* **{rep.name}** — {rep.paper}, preset `{rep.preset}`: {protocol(rep)}."
                      + (f" Corresponds to {rep.corresponds}." if rep.corresponds else "")
                      + f" Run: `{rep.command()}`.")
+    lines += ["", *checks] if checks else []
     text = "\n".join(lines) + "\n"
     return text + ("\n" + study_text if study_text else "")
 
@@ -502,6 +568,6 @@ def write(root: str | Path = ".", out: str | Path = DOC, runs=RUNS, study: bool 
         from prunelib.report import study as study_mod
 
         study_text = study_mod.section(cells, Path(out).parent)
-    text = render(table, runs, study_text, cells.provenance())
+    text = render(table, runs, study_text, cells.provenance(), variant_checks(cells, runs))
     write_text(text, Path(out))
     return text
