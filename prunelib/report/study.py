@@ -490,9 +490,13 @@ def section(root, fig_dir: str | Path, values_path=None) -> str:
     # (i)
     wt = worse_than_random(ev, book["magnitude_methods"], book["baseline"])
     v1, s1 = finding_i(wt)
-    partial = f", provisional (trained r = {', '.join(format_ratio(r) for r in trained)} of {len(ratios)} ratios)"
-    if not v1.startswith("not testable") and len(trained) < len(ratios):
-        v1 += partial
+    # provisional until every (magnitude method, r) has n >= 3 seeds paired with random
+    full = wt[wt.n >= 3] if not wt.empty else wt
+    tested = sorted({float(r) for r in full.ratio}) if not full.empty else []
+    if not v1.startswith("not testable") and len(full) < len(book["magnitude_methods"]) * len(ratios):
+        v1 += (f", provisional ({len(full)} of {len(book['magnitude_methods']) * len(ratios)} (method, r) cells "
+               f"paired with n ≥ 3; r = {', '.join(format_ratio(r) for r in tested) or 'none'} of {len(ratios)} "
+               "ratios)")
     lines += ["### (i) Magnitude-based methods worse than random", "",
               f"Study: “{book['finding_i']['quote']}”.  Counted: {', '.join(book['magnitude_methods'])}.", "",
               f"**Verdict: {v1}.** {s1}.  Rule: per (method, r), the paired difference d of test top-1 to "
@@ -546,7 +550,8 @@ def section(root, fig_dir: str | Path, values_path=None) -> str:
     rk, used = ranks(ev, methods)
     v3, s3 = finding_iii(rk, book["finding_iii"])
     if not v3.startswith("not testable") and len(used) < len(ratios):
-        v3 += partial
+        v3 += (f", provisional (every method trained at r = {', '.join(format_ratio(r) for r in used)} "
+               f"of {len(ratios)} ratios)")
     lines += ["### (iii) Consistency: mean rank across ratios", "",
               f"Study: “{book['finding_iii']['quote']}”.", "",
               f"**Verdict: {v3}.** {s3}.  Ranked at r = {', '.join(format_ratio(r) for r in used) or '—'} "
