@@ -469,7 +469,7 @@ def variant_checks(root, runs=RUNS) -> list[str]:
     shared seeds, mean ± standard error, classed *higher error* / *lower error* when the
     mean clears 2 SE with n ≥ 3, else *tie* (the study's rule for finding (i))."""
     from prunelib.report.ledger import cells_of
-    from prunelib.report.study import _mean_se
+    from prunelib.report.study import _mean_se, beyond_2se
 
     root = cells_of(root)
     lines = []
@@ -487,8 +487,8 @@ def variant_checks(root, runs=RUNS) -> list[str]:
                 if n == 0:
                     table.append({"variant": variant, "n": 0, "d": "—", "class": "not run", "claim": "—"})
                     continue
-                cls = ("higher error" if m - 2 * se > 0 else "lower error" if m + 2 * se < 0 else "tie") \
-                    if n >= 3 else f"n = {n} < 3: no class"
+                cls = ({1: "higher error", -1: "lower error", 0: "tie"}[beyond_2se(m, se)] if n >= 3
+                       else f"n = {n} < 3: no class")
                 claim, expected = VARIANT_CLAIMS.get(variant, (None, None))
                 said = "—" if claim is None else (f"{claim}: " + ("agrees" if cls == expected else "disagrees")
                                                    if n >= 3 else f"{claim}: too few seeds")

@@ -174,6 +174,12 @@ def _cell(values, scale: float = 100.0) -> str:
 
 # --------------------------------------------------------------------------- finding (i)
 
+def beyond_2se(mean: float, se: float) -> int:
+    """1 / -1 where a mean difference clears 2 standard errors above / below zero, else 0
+    (the page's rule for a paired difference over n >= 3 seeds)."""
+    return 1 if mean - 2 * se > 0 else -1 if mean + 2 * se < 0 else 0
+
+
 def worse_than_random(ev: pd.DataFrame, methods, baseline: str) -> pd.DataFrame:
     """Per (method, ratio): paired top-1 difference to ``baseline`` (random pruning) over
     the shared seeds (points), n, and the class worse / better / tie (module doc)."""
@@ -190,7 +196,7 @@ def worse_than_random(ev: pd.DataFrame, methods, baseline: str) -> pd.DataFrame:
             if n < 3:
                 cls = ("worse" if m < 0 else "better" if m > 0 else "tie") + f" (n = {n} < 3: sign only)"
             else:
-                cls = "worse" if m + 2 * se < 0 else "better" if m - 2 * se > 0 else "tie"
+                cls = {-1: "worse", 1: "better", 0: "tie"}[beyond_2se(m, se)]
             out.append({"method": method, "ratio": float(ratio), "n": n, "diff": m, "se": se, "class": cls})
     return pd.DataFrame(out, columns=["method", "ratio", "n", "diff", "se", "class"])
 
