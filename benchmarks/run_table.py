@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunelib.config.grid import DENSE  # the dense control's method name (no torch)
+
 #: r_e is printed where it differs from r by more than this share (an exact mask's r_e
 #: differs from r only by the rounding of n / r).
 RE_TOLERANCE = 1e-3
@@ -48,20 +50,20 @@ def table(df: pd.DataFrame, dataset: str, archs: list[str], ratios: list[float])
     if "variant" in df:
         df = df[df["variant"].fillna("none") == "none"]
     df = df.assign(ratio=df["ratio"].astype(float))
-    methods = ["dense"] + sorted(set(df["method"]) - {"dense"})
+    methods = [DENSE] + sorted(set(df["method"]) - {DENSE})
     head = [f"{arch} r = {r:g}" for arch in archs for r in ratios]
     lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for m in methods:
         cells = []
         for arch in archs:
             for i, r in enumerate(ratios):
-                if m == "dense":
+                if m == DENSE:
                     sub = df[(df.arch == arch) & (df.method == m)] if i == 0 else df.iloc[:0]
                 else:
                     sub = df[(df.arch == arch) & (df.method == m) & (df.ratio == r)]
                 cells.append(_cell(sub))
         if any(cells):
-            lines.append(f"| {'dense (r = 1)' if m == 'dense' else m} | " + " | ".join(cells) + " |")
+            lines.append(f"| {f'{DENSE} (r = 1)' if m == DENSE else m} | " + " | ".join(cells) + " |")
     seeds = sorted(df["seed"].unique().tolist())
     lines.append("")
     lines.append(f"Top-1 (%) on {dataset}, mean over seeds {', '.join(map(str, seeds))} (n = {len(seeds)}); "
