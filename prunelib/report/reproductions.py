@@ -539,14 +539,24 @@ def _table(cols, table) -> list[str]:
     return lines
 
 
+def protocol_groups(runs=RUNS) -> dict[tuple, list[Reproduction]]:
+    """The runs grouped by what a reader must know to judge them (paper, preset, resolved
+    protocol, what it corresponds to), in the runs' order: runs that differ only in network
+    or dataset share one entry instead of repeating it word for word."""
+    groups: dict[tuple, list[Reproduction]] = {}
+    for rep in runs:
+        groups.setdefault((rep.paper, rep.preset, protocol(rep), rep.corresponds), []).append(rep)
+    return groups
+
+
 def render(table: list[dict], runs=RUNS, study_text: str = "", provenance: str = "",
            checks: list[str] = ()) -> str:
     read = f"**Read:** {provenance}.\n\n" if provenance else ""
     lines = [HEADER + read + VERDICT_RULE, "", *_table(COLUMNS, table), "", "## Protocols", ""]
-    for rep in runs:
-        lines.append(f"* **{rep.name}** — {rep.paper}, preset `{rep.preset}`: {protocol(rep)}."
-                     + (f" Corresponds to {rep.corresponds}." if rep.corresponds else "")
-                     + f" Run: `{rep.command()}`.")
+    for (paper, preset, proto, corresponds), reps in protocol_groups(runs).items():
+        lines.append(f"* {', '.join(f'**{rep.name}**' for rep in reps)} — {paper}, preset `{preset}`: {proto}."
+                     + (f" Corresponds to {corresponds}." if corresponds else "")
+                     + " Run: " + ", ".join(f"`{rep.command()}`" for rep in reps) + ".")
     lines += ["", *checks] if checks else []
     text = "\n".join(lines) + "\n"
     return text + ("\n" + study_text if study_text else "")
