@@ -54,12 +54,13 @@ _SCHEME_LAW = {
     "kaiming_normal": ("normal", (2.0 / 784) ** 0.5),
     # TF's variance scaling: N(0, s^2) truncated at +-2 s, std 1/sqrt(fan_in) after truncation
     "variance_scaling": ("normal", (1 / 784) ** 0.5),
+    "variance_scaling_with_biases": ("normal", (1 / 784) ** 0.5),
     # orthonormal rows (300 of length 784): ||W||_F^2 = 300, so std 1/sqrt(784); entries
     # nearly Gaussian (the exact law: tests/test_sigprop.py, singular values all 1)
     "orthogonal": ("normal", (1 / 784) ** 0.5),
 }
 #: Schemes that draw the biases too (the others zero them).
-_DRAW_BIASES = ("pytorch_default",)  # (variance_scaling: zero biases, snip/main.py initializer_b_bp)
+_DRAW_BIASES = ("pytorch_default", "variance_scaling_with_biases")  # (variance_scaling: zero biases, snip/main.py)
 
 
 def test_every_init_scheme_of_the_registry_has_its_law_tested():

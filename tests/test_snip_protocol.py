@@ -64,6 +64,35 @@ def test_snip_with_zero_biases_prunes_every_bias_and_counts_them_in_the_ratio(mn
     assert all(int(masks[k].sum()) == 0 for k in masks if k.endswith(".bias"))
 
 
+def test_the_first_releases_bias_draw_lets_biases_compete_and_redraw_still_starts_them_at_zero(mnist, tmp_path):
+    """snip-public's first release (b00bef0) drew the biases with ``vs`` too
+    (``initializer_b_bp``; zeros since f028496).  Then the biases are drawn with
+    variance 1 / their length, score |g b| > 0 and some are kept at the same kept count;
+    the fresh weights training starts from still have zero biases (``initializer_b_ap``)."""
+    from prunelib.methods import masking
+
+    torch.manual_seed(0)
+    net = init_schemes.apply(models.build("lenet300", 10, 1, 28), "variance_scaling_with_biases")
+    for name, length in (("fc1.bias", 300), ("fc2.bias", 100), ("fc3.bias", 10)):
+        b = dict(net.named_parameters())[name].detach()
+        assert b.abs().max() <= 2 / 0.87962566103423978 * (1 / length) ** 0.5 and b.count_nonzero() == length
+    assert abs(net.fc1.bias.detach().var().item() * 300 - 1) < 0.3  # 300 draws: ~0.08 standard error
+    prunable = models.prunable_names(net, include_bias=True)
+    scores, _used = stages.compute_scores(net, prunable, registry.method("snip").make_scorer({}), mnist, "mnist", 0,
+                                          {"batch_size": 100, "num_batches": 1, "class_balanced": False},
+                                          torch.device("cpu"))
+    masks, _rows = masking.select_masks(scores, 20, "global", 0, method="snip")
+    assert sum(int(m.sum()) for m in masks.values()) == 13_331  # the same kept count as with zero biases
+    assert sum(int(masks[k].sum()) for k in masks if k.endswith(".bias")) > 0  # now biases survive
+    s = settings(init={"scheme": "variance_scaling_with_biases", "after_pruning": "redraw"})
+    init = contracts.init_contract(s, "lenet300", "mnist", 0, "variance_scaling_with_biases")
+    stages.run_init(init, tmp_path / "init.pt", tmp_path / "init.parquet")
+    meta = load_pt(tmp_path / "init.pt")["meta"]
+    assert load_pt(tmp_path / "init.pt")["state_dict"]["fc1.bias"].count_nonzero() == 300
+    fresh = stages.redrawn_state(meta, 0)
+    assert all(not fresh[f"fc{i}.bias"].any() for i in (1, 2, 3))
+
+
 def test_after_pruning_redraw_is_recorded_only_when_asked_and_draws_fresh_weights_with_zero_biases(tmp_path):
     s = settings(init={"scheme": "variance_scaling", "after_pruning": "redraw"},
                  train={"epochs": 1, "train_subset": 200, "batch_size": 100})

@@ -573,6 +573,9 @@ def _builtins() -> None:
     register_init("kaiming_normal", description="He normal weights (ReLU gain), zero biases")(i + "kaiming_normal")
     register_init("variance_scaling", description="TF's variance_scaling_initializer() (fan_in, scale 1, truncated "
                   "normal) weights, zero biases, as the SNIP code draws them")(i + "variance_scaling")
+    register_init("variance_scaling_with_biases", description="TF's variance_scaling_initializer() weights and "
+                  "biases, as the SNIP code's first release drew them (b00bef0; zeros since f028496)")(
+        i + "variance_scaling_with_biases")
     register_init("orthogonal", description="orthogonal weights, gain 1, zero biases; convolutions block-orthogonal "
                   "(TF's ConvolutionOrthogonal2D), as the signal-propagation code draws them")(i + "orthogonal")
 

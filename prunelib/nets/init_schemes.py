@@ -55,11 +55,31 @@ def variance_scaling(model: nn.Module) -> None:
     """The SNIP authors' initialiser (``namhoonlee/snip-public``, ``snip/network.py``:
     ``get_initializer('vs')`` = ``tf.variance_scaling_initializer()``) for the weights,
     with zero biases: their ``initializer_w_bp`` defaults to ``vs`` and
-    ``initializer_b_bp`` to ``zeros`` (``snip/main.py``).  (Issue 13 read the code as
-    drawing the biases with ``vs`` too; its defaults say zeros, and we follow the code.)
-    With zero biases a bias's SNIP score |g * b| is 0, so when ``prune.include_bias`` is
-    on, as in their code, every bias ranks last and is pruned."""
+    ``initializer_b_bp`` to ``zeros`` (``snip/main.py`` as it is now).  With zero biases a
+    bias's SNIP score |g * b| is 0, so when ``prune.include_bias`` is on, as in their code,
+    every bias ranks last and is pruned.
+
+    The code disagrees with itself here: its first release (commit b00bef0, 2019-06-11)
+    defaulted ``initializer_b_bp`` to ``vs``, and commit f028496 (2019-06-26, "Make the
+    default initialization for bias terms to be zero") changed it; the paper (2018) says
+    nothing of biases.  We follow the code as it is now; ``variance_scaling_with_biases``
+    is the first release's draw, for the comparison."""
     _redraw(model, _tf_variance_scaling_)
+
+
+def variance_scaling_with_biases(model: nn.Module) -> None:
+    """The SNIP code's first release (``snip/main.py`` at b00bef0: ``initializer_w_bp`` and
+    ``initializer_b_bp`` both ``vs``): weights *and* biases from TF's
+    ``variance_scaling_initializer()``, a bias's fan_in being its length (TF's
+    ``_compute_fans`` of a 1-D shape).  Its biases score |g * b| > 0, so they compete with
+    the weights for the kept count instead of all being pruned.  Fresh weights after
+    pruning still start with zero biases (``initializer_b_ap = zeros`` in both releases;
+    ``init.after_pruning: redraw`` zeroes them), trained where the mask kept them."""
+    for module in model.modules():
+        if isinstance(module, _LAYERS):
+            _tf_variance_scaling_(module.weight)
+            if module.bias is not None:
+                _tf_variance_scaling_(module.bias)
 
 
 def apply(model: nn.Module, scheme: str) -> nn.Module:
