@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from prunelib.report import aggregate, figures, jobgraph, tables
+from prunelib.report import figures, jobgraph, tables
 
 METHODS = ("random", "snip", "grasp", "synflow")
 

@@ -35,7 +35,6 @@ import socket
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from prunelib.cli.worker_client import ENV_VAR, HEADER, recv_exact, try_forward  # noqa: F401 (the client half)
 
