@@ -46,7 +46,7 @@ def test_unknown_arch_names_allowed_values():
 
 
 # Expected fc1 weight law per scheme (fan_in 784, fan_out 300): (distribution, std).
-# pytorch_default is U(-1/sqrt(784), 1/sqrt(784)); the others also zero the biases.
+# pytorch_default is U(-1/sqrt(784), 1/sqrt(784)); the others zero the biases but those of _DRAW_BIASES.
 _SCHEME_LAW = {
     "pytorch_default": ("uniform", (1 / 784) ** 0.5 / 3 ** 0.5),
     "xavier_normal": ("normal", (2.0 / (784 + 300)) ** 0.5),

@@ -74,12 +74,15 @@ def variance_scaling_with_biases(model: nn.Module) -> None:
     ``_compute_fans`` of a 1-D shape).  Its biases score |g * b| > 0, so they compete with
     the weights for the kept count instead of all being pruned.  Fresh weights after
     pruning still start with zero biases (``initializer_b_ap = zeros`` in both releases;
-    ``init.after_pruning: redraw`` zeroes them), trained where the mask kept them."""
+    ``init.after_pruning: redraw`` zeroes them), trained where the mask kept them.
+
+    The weights are drawn first, exactly as ``variance_scaling`` draws them, and the
+    biases after, so that for one seed the two schemes differ in the biases only (a
+    comparison of the two is paired by seed)."""
+    variance_scaling(model)
     for module in model.modules():
-        if isinstance(module, _LAYERS):
-            _tf_variance_scaling_(module.weight)
-            if module.bias is not None:
-                _tf_variance_scaling_(module.bias)
+        if isinstance(module, _LAYERS) and module.bias is not None:
+            _tf_variance_scaling_(module.bias)
 
 
 def apply(model: nn.Module, scheme: str) -> nn.Module:

@@ -93,13 +93,13 @@ _SNIP = dict(paper="SNIP (Lee et al., ICLR 2019)", paper_key="snip",
              corresponds="SNIP's Table 1, trained as its Sec. 5 experiment setup says (the preset's comments "
                          "give each value's source). Table 3 (another sparsity, optimiser and weight decay; one "
                          "row per initialisation) is another protocol: its rows are shown, not run. Left open by "
-                         "paper and code, so chosen here and candidates for any gap: the total training length "
-                         "for MNIST (75,000 steps, three lr stages; the code's default is 10,000 at a constant lr), "
-                         "the scoring batch drawn from the whole training split (theirs: the 90% trained on), "
-                         "the number of runs behind Table 1, and the biases before pruning: zero as the code is "
-                         "now (every bias pruned), drawn like the weights in its first release (then some biases "
-                         "survive, the output layer's nearly all; init scheme "
-                         "`variance_scaling_with_biases`, prunelib/nets/init_schemes.py)")
+                         "paper and code, so candidates for any gap: the total training length for MNIST (ours "
+                         "75,000 steps, three lr stages; the code's default is 10,000 at a constant lr), the "
+                         "biases before pruning (zero as the code is now, so every bias is pruned; drawn like the "
+                         "weights in its first release, so some survive: init scheme "
+                         "`variance_scaling_with_biases`, prunelib/nets/init_schemes.py), and the number of runs "
+                         "behind Table 1. Differs from their code: our scoring batch is drawn from the whole "
+                         "training split (theirs: the 90% trained on)")
 _SIGPROP = dict(paper="Signal propagation (Lee et al., ICLR 2020)", paper_key="sigprop",
                 corresponds="the paper's MLP-7 experiments with the preset's quick settings (its comments give "
                             "the authors' values beside them), in three init arms of one grid (init.arms): "
