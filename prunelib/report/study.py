@@ -468,8 +468,9 @@ def section(root, fig_dir: str | Path, values_path=None) -> str:
              f"are not testable here (hours per cell on our CPUs).", "",
              f"**Found** (in `results/` and the ledger): {counts['eval_found']} of {counts['eval_expected']} "
              "trained cells "
-             f"(r = {', '.join(format_ratio(r) for r in trained) or 'none'} so far), "
-             f"{counts['mask_found']} of {counts['mask_expected']} mask tables; "
+             + ("(every ratio), " if counts['eval_found'] == counts['eval_expected'] else
+                f"(r = {', '.join(format_ratio(r) for r in trained) or 'none'} so far), ")
+             + f"{counts['mask_found']} of {counts['mask_expected']} mask tables; "
              f"{counts['stale']} stale (other settings), {counts['failed']} failed.  "
              "Every number below gives its n; findings (i) and (iii) rest on the trained ratios only, "
              "(ii) and (iv) on the mask tables (no training needed).", ""]
