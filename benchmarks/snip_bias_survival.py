@@ -30,7 +30,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     data = load_prepared(args.data)
-    scoring = {"batch_size": 100, "num_batches": 1, "class_balanced": False}
+    from prunelib.report import reproductions
+
+    score = reproductions.settings_of(reproductions.get("snip_lenet300")).score  # the snip preset's scoring
+    scoring = {"batch_size": score.batch_size, "num_batches": score.num_batches,
+               "class_balanced": score.class_balanced}
     for arch in ("lenet300", "lenet5_caffe"):
         for seed in args.seeds:
             torch.manual_seed(seed)
