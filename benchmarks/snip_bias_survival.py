@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from prunelib import stages
+from prunelib import config, stages
 from prunelib.catalogue import registry
 from prunelib.data.datasets import load_prepared
 from prunelib.methods import masking
@@ -30,19 +30,17 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     data = load_prepared(args.data)
-    from prunelib.report import reproductions
-
-    score = reproductions.settings_of(reproductions.get("snip_lenet300")).score  # the snip preset's scoring
-    scoring = {"batch_size": score.batch_size, "num_batches": score.num_batches,
-               "class_balanced": score.class_balanced}
-    for arch in ("lenet300", "lenet5_caffe"):
+    preset = config.resolve({"preset": "snip"})  # its networks, ratios and scoring: not retyped here
+    scoring = {k: preset["score"][k] for k in ("batch_size", "num_batches", "class_balanced")}
+    ratios = [r for r in preset["grid"]["ratios"] if r != 1]
+    for arch in preset["grid"]["archs"]:
         for seed in args.seeds:
             torch.manual_seed(seed)
             net = init_schemes.apply(models.build(arch, 10, 1, 28), "variance_scaling_with_biases")
             prunable = models.prunable_names(net, include_bias=True)
             scores, _ = stages.compute_scores(net, prunable, registry.method("snip").make_scorer({}), data, "mnist",
                                               seed, scoring, torch.device("cpu"))
-            for r in (20, 50, 100):
+            for r in ratios:
                 masks, _ = masking.select_masks(scores, r, "global", seed, method="snip")
                 kept = ", ".join(f"{k} {int(m.sum())}/{m.numel()}" for k, m in masks.items() if k.endswith("bias"))
                 print(f"{arch} seed {seed} r = {r}: {kept}", flush=True)
