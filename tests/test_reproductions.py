@@ -100,7 +100,8 @@ def test_the_paper_column_is_the_paper_values_file(tmp_path):
     there; and a changed file changes the table (nothing else holds a paper's number)."""
     book = reproductions.paper_values()
     table = reproductions.rows(tmp_path)  # no results: every row "not run", the paper column still there
-    shown = [(r["_rep"], r["method"], r["r (sparsity)"].split()[0], r["paper"]) for r in table]
+    shown = [(r["_rep"], r["method"].partition("@")[0], r["r (sparsity)"].split()[0], r["paper"])
+             for r in table]  # (an init arm's row is compared with its method's values)
     for v in book["values"]:
         reps = [rep for rep in reproductions.RUNS if v in reproductions.papers_for(rep, book["values"])]
         assert reps, v  # every typed value is shown by some reproduction
@@ -204,3 +205,64 @@ def test_the_variant_checks_pair_by_seed_and_class_by_two_standard_errors(monkey
     assert "| tie |" in rows["shuffle_layer"]  # +0.00 on average, spread both ways
     assert "n = 1 < 3: no class" in rows["shuffle_weights"]
     assert "| not run |" in rows["invert"]
+
+
+def test_a_row_whose_seeds_all_failed_says_so_once_and_gives_no_verdict(tmp_path, mnist_pt):
+    """A protocol that diverges (as SNIP's lr 0.1 does for the dense LeNet-5-Caffe) is a
+    result to show: its seeds failed, with the reason once, never "not run"."""
+    rep = reproductions.Reproduction("diverges", "snip", "lenet300", "snip", (20,), (), dense_seeds=(0, 1),
+                                     paper="SNIP", paper_key="snip",
+                                     overrides=(("train", {"steps": 6, "train_subset": 300, "lr": 1e6}),) + SHORT[1:])
+    s = reproductions.settings_of(rep)
+    rows = [_run_cell(tmp_path, rep, s, "dense", 1, seed, mnist_pt) for seed in (0, 1)]
+    assert [r["status"] for r in rows] == ["failed", "failed"] and rows[0]["reason"] == rows[1]["reason"]
+    (dense,) = [r for r in reproductions.rows(tmp_path, [rep]) if r["method"] == "dense"]
+    assert dense["verdict"] == "no verdict: seeds 0, 1 failed"
+    assert dense["seeds (time per seed)"].startswith(f"none; seeds 0, 1 failed: {rows[0]['reason']}")
+    assert dense["ours: final error %"] == "—"
+
+
+def test_an_init_arm_is_compared_with_its_paired_reproduction_seed_by_seed(tmp_path, mnist_pt, monkeypatch):
+    """The arm (SNIP's first-release biases) and the reproduction it is paired with: the
+    page's difference is the mean over shared seeds of their errors' difference, and the
+    arm's rows are compared with the method's Table 1 values."""
+    arm = {"init": {"arms": {"b": {"scheme": "variance_scaling_with_biases"}}}}
+    base = reproductions.Reproduction("base", "snip", "lenet300", "snip", (20,), (0, 1), paper="SNIP",
+                                      paper_key="snip", overrides=SHORT, tables=("Table 1",))
+    with_arm = reproductions.Reproduction("armed", "snip", "lenet300", "snip@b", (20,), (0, 1), paper="SNIP",
+                                          paper_key="snip", overrides=SHORT + tuple(arm.items()),
+                                          tables=("Table 1",), paired_with="base")
+    monkeypatch.setattr(reproductions, "RUNS", (base, with_arm))
+    got = {}
+    for rep in (base, with_arm):
+        s = reproductions.settings_of(rep)
+        got[rep.name] = [_run_cell(tmp_path, rep, s, rep.method, 20, seed, mnist_pt) for seed in (0, 1)]
+    assert got["armed"][0]["init_scheme"] == "variance_scaling_with_biases"
+    d = [100 * (b["top1"] - a["top1"]) for a, b in zip(got["armed"], got["base"])]
+    lines = reproductions.paired_checks(tmp_path, (base, with_arm))
+    final = next(line for line in lines if line.startswith("| 20 | final |"))
+    assert final.startswith(f"| 20 | final | 2 | {sum(d) / 2:+.2f} ± ") and final.endswith("| n = 2 < 3: no class |")
+    rows = reproductions.rows(tmp_path, [with_arm])
+    assert {(r["method"], r["r (sparsity)"], r["paper"]) for r in rows} == {
+        ("snip@b", "20 (95%)", "1.6"), ("snip@b", "50 (98%)", "2.4")}
+
+
+def test_the_dense_lenet5_caffe_note_says_what_its_benchmark_output_says():
+    """The page's reason for the failed LeNet-5-Caffe dense control is typed in
+    reproductions.py; it must agree with the output of the script it cites, line by line
+    (lr, momentum, seed: diverged or finite)."""
+    note = reproductions.get("snip_lenet5_caffe").note
+    assert reproductions.DENSE_LR_OUTPUT in note
+    text = (REPO / reproductions.DENSE_LR_OUTPUT).read_text()
+    outcome = {}
+    for line in text.splitlines():
+        if line.startswith("lenet5_caffe lr "):
+            head, result = line.split(": ", 1)
+            _, _, lr, _, momentum, _, seed = head.split()
+            outcome.setdefault((float(lr), float(momentum)), set()).add(result.split(":")[0])
+    assert all(len(seeds) == 1 for seeds in outcome.values())  # every seed alike, as the note says
+    said = {(0.1, 0.9): "diverged", (0.1, 0.0): "diverged", (0.05, 0.9): "diverged",
+            (0.02, 0.9): "finite", (0.01, 0.9): "finite"}
+    assert {k: v.pop() for k, v in outcome.items()} == said
+    assert text.count("lenet5_caffe lr ") == 3 * len(said)  # the 3 seeds the note names
+    assert "diverges at lr 0.1 with momentum 0.9" in note and "it trains at 0.02 and 0.01" in note

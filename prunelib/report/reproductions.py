@@ -44,7 +44,8 @@ class Reproduction:
     dataset: str = "mnist"
     #: What the paper is, for the protocol line.
     paper: str = ""
-    #: Settings over the preset's (none for the runs in the table; tests shorten runs).
+    #: Settings over the preset's: an init arm the preset does not declare (the SNIP
+    #: code's first-release biases); tests shorten runs with them.
     overrides: tuple = ()
     #: Key of the paper in paper_values.yaml's ``sources``.
     paper_key: str = ""
@@ -54,6 +55,16 @@ class Reproduction:
     corresponds: str = ""
     #: The cost of one seed where no benchmark of it is on disk yet (an estimate, said so).
     cost_estimate: str = ""
+    #: The paper values (their ``where`` in paper_values.yaml) compared with this run's
+    #: cells, an init arm's with its method's; empty: every value of its paper, network,
+    #: dataset and exact method, and the dense control's.
+    tables: tuple = ()
+    #: What a reader must know beyond the protocol (e.g. why a row failed), with the
+    #: command that shows it; on the page after its protocol entry.
+    note: str = ""
+    #: The reproduction whose cells this one's are paired with by seed (an init arm of the
+    #: same protocol): the page gives their paired difference (``paired_checks``).
+    paired_with: str = ""
 
     def grid(self) -> dict:
         """The preset's grid narrowed to these cells (r = 1 is the dense control)."""
@@ -106,18 +117,56 @@ _SIGPROP = dict(paper="Signal propagation (Lee et al., ICLR 2020)", paper_key="s
                             "`snip` is orthogonal init + approximate isometry, `snip@orth` orthogonal init alone, "
                             "`snip@vs` variance scaling; one dense control (orthogonal) serves all three")
 
+#: The init arm of the SNIP code's first release: biases drawn like the weights.
+_BIAS_ARM = "vs_biases"
+
 #: What one seed of the LeNet-5-Caffe rows costs: the study's lenet5 cells (the same layers) train
 #: at about 2,500 img/s on one core of this project's machine (their logs).
 _LENET5_CAFFE_SEED = ("about 50 min of one CPU core (75,000 steps × 100 images at the ≈ 2,500 img/s at which "
                       "the same layers, the study's lenet5 cells, train on one core here)")
 
+#: Why the LeNet-5-Caffe dense control fails (benchmarks/snip_dense_lr.py shows it; a test
+#: holds this text to that script's output, DENSE_LR_OUTPUT).
+DENSE_LR_OUTPUT = "docs/reproductions/snip_dense_lr.txt"
+_LENET5_CAFFE_DENSE = (
+    "its dense control (r = 1) does not train under this protocol: the loss is NaN within the first epoch in "
+    "every seed, while the pruned networks train at the same lr 0.1. `python benchmarks/snip_dense_lr.py "
+    "--archs lenet5_caffe --out docs/reproductions/snip_dense_lr.txt` trains the dense network for one epoch "
+    "at other settings (3 seeds; its output is that file): it diverges at lr 0.1 with momentum "
+    "0.9 (the paper's optimiser) and without momentum (the code's default optimiser), and at 0.05; it trains at "
+    "0.02 and 0.01. The network has no nonlinearity between its input and fc1 (the code's LeNet-5-Caffe). "
+    "The paper's reference error (Table 1: 0.9; Figure 1's κ = 0, \"trained without pruning\") does not say "
+    "at which lr its dense network was trained")
+
 #: The runs behind docs/reproductions.md: 3 seeds or more for every row; a row whose
 #: seeds have not all run says so, with the time one seed takes.
 RUNS = (
     Reproduction("snip_lenet300", "snip", "lenet300", "snip", (20, 50), (0, 1, 2), dense_seeds=(0, 1, 2),
-                 **_SNIP),
+                 tables=("Table 1", "Table 3, VS-H"), **_SNIP),
+    # The SNIP code's first release drew the biases like the weights (init scheme
+    # variance_scaling_with_biases), so some survive pruning: a candidate cause of the rows'
+    # gap, run as an init arm of the same preset (paired by seed with the rows above).
+    Reproduction("snip_lenet300_bias_init", "snip", "lenet300", f"snip@{_BIAS_ARM}", (20, 50), (0, 1, 2),
+                 overrides=(("init", {"arms": {_BIAS_ARM: {"scheme": "variance_scaling_with_biases"}}}),),
+                 tables=("Table 1",), paired_with="snip_lenet300",
+                 note="its cells are paired seed by seed with snip_lenet300's (the section *Init arms, paired "
+                      "by seed* gives the difference)", **_SNIP),
+    # SNIP's Table 3 (Sec. 5.5) on LeNet-300-100 at VS-X: its own protocol, at r = 10.
+    # An init arm, so that its scores and masks have folders of their own beside Table 1's.
+    Reproduction("snip_lenet300_table3", "snip", "lenet300", "snip@vs_x", (10,), tuple(range(10)),
+                 overrides=(("init", {"arms": {"vs_x": {"scheme": "xavier_normal"}}}),
+                            ("train", {"optimizer": "adam", "lr": 0.001, "momentum": 0.0, "weight_decay": 0.0,
+                                       "lr_schedule": "constant", "milestones": []})),
+                 tables=("Table 3, VS-X",), paper=_SNIP["paper"], paper_key="snip",
+                 corresponds="SNIP's Table 3, row VS-X (Sec. 5.5: κ = 90 %, Adam lr 0.001 without weight decay, "
+                             "VS-X init for scoring and for training, 20 runs varying the init seed); the rest is "
+                             "Table 1's protocol (the snip preset). Left open by the paper, so candidates for any "
+                             "gap: the training length and lr schedule (ours 75,000 steps at a constant lr), "
+                             "VS-X's distribution (ours Glorot normal, untruncated, PyTorch's xavier_normal_; the "
+                             "released code has no VS-X, only TF's fan-in variance_scaling_initializer()), and "
+                             "the biases (zero, so all pruned, as in the code now)"),
     Reproduction("snip_lenet5_caffe", "snip", "lenet5_caffe", "snip", (50, 100), (0, 1, 2),
-                 dense_seeds=(0, 1, 2), cost_estimate=_LENET5_CAFFE_SEED,
+                 dense_seeds=(0, 1, 2), cost_estimate=_LENET5_CAFFE_SEED, note=_LENET5_CAFFE_DENSE,
                  **_SNIP),
     Reproduction("lth_mnist", "lth_mnist", "mlp400x3", "lth", (25,), (0, 1, 2, 3, 4), dense_seeds=(0, 1, 2, 3, 4),
                  paper="Lottery ticket (Frankle & Carbin, ICLR 2019)", paper_key="lth",
@@ -247,8 +296,15 @@ def paper_text_of(pv: dict) -> str:
 
 def papers_for(rep: Reproduction, values: list[dict]) -> list[dict]:
     """The paper values compared with ``rep``'s cells (same paper, network, dataset)."""
+    from prunelib.catalogue.registry import base_method
+
+    if rep.tables:  # named tables: an init arm is compared with its method's values
+        methods = (base_method(rep.method), *(("dense",) if rep.dense_seeds else ()))
+    else:
+        methods = (rep.method, "dense")
     return [v for v in values if v["paper"] == rep.paper_key and v["network"] == rep.arch
-            and v["dataset"] == rep.dataset and v["method"] in (rep.method, "dense")]
+            and v["dataset"] == rep.dataset and v["method"] in methods
+            and (not rep.tables or v["where"] in rep.tables)]
 
 
 # --------------------------------------------------------------------------- verdict
@@ -359,6 +415,10 @@ def seconds_per_seed(root, rep: Reproduction, method: str, ratio, seeds, variant
     return sum(total) / len(total) if total else None
 
 
+def _seeds_word(seeds) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
 
@@ -394,6 +454,7 @@ COLUMNS = ("network", "method", "r (sparsity)", "paper: where · metric · runs"
 def rows(root=".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[dict]:
     """One row per (reproduction, ratio, variant, paper value), from the eval rows under
     ``root`` (a folder, or a ``ledger.Cells``: the folder, then the ledger)."""
+    from prunelib.catalogue.registry import base_method
     from prunelib.report.ledger import cells_of
 
     root = cells_of(root)
@@ -414,14 +475,20 @@ def rows(root=".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[di
                 ours = [x["top1"] for x in found]
                 ours_pm = [x.get("best_test_top1") for x in found] if has_ckpt else []
                 compare = _pct_errors(ours_pm) if has_ckpt else _pct_errors(ours)
-                matching = [v for v in papers if float(v["ratio"]) == float(ratio) and v["method"] == method
+                matching = [v for v in papers if float(v["ratio"]) == float(ratio)
+                            and v["method"] in (method, base_method(method))  # (papers_for chose an arm's)
                             and variant == "none"] or [None]
                 seeds = sorted(x["seed"] for x in found)
-                secs = seconds_per_seed(root, rep, method, ratio, seeds, variant) if found else None
+                timed = seeds or sorted(x["seed"] for x in failed)  # a failed seed's time is its own
+                secs = seconds_per_seed(root, rep, method, ratio, timed, variant) if timed else None
                 seed_text = (f"{', '.join(map(str, seeds))} (n = {len(seeds)})" if seeds else "none")
-                notes = ([f"seed {k} not run" for k in missing]
-                         + [f"seed {k} stale (other settings than the preset's)" for k in stale]
-                         + [f"seed {x['seed']} failed: {x['reason']}" for x in failed])
+                reasons: dict[str, list[int]] = {}  # one note per reason (a protocol fails alike)
+                for x in failed:
+                    reasons.setdefault(x["reason"], []).append(x["seed"])
+                notes = ([f"{_seeds_word(missing)} not run"] if missing else [])
+                notes += ([f"{_seeds_word(stale)} stale (other settings than the preset's)"] if stale else [])
+                notes += (
+                          [f"{_seeds_word(ks)} failed: {why}" for why, ks in reasons.items()])
                 if notes:
                     seed_text += "; " + ", ".join(notes)
                 if run_here and (notes or secs is not None):
@@ -442,6 +509,8 @@ def rows(root=".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[di
                         v_text = f"not run: {pv['protocol']}; ours follows {ours_follows}"
                     elif not run_here:
                         v_text = "not run (not among this reproduction's ratios)"
+                    elif failed and not found:
+                        v_text = f"no verdict: {_seeds_word(sorted(x['seed'] for x in failed))} failed"
                     else:
                         v_text = verdict(value, compare, std, runs_)
                     delta = "—"
@@ -512,6 +581,44 @@ def variant_checks(root, runs=RUNS) -> list[str]:
             "exceeds 2 standard errors with n ≥ 3, *lower error* likewise, else *tie*.", "", *lines]
 
 
+def paired_checks(root, runs=RUNS) -> list[str]:
+    """The section on init arms: per ratio, the paired difference of error of a
+    reproduction to the one it is ``paired_with`` (same protocol but the init, same
+    seeds), final and under the paper's metric, mean ± standard error, classed as
+    ``variant_checks`` classes."""
+    from prunelib.report.ledger import cells_of
+    from prunelib.report.study import _mean_se, beyond_2se
+
+    root = cells_of(root)
+    lines = []
+    for rep in runs:
+        if not rep.paired_with:
+            continue
+        other = get(rep.paired_with)
+        s, so = settings_of(rep), settings_of(other)
+        table = []
+        for ratio in rep.ratios:
+            mine = {x["seed"]: x for x in _cells_of(root, rep, s, ratio, "none")[0]}
+            theirs = {x["seed"]: x for x in _cells_of(root, other, so, ratio, "none")[0]}
+            for label, key in (("final", "top1"), ("paper's metric", "best_test_top1")):
+                d = [100 * (theirs[k][key] - mine[k][key]) for k in sorted(set(mine) & set(theirs))
+                     if mine[k].get(key) is not None and theirs[k].get(key) is not None]
+                m, se, n = _mean_se(d)
+                cls = ("not run" if n == 0 else f"n = {n} < 3: no class" if n < 3
+                       else {1: "higher error", -1: "lower error", 0: "tie"}[beyond_2se(m, se)])
+                table.append({"r": format_ratio(ratio), "error": label, "n": n,
+                              "d": "—" if n == 0 else f"{m:+.2f}" if n == 1 else f"{m:+.2f} ± {se:.2f}",
+                              "class": cls})
+        lines += [f"**{rep.name}** ({rep.method}) − **{other.name}** ({other.method}), error in points, "
+                  "paired by seed:", "", *_table(("r", "error", "n", "d", "class"), table), ""]
+    if not lines:
+        return []
+    return ["## Init arms, paired by seed", "",
+            "An arm keeps a reproduction's protocol and seeds and changes its initialisation only.  *higher "
+            "error* when the mean difference exceeds 2 standard errors with n ≥ 3, *lower error* likewise, "
+            "else *tie*.", "", *lines]
+
+
 HEADER = """# Reproductions
 
 Generated by `prunelib reproductions write` (add `--root DIR` to read `DIR/results/`) from
@@ -563,7 +670,8 @@ def render(table: list[dict], runs=RUNS, study_text: str = "", provenance: str =
     for (paper, preset, proto, corresponds), reps in protocol_groups(runs).items():
         lines.append(f"* {', '.join(f'**{rep.name}**' for rep in reps)} — {paper}, preset `{preset}`: {proto}."
                      + (f" Corresponds to {corresponds}." if corresponds else "")
-                     + " Run: " + ", ".join(f"`{rep.command()}`" for rep in reps) + ".")
+                     + " Run: " + ", ".join(f"`{rep.command()}`" for rep in reps) + "."
+                     + "".join(f" Of **{rep.name}**: {rep.note}" for rep in reps if rep.note))
     lines += ["", *checks] if checks else []
     text = "\n".join(lines) + "\n"
     return text + ("\n" + study_text if study_text else "")
@@ -585,6 +693,7 @@ def write(root: str | Path = ".", out: str | Path = DOC, runs=RUNS, study: bool 
         from prunelib.report import study as study_mod
 
         study_text = study_mod.section(cells, Path(out).parent)
-    text = render(table, runs, study_text, cells.provenance(), variant_checks(cells, runs))
+    text = render(table, runs, study_text, cells.provenance(),
+                  variant_checks(cells, runs) + paired_checks(cells, runs))
     write_text(text, Path(out))
     return text
