@@ -103,7 +103,8 @@ class Reproduction:
 _SNIP = dict(paper="SNIP (Lee et al., ICLR 2019)", paper_key="snip",
              corresponds="SNIP's Table 1, trained as its Sec. 5 experiment setup says (the preset's comments "
                          "give each value's source). Table 3 (another sparsity, optimiser and weight decay; one "
-                         "row per initialisation) is another protocol: its rows are shown, not run. Left open by "
+                         "row per initialisation) is another protocol: its VS-X row for LeNet-300-100 runs as "
+                         "snip_lenet300_table3, the others are shown, not run. Left open by "
                          "paper and code, so candidates for any gap: the total training length for MNIST (ours "
                          "75,000 steps, three lr stages; the code's default is 10,000 at a constant lr), the "
                          "biases before pruning (zero as the code is now, so every bias is pruned; drawn like the "
@@ -129,7 +130,7 @@ _LENET5_CAFFE_SEED = ("about 50 min of one CPU core (75,000 steps × 100 images 
 #: holds this text to that script's output, DENSE_LR_OUTPUT).
 DENSE_LR_OUTPUT = "docs/reproductions/snip_dense_lr.txt"
 _LENET5_CAFFE_DENSE = (
-    "its dense control (r = 1) does not train under this protocol: the loss is NaN within the first epoch in "
+    "Its dense control (r = 1) does not train under this protocol: the loss is NaN within the first epoch in "
     "every seed, while the pruned networks train at the same lr 0.1. `python benchmarks/snip_dense_lr.py "
     "--archs lenet5_caffe --out docs/reproductions/snip_dense_lr.txt` trains the dense network for one epoch "
     "at other settings (3 seeds; its output is that file): it diverges at lr 0.1 with momentum "
@@ -148,9 +149,12 @@ RUNS = (
     # gap, run as an init arm of the same preset (paired by seed with the rows above).
     Reproduction("snip_lenet300_bias_init", "snip", "lenet300", f"snip@{_BIAS_ARM}", (20, 50), (0, 1, 2),
                  overrides=(("init", {"arms": {_BIAS_ARM: {"scheme": "variance_scaling_with_biases"}}}),),
-                 tables=("Table 1",), paired_with="snip_lenet300",
-                 note="its cells are paired seed by seed with snip_lenet300's (the section *Init arms, paired "
-                      "by seed* gives the difference)", **_SNIP),
+                 tables=("Table 1",), paired_with="snip_lenet300", paper=_SNIP["paper"], paper_key="snip",
+                 corresponds="SNIP's Table 1 as snip_lenet300, but for the biases before pruning: drawn like the "
+                             "weights, as the code's first release drew them, so that some survive pruning (one "
+                             "of the open choices snip_lenet300 names)",
+                 note="Its cells are paired seed by seed with snip_lenet300's (the section *Init arms, paired "
+                      "by seed* gives the difference)"),
     # SNIP's Table 3 (Sec. 5.5) on LeNet-300-100 at VS-X: its own protocol, at r = 10.
     # An init arm, so that its scores and masks have folders of their own beside Table 1's.
     Reproduction("snip_lenet300_table3", "snip", "lenet300", "snip@vs_x", (10,), tuple(range(10)),
@@ -671,7 +675,7 @@ def render(table: list[dict], runs=RUNS, study_text: str = "", provenance: str =
         lines.append(f"* {', '.join(f'**{rep.name}**' for rep in reps)} — {paper}, preset `{preset}`: {proto}."
                      + (f" Corresponds to {corresponds}." if corresponds else "")
                      + " Run: " + ", ".join(f"`{rep.command()}`" for rep in reps) + "."
-                     + "".join(f" Of **{rep.name}**: {rep.note}" for rep in reps if rep.note))
+                     + "".join(f" **{rep.name}**: {rep.note}." for rep in reps if rep.note))
     lines += ["", *checks] if checks else []
     text = "\n".join(lines) + "\n"
     return text + ("\n" + study_text if study_text else "")
