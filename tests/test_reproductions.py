@@ -239,9 +239,18 @@ def test_an_init_arm_is_compared_with_its_paired_reproduction_seed_by_seed(tmp_p
         got[rep.name] = [_run_cell(tmp_path, rep, s, rep.method, 20, seed, mnist_pt) for seed in (0, 1)]
     assert got["armed"][0]["init_scheme"] == "variance_scaling_with_biases"
     d = [100 * (b["top1"] - a["top1"]) for a, b in zip(got["armed"], got["base"])]
+    assert abs(sum(d)) >= 0.01  # (else a flipped sign would pass unseen)
+    se = (sum((x - sum(d) / 2) ** 2 for x in d) / 1) ** 0.5 / 2 ** 0.5
     lines = reproductions.paired_checks(tmp_path, (base, with_arm))
-    final = next(line for line in lines if line.startswith("| 20 | final |"))
-    assert final.startswith(f"| 20 | final | 2 | {sum(d) / 2:+.2f} ± ") and final.endswith("| n = 2 < 3: no class |")
+    assert "| 20 | final | 2 | " + f"{sum(d) / 2:+.2f} ± {se:.2f} | n = 2 < 3: no class |" in lines
+    best = [100 * (b["best_test_top1"] - a["best_test_top1"]) for a, b in zip(got["armed"], got["base"])]
+    assert any(line.startswith(f"| 20 | paper's metric | 2 | {sum(best) / 2:+.2f} ± ") for line in lines)
+    # an arm differs in its init only: pairing it with another protocol is refused
+    other = reproductions.Reproduction("other", "snip", "lenet300", "snip@b", (20,), (0, 1), paper="SNIP",
+                                       paper_key="snip", overrides=SHORT + tuple(arm.items())
+                                       + (("train", {"steps": 7, "train_subset": 300}),), paired_with="base")
+    with pytest.raises(ValueError, match="must differ from it in init only"):
+        reproductions.paired_checks(tmp_path, (base, other))
     rows = reproductions.rows(tmp_path, [with_arm])
     assert {(r["method"], r["r (sparsity)"], r["paper"]) for r in rows} == {
         ("snip@b", "20 (95%)", "1.6"), ("snip@b", "50 (98%)", "2.4")}
@@ -265,4 +274,22 @@ def test_the_dense_lenet5_caffe_note_says_what_its_benchmark_output_says():
             (0.02, 0.9): "finite", (0.01, 0.9): "finite"}
     assert {k: v.pop() for k, v in outcome.items()} == said
     assert text.count("lenet5_caffe lr ") == 3 * len(said)  # the 3 seeds the note names
-    assert "diverges at lr 0.1 with momentum 0.9" in note and "it trains at 0.02 and 0.01" in note
+    for said_in_note in ("diverges at lr 0.1 with momentum 0.9", "and without momentum", "and at 0.05;",
+                         "it trains at 0.02 and 0.01", "3 seeds"):
+        assert said_in_note in note
+
+
+def test_each_reproduction_is_compared_with_the_paper_values_of_its_own_protocol():
+    """Table 1's LeNet-300-100 run is not compared with Table 3's VS-X row (its own run
+    is), an init arm of SNIP with SNIP's Table 1, and the signal-propagation arms (not the
+    paper's protocol) with no value at all."""
+    values = reproductions.paper_values()["values"]
+
+    def where(name):
+        return {(v["where"], v["method"], v["ratio"]) for v in reproductions.papers_for(reproductions.get(name), values)}
+
+    assert ("Table 3, VS-X", "snip", 10) not in where("snip_lenet300")
+    assert where("snip_lenet300_table3") == {("Table 3, VS-X", "snip", 10)}
+    assert where("snip_lenet300_bias_init") == {("Table 1", "snip", 20), ("Table 1", "snip", 50)}
+    for arm in ("orth", "vs"):
+        assert where(f"sigprop_mnist_mlp7_linear_{arm}") == set()

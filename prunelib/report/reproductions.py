@@ -17,6 +17,7 @@ takes from its Snakemake benchmarks; nothing is filled in by hand.  The study se
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -131,12 +132,12 @@ _LENET5_CAFFE_SEED = ("about 50 min of one CPU core (75,000 steps × 100 images 
 DENSE_LR_OUTPUT = "docs/reproductions/snip_dense_lr.txt"
 _LENET5_CAFFE_DENSE = (
     "Its dense control (r = 1) does not train under this protocol: the loss is NaN within the first epoch in "
-    "every seed, while the pruned networks train at the same lr 0.1. `python benchmarks/snip_dense_lr.py "
+    "every seed, while the pruned networks of the rows above train at the same lr 0.1. `python benchmarks/snip_dense_lr.py "
     "--archs lenet5_caffe --out docs/reproductions/snip_dense_lr.txt` trains the dense network for one epoch "
     "at other settings (3 seeds; its output is that file): it diverges at lr 0.1 with momentum "
     "0.9 (the paper's optimiser) and without momentum (the code's default optimiser), and at 0.05; it trains at "
-    "0.02 and 0.01. The network has no nonlinearity between its input and fc1 (the code's LeNet-5-Caffe). "
-    "The paper's reference error (Table 1: 0.9; Figure 1's κ = 0, \"trained without pruning\") does not say "
+    "0.02 and 0.01 (a finite loss after that epoch). The code's LeNet-5-Caffe has no activation after its "
+    "convolutions (max-pools only); we have not tested whether that is why. The paper's reference error (Table 1: 0.9; Figure 1's κ = 0, \"trained without pruning\") does not say "
     "at which lr its dense network was trained")
 
 #: The runs behind docs/reproductions.md: 3 seeds or more for every row; a row whose
@@ -159,13 +160,14 @@ RUNS = (
     # An init arm, so that its scores and masks have folders of their own beside Table 1's.
     Reproduction("snip_lenet300_table3", "snip", "lenet300", "snip@vs_x", (10,), tuple(range(10)),
                  overrides=(("init", {"arms": {"vs_x": {"scheme": "xavier_normal"}}}),
-                            ("train", {"optimizer": "adam", "lr": 0.001, "momentum": 0.0, "weight_decay": 0.0,
-                                       "lr_schedule": "constant", "milestones": []})),
+                            ("train", {"optimizer": "adam", "lr": 0.001, "momentum": 0.0, "weight_decay": 0.0})),
                  tables=("Table 3, VS-X",), paper=_SNIP["paper"], paper_key="snip",
                  corresponds="SNIP's Table 3, row VS-X (Sec. 5.5: κ = 90 %, Adam lr 0.001 without weight decay, "
                              "VS-X init for scoring and for training, 20 runs varying the init seed); the rest is "
                              "Table 1's protocol (the snip preset). Left open by the paper, so candidates for any "
-                             "gap: the training length and lr schedule (ours 75,000 steps at a constant lr), "
+                             "gap: the training length and lr schedule (ours Table 1's: 75,000 steps, the lr ×0.1 after "
+                             "25k and 50k, Sec. 5's decay \"unless stated otherwise\"), whether training starts "
+                             "from a fresh VS-X draw (ours, as the code's weights_ap) or the scored weights, "
                              "VS-X's distribution (ours Glorot normal, untruncated, PyTorch's xavier_normal_; the "
                              "released code has no VS-X, only TF's fan-in variance_scaling_initializer()), and "
                              "the biases (zero, so all pruned, as in the code now)"),
@@ -494,9 +496,10 @@ def rows(root=".", runs=RUNS, values_path: str | Path = PAPER_VALUES) -> list[di
                 notes += (
                           [f"{_seeds_word(ks)} failed: {why}" for why, ks in reasons.items()])
                 if notes:
-                    seed_text += "; " + ", ".join(notes)
+                    seed_text += "; " + "; ".join(notes)
                 if run_here and (notes or secs is not None):
-                    seed_text += (f"; one seed ≈ {_duration(secs)} (benchmarks)" if secs is not None
+                    until = "" if seeds else ", until it failed"
+                    seed_text += (f"; one seed ≈ {_duration(secs)} (benchmarks{until})" if secs is not None
                                   else f"; one seed: {rep.cost_estimate}" if rep.cost_estimate else "")
                 for pv in matching:
                     if pv is None:
@@ -598,8 +601,11 @@ def paired_checks(root, runs=RUNS) -> list[str]:
     for rep in runs:
         if not rep.paired_with:
             continue
-        other = get(rep.paired_with)
+        other = next((r for r in runs if r.name == rep.paired_with), None) or get(rep.paired_with)
         s, so = settings_of(rep), settings_of(other)
+        if dataclasses.replace(s, init=so.init, grid=so.grid) != so:
+            raise ValueError(f"reproduction {rep.name}: paired_with {other.name!r} must differ from it in "
+                             f"init only; allowed: a reproduction of the same protocol")
         table = []
         for ratio in rep.ratios:
             mine = {x["seed"]: x for x in _cells_of(root, rep, s, ratio, "none")[0]}
