@@ -45,8 +45,8 @@ class Reproduction:
     dataset: str = "mnist"
     #: What the paper is, for the protocol line.
     paper: str = ""
-    #: Settings over the preset's: an init arm the preset does not declare (the SNIP
-    #: code's first-release biases); tests shorten runs with them.
+    #: Settings over the preset's: init arms it does not declare, another table's training
+    #: (SNIP's Table 3); tests shorten runs with them.
     overrides: tuple = ()
     #: Key of the paper in paper_values.yaml's ``sources``.
     paper_key: str = ""
@@ -132,13 +132,14 @@ _LENET5_CAFFE_SEED = ("about 50 min of one CPU core (75,000 steps × 100 images 
 DENSE_LR_OUTPUT = "docs/reproductions/snip_dense_lr.txt"
 _LENET5_CAFFE_DENSE = (
     "Its dense control (r = 1) does not train under this protocol: the loss is NaN within the first epoch in "
-    "every seed, while the pruned networks of the rows above train at the same lr 0.1. `python benchmarks/snip_dense_lr.py "
-    "--archs lenet5_caffe --out docs/reproductions/snip_dense_lr.txt` trains the dense network for one epoch "
-    "at other settings (3 seeds; its output is that file): it diverges at lr 0.1 with momentum "
+    "every seed, while the pruned networks of the rows above train at the same lr 0.1. `python "
+    f"benchmarks/snip_dense_lr.py --archs lenet5_caffe --out {DENSE_LR_OUTPUT}` trains the dense network for "
+    "one epoch at other settings (3 seeds; its output is that file): it diverges at lr 0.1 with momentum "
     "0.9 (the paper's optimiser) and without momentum (the code's default optimiser), and at 0.05; it trains at "
     "0.02 and 0.01 (a finite loss after that epoch). The code's LeNet-5-Caffe has no activation after its "
-    "convolutions (max-pools only); we have not tested whether that is why. The paper's reference error (Table 1: 0.9; Figure 1's κ = 0, \"trained without pruning\") does not say "
-    "at which lr its dense network was trained")
+    "convolutions (max-pools only); we have not tested whether that is why. The paper's reference error "
+    "(Table 1: 0.9; Figure 1's κ = 0, \"trained without pruning\") does not say at which lr its dense network "
+    "was trained")
 
 #: The runs behind docs/reproductions.md: 3 seeds or more for every row; a row whose
 #: seeds have not all run says so, with the time one seed takes.
