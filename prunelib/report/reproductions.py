@@ -101,7 +101,8 @@ class Reproduction:
 
 # What each reproduction corresponds to in its paper: words only; the papers' numbers
 # (and each value's protocol where it differs) are in paper_values.yaml.
-_SNIP = dict(paper="SNIP (Lee et al., ICLR 2019)", paper_key="snip",
+_SNIP_PAPER = dict(paper="SNIP (Lee et al., ICLR 2019)", paper_key="snip")
+_SNIP = dict(**_SNIP_PAPER,
              corresponds="SNIP's Table 1, trained as its Sec. 5 experiment setup says (the preset's comments "
                          "give each value's source). Table 3 (another sparsity, optimiser and weight decay; one "
                          "row per initialisation) is another protocol: its VS-X row for LeNet-300-100 runs as "
@@ -151,7 +152,7 @@ RUNS = (
     # gap, run as an init arm of the same preset (paired by seed with the rows above).
     Reproduction("snip_lenet300_bias_init", "snip", "lenet300", f"snip@{_BIAS_ARM}", (20, 50), (0, 1, 2),
                  overrides=(("init", {"arms": {_BIAS_ARM: {"scheme": "variance_scaling_with_biases"}}}),),
-                 tables=("Table 1",), paired_with="snip_lenet300", paper=_SNIP["paper"], paper_key="snip",
+                 tables=("Table 1",), paired_with="snip_lenet300", **_SNIP_PAPER,
                  corresponds="SNIP's Table 1 as snip_lenet300, but for the biases before pruning: drawn like the "
                              "weights, as the code's first release drew them, so that some survive pruning (one "
                              "of the open choices snip_lenet300 names)",
@@ -162,7 +163,7 @@ RUNS = (
     Reproduction("snip_lenet300_table3", "snip", "lenet300", "snip@vs_x", (10,), tuple(range(10)),
                  overrides=(("init", {"arms": {"vs_x": {"scheme": "xavier_normal"}}}),
                             ("train", {"optimizer": "adam", "lr": 0.001, "momentum": 0.0, "weight_decay": 0.0})),
-                 tables=("Table 3, VS-X",), paper=_SNIP["paper"], paper_key="snip",
+                 tables=("Table 3, VS-X",), **_SNIP_PAPER,
                  corresponds="SNIP's Table 3, row VS-X (Sec. 5.5: κ = 90 %, Adam lr 0.001 without weight decay, "
                              "VS-X init for scoring and for training, 20 runs varying the init seed); the rest is "
                              "Table 1's protocol (the snip preset). Left open by the paper, so candidates for any "
